@@ -1,0 +1,190 @@
+#include "common/slice_codec.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace ist {
+
+static_assert(sizeof(float) == 4, "float32 required");
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the wire format is little-endian float32; add byte swapping for this host"
+#endif
+
+std::vector<TensorView> TensorViews(MlpParams<float>* p) {
+  std::vector<TensorView> views;
+  for (size_t l = 0; l < p->weights.size(); ++l) {
+    views.push_back({absl::StrCat("weights/", l), p->weights[l].rows(),
+                     p->weights[l].cols(), p->weights[l].data()});
+  }
+  const std::pair<const char*, std::vector<Eigen::VectorXf>*> vectors[] = {
+      {"gamma/", &p->gamma},
+      {"beta/", &p->beta},
+      {"running_mean/", &p->running_mean},
+      {"running_var/", &p->running_var}};
+  for (const auto& [prefix, list] : vectors) {
+    for (size_t i = 0; i < list->size(); ++i) {
+      views.push_back({absl::StrCat(prefix, i), (*list)[i].size(), 1,
+                       (*list)[i].data()});
+    }
+  }
+  return views;
+}
+
+void DescribeSlice(const MlpParams<float>& params, const rpc::SliceTag& tag,
+                   rpc::SliceHeader* header) {
+  header->Clear();
+  *header->mutable_tag() = tag;
+  int64_t total = 0;
+  for (const TensorView& v : TensorViews(const_cast<MlpParams<float>*>(&params))) {
+    rpc::TensorMeta* meta = header->add_tensors();
+    meta->set_name(v.name);
+    meta->add_shape(v.rows);
+    if (v.name.rfind("weights/", 0) == 0) meta->add_shape(v.cols);
+    total += v.bytes();
+  }
+  header->set_total_bytes(total);
+}
+
+bool EncodeSlice(const MlpParams<float>& params, const rpc::SliceHeader& header,
+                 int64_t chunk_bytes,
+                 const std::function<bool(const rpc::SliceChunk&)>& emit) {
+  // TensorViews needs a mutable object only to hand out pointers; nothing
+  // is written through them here.
+  std::vector<TensorView> views =
+      TensorViews(const_cast<MlpParams<float>*>(&params));
+  chunk_bytes = std::max<int64_t>(chunk_bytes, 4);
+  rpc::SliceChunk chunk;
+  *chunk.mutable_header() = header;
+  int64_t offset = 0;
+  std::string* data = chunk.mutable_data();
+  data->reserve(chunk_bytes);
+  bool first = true;
+  auto flush = [&]() {
+    chunk.set_offset(offset - static_cast<int64_t>(data->size()));
+    if (!emit(chunk)) return false;
+    if (first) {
+      chunk.clear_header();
+      first = false;
+    }
+    data->clear();
+    return true;
+  };
+  for (const TensorView& v : views) {
+    const char* src = reinterpret_cast<const char*>(v.data);
+    int64_t left = v.bytes();
+    while (left > 0) {
+      const int64_t n =
+          std::min<int64_t>(left, chunk_bytes - static_cast<int64_t>(data->size()));
+      data->append(src, n);
+      src += n;
+      left -= n;
+      offset += n;
+      if (static_cast<int64_t>(data->size()) == chunk_bytes && !flush()) return false;
+    }
+  }
+  if (!data->empty() || first) return flush();
+  return true;
+}
+
+SliceDecoder::SliceDecoder(MlpParams<float>* out)
+    : out_(out), views_(TensorViews(out)) {
+  for (const TensorView& v : views_) total_ += v.bytes();
+}
+
+absl::Status SliceDecoder::Add(const rpc::SliceChunk& chunk) {
+  if (!has_header_) {
+    if (!chunk.has_header()) {
+      return absl::InvalidArgumentError("slice: first chunk has no header");
+    }
+    const rpc::SliceHeader& h = chunk.header();
+    if (h.tensors_size() != static_cast<int>(views_.size())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("slice: header lists ", h.tensors_size(),
+                       " tensors, expected ", views_.size()));
+    }
+    for (size_t i = 0; i < views_.size(); ++i) {
+      const rpc::TensorMeta& m = h.tensors(i);
+      const TensorView& v = views_[i];
+      int64_t elements = 1;
+      for (int64_t d : m.shape()) elements *= (d >= 0 && d < (int64_t{1} << 31)) ? d : -1;
+      const bool is_matrix = v.name.rfind("weights/", 0) == 0;
+      const bool shape_ok =
+          m.shape_size() == (is_matrix ? 2 : 1) && m.shape(0) == v.rows &&
+          (!is_matrix || m.shape(1) == v.cols) && elements == v.rows * v.cols;
+      if (m.name() != v.name || !shape_ok) {
+        std::string got;
+        for (int64_t d : m.shape()) absl::StrAppend(&got, got.empty() ? "" : "x", d);
+        return absl::InvalidArgumentError(absl::StrCat(
+            "slice: tensor ", i, " is '", m.name(), "' [", got, "], expected '",
+            v.name, "' [", v.rows, is_matrix ? absl::StrCat("x", v.cols) : "", "]"));
+      }
+    }
+    if (h.total_bytes() != total_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "slice: header declares ", h.total_bytes(), " bytes, expected ", total_));
+    }
+    header_ = h;
+    has_header_ = true;
+  } else if (chunk.has_header()) {
+    return absl::InvalidArgumentError("slice: header repeated in a later chunk");
+  }
+  if (chunk.offset() != received_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "slice: chunk at byte ", chunk.offset(), ", expected ", received_));
+  }
+  const int64_t n = static_cast<int64_t>(chunk.data().size());
+  if (n > total_ - received_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "slice: chunk of ", n, " bytes at ", received_, " overruns the ",
+        total_, " declared"));
+  }
+  const char* src = chunk.data().data();
+  int64_t left = n;
+  while (left > 0) {
+    TensorView& v = views_[tensor_];
+    const int64_t take = std::min(left, v.bytes() - tensor_offset_);
+    std::memcpy(reinterpret_cast<char*>(v.data) + tensor_offset_, src, take);
+    src += take;
+    left -= take;
+    tensor_offset_ += take;
+    if (tensor_offset_ == v.bytes()) {
+      ++tensor_;
+      tensor_offset_ = 0;
+    }
+  }
+  received_ += n;
+  return absl::OkStatus();
+}
+
+absl::Status SliceDecoder::Finish() const {
+  if (!has_header_) return absl::InvalidArgumentError("slice: no chunk received");
+  if (received_ != total_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "slice incomplete: ", received_, " of ", total_, " bytes"));
+  }
+  for (const TensorView& v : views_) {
+    const Eigen::Map<const Eigen::ArrayXf> values(v.data, v.rows * v.cols);
+    if (!values.isFinite().all()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("slice has NaN or Inf in ", v.name));
+    }
+  }
+  return absl::OkStatus();
+}
+
+uint64_t ParamsFingerprint(const MlpParams<float>& params) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (const TensorView& v : TensorViews(const_cast<MlpParams<float>*>(&params))) {
+    const unsigned char* p = reinterpret_cast<const unsigned char*>(v.data);
+    for (int64_t i = 0; i < v.bytes(); ++i) {
+      h ^= p[i];
+      h *= 0x100000001b3ULL;
+    }
+  }
+  return h;
+}
+
+}  // namespace ist
