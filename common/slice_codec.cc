@@ -95,11 +95,17 @@ SliceDecoder::SliceDecoder(MlpParams<float>* out)
 }
 
 absl::Status SliceDecoder::Add(const rpc::SliceChunk& chunk) {
+  return Add(chunk.has_header() ? &chunk.header() : nullptr, chunk.offset(),
+             chunk.data());
+}
+
+absl::Status SliceDecoder::Add(const rpc::SliceHeader* header, int64_t offset,
+                               absl::string_view data) {
   if (!has_header_) {
-    if (!chunk.has_header()) {
+    if (header == nullptr) {
       return absl::InvalidArgumentError("slice: first chunk has no header");
     }
-    const rpc::SliceHeader& h = chunk.header();
+    const rpc::SliceHeader& h = *header;
     if (h.tensors_size() != static_cast<int>(views_.size())) {
       return absl::InvalidArgumentError(
           absl::StrCat("slice: header lists ", h.tensors_size(),
@@ -128,20 +134,20 @@ absl::Status SliceDecoder::Add(const rpc::SliceChunk& chunk) {
     }
     header_ = h;
     has_header_ = true;
-  } else if (chunk.has_header()) {
+  } else if (header != nullptr) {
     return absl::InvalidArgumentError("slice: header repeated in a later chunk");
   }
-  if (chunk.offset() != received_) {
+  if (offset != received_) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "slice: chunk at byte ", chunk.offset(), ", expected ", received_));
+        "slice: chunk at byte ", offset, ", expected ", received_));
   }
-  const int64_t n = static_cast<int64_t>(chunk.data().size());
+  const int64_t n = static_cast<int64_t>(data.size());
   if (n > total_ - received_) {
     return absl::InvalidArgumentError(absl::StrCat(
         "slice: chunk of ", n, " bytes at ", received_, " overruns the ",
         total_, " declared"));
   }
-  const char* src = chunk.data().data();
+  const char* src = data.data();
   int64_t left = n;
   while (left > 0) {
     TensorView& v = views_[tensor_];

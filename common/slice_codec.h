@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "common/mlp_model.h"
 #include "proto/tensor.pb.h"
 
@@ -62,6 +63,10 @@ class SliceDecoder {
   // shapes that differ from `out`'s, an offset other than the bytes received
   // so far, data past the declared size, or a chunk after completion.
   absl::Status Add(const rpc::SliceChunk& chunk);
+
+  // Same as Add for a chunk given as its parts (no copy of `data`).
+  absl::Status Add(const rpc::SliceHeader* header, int64_t offset,
+                   absl::string_view data);
 
   // OK when every byte arrived and every value is finite; otherwise
   // InvalidArgument ("slice incomplete: 100 of 400 bytes", "slice has NaN or

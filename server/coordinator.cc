@@ -1,0 +1,621 @@
+#include "server/coordinator.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/dataset_registry.h"
+#include "common/job_spec.h"
+#include "common/model_file.h"
+#include "common/slice_codec.h"
+#include "common/status_macros.h"
+#include "glog/logging.h"
+#include "worker/ist_engine.h"
+#include "worker/local_trainer.h"
+
+namespace ist {
+
+struct Coordinator::Slot {
+  enum State { kPending, kAssigned, kDone };
+  State state = kPending;
+  int attempt = -1;  // the current (or last) attempt's number
+  std::string worker;
+  absl::Time deadline;
+  MlpConfig shape;
+  std::shared_ptr<const OutgoingSlice> outgoing;
+  MlpParams<float> trained;
+  double mean_loss = 0;
+};
+
+struct Coordinator::Job {
+  std::string id;
+  rpc::JobSpec spec;  // defaults filled in
+  IstTrainingConfig config;
+  int64_t total_rounds = 0;
+  std::shared_ptr<const DenseDataset> test;
+  double submitted = 0, started = 0, finished = 0;
+
+  rpc::JobProgress progress;
+  int64_t version = 0;  // bumped on every progress change
+  bool cancel_requested = false;
+
+  bool has_model = false;
+  MlpParams<float> model;
+  int64_t rounds_done = 0;
+
+  // The open round.
+  bool round_open = false;
+  SubnetPartition partition;
+  std::vector<Slot> slots;
+  int slots_done = 0;
+  absl::Time round_start;
+  int64_t round_bytes_sent = 0;
+  int64_t round_bytes_received = 0;
+};
+
+struct Coordinator::Worker {
+  std::string name;
+  absl::Time last_seen;
+  // The assignment it holds, if any.
+  std::string job_id;
+  int64_t round = -1;
+  int subnet = -1;
+};
+
+namespace {
+
+double UnixNow() { return absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()); }
+
+bool Terminal(rpc::JobState s) {
+  return s == rpc::SUCCEEDED || s == rpc::FAILED || s == rpc::CANCELLED;
+}
+
+std::string TagString(const rpc::SliceTag& t) {
+  return absl::StrCat(t.job_id(), " round ", t.round(), " subnet ", t.subnet(),
+                      " attempt ", t.attempt());
+}
+
+}  // namespace
+
+Coordinator::Coordinator(CoordinatorOptions options)
+    : options_(std::move(options)) {
+  loop_ = std::thread([this] { RoundLoop(); });
+}
+
+Coordinator::~Coordinator() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    cv_.SignalAll();
+  }
+  loop_.join();
+}
+
+// ---------------------------------------------------------------- jobs
+
+absl::StatusOr<std::string> Coordinator::SubmitJob(const rpc::JobSpec& request) {
+  const rpc::JobSpec spec = WithDefaults(request);
+  RETURN_IF_ERROR(ValidateJobSpec(spec));
+  ASSIGN_OR_RETURN(IstTrainingConfig config, TrainingConfigFromSpec(spec));
+  // Load the data before queueing so a missing or mismatched data set is
+  // reported to the submitter, not discovered later.
+  ASSIGN_OR_RETURN(DenseDataset train, LoadDataset(spec.dataset(), options_.data_dir, true));
+  ASSIGN_OR_RETURN(DenseDataset test, LoadDataset(spec.dataset(), options_.data_dir, false));
+  for (const DenseDataset* d : {&train, &test}) {
+    if (d->num_features() != config.model.inputs()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "layers: the model takes ", config.model.inputs(), " inputs but data set '",
+          spec.dataset(), "' has ", d->num_features(), " features"));
+    }
+    if (d->num_classes > config.model.outputs()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "layers: the model has ", config.model.outputs(), " outputs but data set '",
+          spec.dataset(), "' has ", d->num_classes, " classes"));
+    }
+  }
+  if (train.num_samples() < int64_t{config.num_subnets} * config.batch_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "workers: ", train.num_samples(), " training samples cannot fill ",
+        config.num_subnets, " shards of at least one batch of ", config.batch_size));
+  }
+  auto job = std::make_unique<Job>();
+  job->spec = spec;
+  job->config = config;
+  job->total_rounds = TotalRounds(spec, train.num_samples());
+  job->test = std::make_shared<const DenseDataset>(std::move(test));
+  job->submitted = UnixNow();
+
+  absl::MutexLock lock(&mu_);
+  if (static_cast<int>(jobs_.size()) >= options_.max_jobs) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the coordinator holds ", jobs_.size(), " jobs, its limit (--max_jobs)"));
+  }
+  job->id = absl::StrCat("job-", next_job_++);
+  job->progress.set_job_id(job->id);
+  job->progress.set_state(rpc::QUEUED);
+  job->progress.set_total_rounds(job->total_rounds);
+  job->progress.set_test_accuracy(-1);
+  job->progress.set_eval_round(-1);
+  const std::string id = job->id;
+  LOG(INFO) << id << ": queued " << config.model.ShapeString() << " S=" << config.num_subnets
+            << " R=" << config.local_steps << " rounds=" << job->total_rounds;
+  queue_.push_back(id);
+  jobs_[id] = std::move(job);
+  cv_.SignalAll();
+  return id;
+}
+
+Coordinator::Job* Coordinator::FindJobLocked(const std::string& job_id) {
+  auto it = jobs_.find(job_id);
+  return it == jobs_.end() ? nullptr : it->second.get();
+}
+
+rpc::JobStatus Coordinator::StatusLocked(const Job& job) {
+  rpc::JobStatus status;
+  status.set_job_id(job.id);
+  *status.mutable_spec() = job.spec;
+  *status.mutable_progress() = job.progress;
+  status.set_submitted_unix(job.submitted);
+  status.set_started_unix(job.started);
+  status.set_finished_unix(job.finished);
+  return status;
+}
+
+absl::StatusOr<rpc::JobStatus> Coordinator::GetJob(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  Job* job = FindJobLocked(job_id);
+  if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
+  return StatusLocked(*job);
+}
+
+std::vector<rpc::JobStatus> Coordinator::ListJobs() {
+  absl::MutexLock lock(&mu_);
+  std::vector<rpc::JobStatus> out;
+  for (const auto& [id, job] : jobs_) out.push_back(StatusLocked(*job));
+  std::sort(out.begin(), out.end(), [](const rpc::JobStatus& a, const rpc::JobStatus& b) {
+    return a.submitted_unix() < b.submitted_unix();
+  });
+  return out;
+}
+
+absl::StatusOr<rpc::JobState> Coordinator::CancelJob(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  Job* job = FindJobLocked(job_id);
+  if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
+  if (job->progress.state() == rpc::QUEUED) {
+    queue_.erase(std::remove(queue_.begin(), queue_.end(), job_id), queue_.end());
+    EndJobLocked(job, rpc::CANCELLED, "");
+  } else if (job->progress.state() == rpc::RUNNING) {
+    job->cancel_requested = true;
+    cv_.SignalAll();
+    // The round loop ends it; wait briefly so the caller sees the result.
+    const absl::Time deadline = absl::Now() + absl::Seconds(5);
+    while (job->progress.state() == rpc::RUNNING) {
+      if (cv_.WaitWithDeadline(&mu_, deadline)) break;
+    }
+  }
+  return job->progress.state();
+}
+
+absl::StatusOr<rpc::JobProgress> Coordinator::WaitForProgress(const std::string& job_id,
+                                                              int64_t* version,
+                                                              absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  Job* job = FindJobLocked(job_id);
+  if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
+  const absl::Time deadline = absl::Now() + timeout;
+  while (job->version <= *version && !stopping_) {
+    if (cv_.WaitWithDeadline(&mu_, deadline)) break;
+  }
+  *version = job->version;
+  return job->progress;
+}
+
+absl::StatusOr<std::string> Coordinator::ExportModel(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  Job* job = FindJobLocked(job_id);
+  if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
+  if (!job->has_model) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(job_id, " has not started: there is no model yet"));
+  }
+  return EncodeModelFile(job->id, job->spec, job->rounds_done, job->model);
+}
+
+absl::StatusOr<rpc::EvaluateResponse> Coordinator::Evaluate(
+    const rpc::EvaluateRequest& request) {
+  MlpConfig config;
+  MlpParams<float> model;
+  std::shared_ptr<const DenseDataset> data;
+  std::string dataset;
+  int64_t round = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    Job* job = FindJobLocked(request.job_id());
+    if (job == nullptr) {
+      return absl::NotFoundError(absl::StrCat("no job '", request.job_id(), "'"));
+    }
+    if (!job->has_model) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(job->id, " has not started: there is no model yet"));
+    }
+    config = job->config.model;
+    model = job->model;
+    round = job->rounds_done;
+    dataset = request.dataset().empty() ? job->spec.dataset() : request.dataset();
+    if (dataset == job->spec.dataset() && request.split() != "train") data = job->test;
+  }
+  if (request.split() != "" && request.split() != "test" && request.split() != "train") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("split: must be 'test' or 'train', got '", request.split(), "'"));
+  }
+  if (data == nullptr) {
+    ASSIGN_OR_RETURN(DenseDataset loaded,
+                     LoadDataset(dataset, options_.data_dir, request.split() == "train"));
+    data = std::make_shared<const DenseDataset>(std::move(loaded));
+  }
+  ASSIGN_OR_RETURN(EvalResult eval, ist::Evaluate(config, model, *data, options_.eval_batch));
+  rpc::EvaluateResponse response;
+  response.set_accuracy(eval.accuracy);
+  response.set_loss(eval.loss);
+  response.set_samples(eval.samples);
+  response.set_round(round);
+  return response;
+}
+
+// ---------------------------------------------------------------- rounds
+
+void Coordinator::BumpLocked(Job* job) {
+  ++job->version;
+  cv_.SignalAll();
+}
+
+void Coordinator::EndJobLocked(Job* job, rpc::JobState state, const std::string& error) {
+  job->progress.set_state(state);
+  if (!error.empty()) job->progress.set_error(error);
+  job->progress.set_eta_seconds(0);
+  job->finished = UnixNow();
+  job->round_open = false;
+  job->slots.clear();
+  if (running_ == job) running_ = nullptr;
+  if (state == rpc::SUCCEEDED && !options_.checkpoint_dir.empty()) {
+    const std::string path = absl::StrCat(options_.checkpoint_dir, "/", job->id, ".istm");
+    absl::Status s = WriteFileAtomically(
+        path, EncodeModelFile(job->id, job->spec, job->rounds_done, job->model));
+    if (!s.ok()) LOG(ERROR) << job->id << ": cannot save the model: " << s;
+  }
+  LOG(INFO) << job->id << ": " << rpc::JobState_Name(state) << " after "
+            << job->rounds_done << " rounds" << (error.empty() ? "" : ": ") << error;
+  BumpLocked(job);
+}
+
+void Coordinator::StartJobLocked(Job* job) {
+  running_ = job;
+  job->started = UnixNow();
+  job->model = InitialModel(job->config);
+  job->has_model = true;
+  job->progress.set_state(rpc::RUNNING);
+  job->progress.set_model_fingerprint(ParamsFingerprint(job->model));
+  absl::Status s = StartRoundLocked(job);
+  if (!s.ok()) EndJobLocked(job, rpc::FAILED, std::string(s.message()));
+  BumpLocked(job);
+}
+
+absl::Status Coordinator::StartRoundLocked(Job* job) {
+  ASSIGN_OR_RETURN(job->partition, RoundPartition(job->config, job->rounds_done));
+  const int S = job->config.num_subnets;
+  job->slots.assign(S, Slot());
+  for (int s = 0; s < S; ++s) {
+    Slot& slot = job->slots[s];
+    slot.shape = SubnetConfig(job->config.model, job->partition, s);
+    auto outgoing = std::make_shared<OutgoingSlice>();
+    ExtractSubnet(job->config.model, job->model, job->partition, s, &outgoing->params);
+    slot.outgoing = std::move(outgoing);
+  }
+  job->slots_done = 0;
+  job->round_open = true;
+  job->round_start = absl::Now();
+  job->round_bytes_sent = 0;
+  job->round_bytes_received = 0;
+  cv_.SignalAll();  // workers waiting in GetTask
+  return absl::OkStatus();
+}
+
+void Coordinator::ReclaimExpiredLocked(Job* job) {
+  const absl::Time now = absl::Now();
+  for (int s = 0; s < static_cast<int>(job->slots.size()); ++s) {
+    Slot& slot = job->slots[s];
+    if (slot.state != Slot::kAssigned) continue;
+    auto it = workers_.find(slot.worker);
+    std::string why;
+    if (it == workers_.end()) {
+      why = "is gone";
+    } else if (now - it->second.last_seen > options_.worker_timeout) {
+      why = absl::StrCat("has been silent for ",
+                         absl::FormatDuration(now - it->second.last_seen));
+    } else if (now > slot.deadline) {
+      why = "missed the task deadline";
+    }
+    if (why.empty()) continue;
+    LOG(WARNING) << job->id << " round " << job->rounds_done << " subnet " << s
+                 << ": worker " << slot.worker << " " << why
+                 << "; subnet goes to the next worker that asks";
+    if (it != workers_.end()) it->second.job_id.clear();
+    slot.state = Slot::kPending;
+    slot.worker.clear();
+    cv_.SignalAll();
+  }
+}
+
+void Coordinator::FinishRoundLocked(Job* job) {
+  std::vector<const MlpParams<float>*> trained;
+  double loss = 0;
+  for (const Slot& slot : job->slots) {
+    trained.push_back(&slot.trained);
+    loss += slot.mean_loss / job->slots.size();
+  }
+  absl::Status merged = MergeSubnets(job->config.model, job->partition, trained, &job->model);
+  if (!merged.ok()) {  // shapes were checked on arrival: a bug if it happens
+    EndJobLocked(job, rpc::FAILED, absl::StrCat("merge failed: ", merged.message()));
+    return;
+  }
+  job->round_open = false;
+  job->slots.clear();
+  ++job->rounds_done;
+  const double round_seconds = absl::ToDoubleSeconds(absl::Now() - job->round_start);
+  rpc::JobProgress& p = job->progress;
+  p.set_round(job->rounds_done);
+  p.set_train_loss(loss);
+  p.set_round_seconds(round_seconds);
+  p.set_round_bytes_sent(job->round_bytes_sent);
+  p.set_round_bytes_received(job->round_bytes_received);
+  p.set_total_bytes_sent(p.total_bytes_sent() + job->round_bytes_sent);
+  p.set_total_bytes_received(p.total_bytes_received() + job->round_bytes_received);
+  p.set_model_fingerprint(ParamsFingerprint(job->model));
+  const double elapsed = UnixNow() - job->started;
+  p.set_eta_seconds(elapsed / job->rounds_done * (job->total_rounds - job->rounds_done));
+
+  const bool last = job->rounds_done >= job->total_rounds;
+  if (last || job->rounds_done % job->spec.eval_every() == 0) {
+    // Only this thread writes the model, so it can be read without the lock
+    // while RPCs go on.
+    const MlpConfig config = job->config.model;
+    const MlpParams<float>* model = &job->model;
+    std::shared_ptr<const DenseDataset> test = job->test;
+    mu_.Unlock();
+    absl::StatusOr<EvalResult> eval = ist::Evaluate(config, *model, *test, options_.eval_batch);
+    mu_.Lock();
+    if (eval.ok()) {
+      p.set_test_accuracy(eval->accuracy);
+      p.set_test_loss(eval->loss);
+      p.set_eval_round(job->rounds_done);
+    } else {
+      LOG(ERROR) << job->id << ": evaluation failed: " << eval.status();
+    }
+  }
+  LOG(INFO) << job->id << " round " << job->rounds_done << "/" << job->total_rounds
+            << " loss " << loss << " acc " << p.test_accuracy() << " ("
+            << round_seconds << " s, " << job->round_bytes_sent << " B out, "
+            << job->round_bytes_received << " B in)";
+  if (job->cancel_requested) {
+    EndJobLocked(job, rpc::CANCELLED, "");
+  } else if (last) {
+    EndJobLocked(job, rpc::SUCCEEDED, "");
+  } else {
+    absl::Status s = StartRoundLocked(job);
+    if (!s.ok()) EndJobLocked(job, rpc::FAILED, std::string(s.message()));
+    BumpLocked(job);
+  }
+}
+
+void Coordinator::RoundLoop() {
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    if (running_ == nullptr) {
+      if (queue_.empty()) {
+        cv_.WaitWithTimeout(&mu_, absl::Milliseconds(500));
+        continue;
+      }
+      Job* job = FindJobLocked(queue_.front());
+      queue_.pop_front();
+      if (job != nullptr && job->progress.state() == rpc::QUEUED) StartJobLocked(job);
+      continue;
+    }
+    Job* job = running_;
+    if (job->cancel_requested) {
+      EndJobLocked(job, rpc::CANCELLED, "");
+      continue;
+    }
+    if (job->round_open && job->slots_done == static_cast<int>(job->slots.size())) {
+      FinishRoundLocked(job);
+      continue;
+    }
+    ReclaimExpiredLocked(job);
+    cv_.WaitWithTimeout(&mu_, absl::Milliseconds(200));
+  }
+}
+
+// ---------------------------------------------------------------- workers
+
+rpc::RegisterWorkerResponse Coordinator::RegisterWorker(
+    const rpc::RegisterWorkerRequest& request) {
+  absl::MutexLock lock(&mu_);
+  const std::string id = absl::StrCat("w", next_worker_++);
+  Worker& w = workers_[id];
+  w.name = request.name();
+  w.last_seen = absl::Now();
+  LOG(INFO) << "worker " << id << " registered (" << request.name() << ", "
+            << request.threads() << " threads)";
+  rpc::RegisterWorkerResponse response;
+  response.set_worker_id(id);
+  response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
+  return response;
+}
+
+absl::StatusOr<std::optional<rpc::Task>> Coordinator::GetTask(const std::string& worker_id,
+                                                              absl::Duration wait) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown worker '", worker_id, "': register again"));
+  }
+  Worker& worker = it->second;
+  worker.last_seen = absl::Now();
+  // A worker that asks for work has given up whatever it held.
+  if (running_ != nullptr && running_->round_open && worker.job_id == running_->id &&
+      worker.round == running_->rounds_done) {
+    Slot& slot = running_->slots[worker.subnet];
+    if (slot.state == Slot::kAssigned && slot.worker == worker_id) {
+      LOG(WARNING) << running_->id << " round " << worker.round << " subnet " << worker.subnet
+                   << ": worker " << worker_id << " abandoned it; reassigning";
+      slot.state = Slot::kPending;
+      slot.worker.clear();
+    }
+  }
+  worker.job_id.clear();
+  const absl::Time deadline = absl::Now() + wait;
+  while (!stopping_) {
+    Job* job = running_;
+    if (job != nullptr && job->round_open) {
+      for (int s = 0; s < static_cast<int>(job->slots.size()); ++s) {
+        Slot& slot = job->slots[s];
+        if (slot.state != Slot::kPending) continue;
+        slot.state = Slot::kAssigned;
+        slot.worker = worker_id;
+        ++slot.attempt;
+        slot.deadline = absl::Now() + options_.task_timeout;
+        worker.job_id = job->id;
+        worker.round = job->rounds_done;
+        worker.subnet = s;
+        rpc::Task task;
+        rpc::SliceTag* tag = task.mutable_tag();
+        tag->set_job_id(job->id);
+        tag->set_round(job->rounds_done);
+        tag->set_subnet(s);
+        tag->set_attempt(slot.attempt);
+        *task.mutable_spec() = job->spec;
+        for (int n : slot.shape.layer_sizes) task.add_subnet_layers(n);
+        task.set_first_step(job->rounds_done * job->config.local_steps);
+        task.set_deadline_ms(absl::ToInt64Milliseconds(options_.task_timeout));
+        return std::optional<rpc::Task>(std::move(task));
+      }
+    }
+    if (cv_.WaitWithDeadline(&mu_, deadline)) break;
+  }
+  return std::optional<rpc::Task>();
+}
+
+Coordinator::Slot* Coordinator::AwaitedSlotLocked(const std::string& worker_id,
+                                                  const rpc::SliceTag& tag, std::string* why) {
+  Job* job = running_;
+  if (job == nullptr || job->id != tag.job_id()) {
+    *why = absl::StrCat(tag.job_id(), " is not the running job");
+  } else if (!job->round_open || tag.round() != job->rounds_done) {
+    *why = absl::StrCat("round ", tag.round(), " is not the open round ",
+                        job->round_open ? absl::StrCat(job->rounds_done) : "(none)");
+  } else if (tag.subnet() < 0 || tag.subnet() >= static_cast<int>(job->slots.size())) {
+    *why = absl::StrCat("subnet ", tag.subnet(), " does not exist");
+  } else {
+    Slot& slot = job->slots[tag.subnet()];
+    if (slot.state != Slot::kAssigned || slot.worker != worker_id ||
+        slot.attempt != tag.attempt()) {
+      *why = absl::StrCat("attempt ", tag.attempt(), " by ", worker_id,
+                          " is not the one awaited (",
+                          slot.state == Slot::kDone ? "already merged" : "reassigned", ")");
+    } else {
+      return &slot;
+    }
+  }
+  return nullptr;
+}
+
+absl::StatusOr<std::shared_ptr<const OutgoingSlice>> Coordinator::FetchSlice(
+    const std::string& worker_id, const rpc::SliceTag& tag) {
+  absl::MutexLock lock(&mu_);
+  std::string why;
+  Slot* slot = AwaitedSlotLocked(worker_id, tag, &why);
+  if (slot == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat("fetch ", TagString(tag), ": ", why));
+  }
+  auto it = workers_.find(worker_id);
+  if (it != workers_.end()) it->second.last_seen = absl::Now();
+  return slot->outgoing;
+}
+
+void Coordinator::CountBytesSent(const rpc::SliceTag& tag, int64_t bytes) {
+  absl::MutexLock lock(&mu_);
+  if (running_ != nullptr && running_->id == tag.job_id() &&
+      running_->rounds_done == tag.round()) {
+    running_->round_bytes_sent += bytes;
+  }
+}
+
+absl::StatusOr<MlpConfig> Coordinator::ExpectedSliceShape(const std::string& worker_id,
+                                                          const rpc::SliceTag& tag) {
+  absl::MutexLock lock(&mu_);
+  std::string why;
+  Slot* slot = AwaitedSlotLocked(worker_id, tag, &why);
+  if (slot == nullptr) {
+    Job* job = FindJobLocked(tag.job_id());
+    if (job != nullptr) {
+      job->progress.set_stale_slices_dropped(job->progress.stale_slices_dropped() + 1);
+    }
+    LOG(WARNING) << "dropped push " << TagString(tag) << ": " << why;
+    return absl::FailedPreconditionError(absl::StrCat("dropped ", TagString(tag), ": ", why));
+  }
+  return slot->shape;
+}
+
+absl::Status Coordinator::AcceptSlice(const std::string& worker_id, const rpc::SliceTag& tag,
+                                      const rpc::TrainStats& stats, MlpParams<float> slice) {
+  absl::MutexLock lock(&mu_);
+  std::string why;
+  Slot* slot = AwaitedSlotLocked(worker_id, tag, &why);
+  if (slot == nullptr) {
+    Job* job = FindJobLocked(tag.job_id());
+    if (job != nullptr) {
+      job->progress.set_stale_slices_dropped(job->progress.stale_slices_dropped() + 1);
+    }
+    return absl::FailedPreconditionError(absl::StrCat("dropped ", TagString(tag), ": ", why));
+  }
+  slot->trained = std::move(slice);
+  slot->mean_loss = stats.mean_loss();
+  slot->state = Slot::kDone;
+  slot->outgoing.reset();
+  running_->slots_done++;
+  running_->round_bytes_received += slot->trained.NumScalars() * 4;
+  auto it = workers_.find(worker_id);
+  if (it != workers_.end()) {
+    it->second.last_seen = absl::Now();
+    it->second.job_id.clear();
+  }
+  cv_.SignalAll();
+  return absl::OkStatus();
+}
+
+void Coordinator::CountRejectedSlice(const rpc::SliceTag& tag, const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  LOG(WARNING) << "rejected push " << TagString(tag) << ": " << reason;
+  Job* job = FindJobLocked(tag.job_id());
+  if (job != nullptr) {
+    job->progress.set_stale_slices_dropped(job->progress.stale_slices_dropped() + 1);
+  }
+}
+
+bool Coordinator::Heartbeat(const rpc::HeartbeatRequest& request) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(request.worker_id());
+  if (it == workers_.end()) return false;
+  it->second.last_seen = absl::Now();
+  return true;
+}
+
+int Coordinator::num_live_workers() {
+  absl::MutexLock lock(&mu_);
+  int n = 0;
+  const absl::Time now = absl::Now();
+  for (const auto& [id, w] : workers_) n += (now - w.last_seen <= options_.worker_timeout);
+  return n;
+}
+
+}  // namespace ist

@@ -1,0 +1,148 @@
+// The coordinator's logic: job queue, the rounds of the running job
+// (partition, hand out slices, collect, merge, evaluate), and the registry
+// of workers. No gRPC here: server/grpc_services.h adapts it to the wire,
+// and tests drive it directly.
+//
+// Scheduling rule: jobs run one at a time in submission order (FIFO); every
+// registered worker serves the running job. A round's S subnets go to
+// whichever workers ask first; subnet s always trains on data shard s, so
+// which worker trains it does not change the result.
+//
+// Thread-safe: every public method may be called from any thread.
+#ifndef IST_SERVER_COORDINATOR_H_
+#define IST_SERVER_COORDINATOR_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/dataset.h"
+#include "common/job_config.h"
+#include "common/mlp_model.h"
+#include "common/subnet.h"
+#include "proto/job.pb.h"
+#include "proto/worker_service.pb.h"
+
+namespace ist {
+
+struct CoordinatorOptions {
+  std::string data_dir = "/usr/share/datasets";
+  // If set, each finished job's model is written here as <job>.istm.
+  std::string checkpoint_dir;
+  // How long one attempt at a subnet may take before it is given to another
+  // worker (attempt + 1).
+  absl::Duration task_timeout = absl::Minutes(5);
+  // A worker silent for this long is lost; its subnet is reassigned.
+  absl::Duration worker_timeout = absl::Seconds(20);
+  absl::Duration heartbeat_interval = absl::Seconds(2);
+  int eval_batch = 1000;
+  int max_jobs = 1000;  // jobs kept (queued + finished); submit fails beyond
+};
+
+// What FetchSlice streams: an immutable copy made at the start of a round.
+struct OutgoingSlice {
+  MlpParams<float> params;
+};
+
+class Coordinator {
+ public:
+  explicit Coordinator(CoordinatorOptions options);
+  ~Coordinator();  // stops the round loop
+
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  // ---- Job API ----
+
+  // Validates `spec` (defaults filled in), loads its data set's test split,
+  // queues the job and returns its id. InvalidArgument / NotFound naming the
+  // field or file when the spec is bad; nothing is queued then.
+  absl::StatusOr<std::string> SubmitJob(const rpc::JobSpec& spec);
+  absl::StatusOr<rpc::JobStatus> GetJob(const std::string& job_id);
+  std::vector<rpc::JobStatus> ListJobs();
+  // Queued or running -> CANCELLED (a running round is abandoned; the model
+  // stays at the last merged round). Finished jobs keep their state.
+  absl::StatusOr<rpc::JobState> CancelJob(const std::string& job_id);
+  // Returns the job's progress once its version exceeds `*version` (or at
+  // once if it already does), waiting at most `timeout`; updates `*version`.
+  absl::StatusOr<rpc::JobProgress> WaitForProgress(const std::string& job_id,
+                                                   int64_t* version,
+                                                   absl::Duration timeout);
+  // The job's current model as a model file (common/model_file.h).
+  absl::StatusOr<std::string> ExportModel(const std::string& job_id);
+  absl::StatusOr<rpc::EvaluateResponse> Evaluate(const rpc::EvaluateRequest& request);
+
+  // ---- Worker API ----
+
+  rpc::RegisterWorkerResponse RegisterWorker(const rpc::RegisterWorkerRequest& request);
+  // A task for the worker, waiting up to `wait` for one; nullopt if none.
+  // NotFound if the worker is unknown (it must register again).
+  absl::StatusOr<std::optional<rpc::Task>> GetTask(const std::string& worker_id,
+                                                   absl::Duration wait);
+  // The slice of an assigned task. FailedPrecondition if the tag is not the
+  // worker's current assignment.
+  absl::StatusOr<std::shared_ptr<const OutgoingSlice>> FetchSlice(
+      const std::string& worker_id, const rpc::SliceTag& tag);
+  // Records that `bytes` of a slice were streamed to a worker.
+  void CountBytesSent(const rpc::SliceTag& tag, int64_t bytes);
+  // The shape a pushed slice must have, or FailedPrecondition if `tag` is
+  // not an attempt the coordinator is waiting for (stale, duplicate, wrong
+  // worker); such a push is counted as dropped.
+  absl::StatusOr<MlpConfig> ExpectedSliceShape(const std::string& worker_id,
+                                               const rpc::SliceTag& tag);
+  // Hands in a trained, decoded and checked slice. Merged at the end of the
+  // round if `tag` is still the awaited attempt, else dropped
+  // (FailedPrecondition saying why).
+  absl::Status AcceptSlice(const std::string& worker_id, const rpc::SliceTag& tag,
+                           const rpc::TrainStats& stats, MlpParams<float> slice);
+  // Records that a pushed slice was rejected (bad shape, NaN, broken stream).
+  void CountRejectedSlice(const rpc::SliceTag& tag, const std::string& reason);
+  // False if the worker is unknown (coordinator restarted): re-register.
+  bool Heartbeat(const rpc::HeartbeatRequest& request);
+
+  int num_live_workers();
+
+ private:
+  struct Slot;
+  struct Job;
+  struct Worker;
+
+  void RoundLoop();
+  // Each returns with mu_ held. FinishRoundLocked releases it while
+  // evaluating.
+  void StartJobLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status StartRoundLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishRoundLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReclaimExpiredLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EndJobLocked(Job* job, rpc::JobState state, const std::string& error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Job* FindJobLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Slot* AwaitedSlotLocked(const std::string& worker_id, const rpc::SliceTag& tag,
+                          std::string* why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  rpc::JobStatus StatusLocked(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void BumpLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const CoordinatorOptions options_;
+  absl::Mutex mu_;
+  absl::CondVar cv_;  // signalled on every change of jobs, rounds, workers
+  std::map<std::string, std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
+  Job* running_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::map<std::string, Worker> workers_ ABSL_GUARDED_BY(mu_);
+  int64_t next_job_ ABSL_GUARDED_BY(mu_) = 1;
+  int64_t next_worker_ ABSL_GUARDED_BY(mu_) = 1;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread loop_;
+};
+
+}  // namespace ist
+
+#endif  // IST_SERVER_COORDINATOR_H_

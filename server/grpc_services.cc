@@ -1,0 +1,179 @@
+#include "server/grpc_services.h"
+
+#include <algorithm>
+#include <string>
+
+#include "common/grpc_status.h"
+#include "common/slice_codec.h"
+#include "glog/logging.h"
+
+namespace ist {
+namespace {
+
+bool Terminal(rpc::JobState s) {
+  return s == rpc::SUCCEEDED || s == rpc::FAILED || s == rpc::CANCELLED;
+}
+
+}  // namespace
+
+grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context,
+                                               const rpc::RegisterWorkerRequest* request,
+                                               rpc::RegisterWorkerResponse* response) {
+  rpc::RegisterWorkerRequest named = *request;
+  if (named.name().empty()) named.set_name(context->peer());
+  *response = coordinator_->RegisterWorker(named);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::GetTask(grpc::ServerContext* context,
+                                        const rpc::GetTaskRequest* request,
+                                        rpc::GetTaskResponse* response) {
+  int64_t wait_ms = std::clamp<int64_t>(request->wait_ms(), 0, kMaxTaskWaitMs);
+  // Answer before the caller's deadline passes.
+  const auto left = context->deadline() - std::chrono::system_clock::now();
+  wait_ms = std::min<int64_t>(
+      wait_ms, std::chrono::duration_cast<std::chrono::milliseconds>(left).count() - 500);
+  auto task = coordinator_->GetTask(request->worker_id(),
+                                    absl::Milliseconds(std::max<int64_t>(wait_ms, 0)));
+  if (!task.ok()) return ToGrpcStatus(task.status());
+  if (task->has_value()) *response->mutable_task() = std::move(**task);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::FetchSlice(grpc::ServerContext* context,
+                                           const rpc::FetchSliceRequest* request,
+                                           grpc::ServerWriter<rpc::SliceChunk>* writer) {
+  auto slice = coordinator_->FetchSlice(request->worker_id(), request->tag());
+  if (!slice.ok()) return ToGrpcStatus(slice.status());
+  rpc::SliceHeader header;
+  DescribeSlice((*slice)->params, request->tag(), &header);
+  const bool sent = EncodeSlice((*slice)->params, header, kDefaultChunkBytes,
+                                [&](const rpc::SliceChunk& chunk) {
+                                  return !context->IsCancelled() && writer->Write(chunk);
+                                });
+  if (!sent) return grpc::Status(grpc::StatusCode::CANCELLED, "slice stream broken");
+  coordinator_->CountBytesSent(request->tag(), header.total_bytes());
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::PushSlice(grpc::ServerContext* context,
+                                          grpc::ServerReader<rpc::PushSliceChunk>* reader,
+                                          rpc::PushSliceResponse* response) {
+  rpc::PushSliceChunk message;
+  if (!reader->Read(&message)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty slice stream");
+  }
+  if (!message.chunk().has_header()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "first slice chunk carries no header");
+  }
+  const std::string worker_id = message.worker_id();
+  const rpc::TrainStats stats = message.stats();
+  const rpc::SliceTag tag = message.chunk().header().tag();
+  // Check the tag before reading megabytes: a stale push is dropped at once.
+  auto shape = coordinator_->ExpectedSliceShape(worker_id, tag);
+  if (!shape.ok()) {
+    response->set_accepted(false);
+    response->set_reason(std::string(shape.status().message()));
+    return grpc::Status::OK;
+  }
+  MlpParams<float> slice;
+  slice.ResizeFor(*shape);
+  SliceDecoder decoder(&slice);
+  absl::Status status = decoder.Add(message.chunk());
+  while (status.ok() && reader->Read(&message)) status = decoder.Add(message.chunk());
+  if (status.ok()) status = decoder.Finish();
+  if (!status.ok()) {
+    coordinator_->CountRejectedSlice(tag, std::string(status.message()));
+    response->set_accepted(false);
+    response->set_reason(std::string(status.message()));
+    return grpc::Status::OK;
+  }
+  status = coordinator_->AcceptSlice(worker_id, tag, stats, std::move(slice));
+  response->set_accepted(status.ok());
+  if (!status.ok()) response->set_reason(std::string(status.message()));
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
+                                          const rpc::HeartbeatRequest* request,
+                                          rpc::HeartbeatResponse* response) {
+  response->set_known(coordinator_->Heartbeat(*request));
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context,
+                                       const rpc::SubmitJobRequest* request,
+                                       rpc::SubmitJobResponse* response) {
+  auto id = coordinator_->SubmitJob(request->spec());
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  response->set_job_id(*id);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context,
+                                    const rpc::GetJobRequest* request,
+                                    rpc::JobStatus* response) {
+  auto status = coordinator_->GetJob(request->job_id());
+  if (!status.ok()) return ToGrpcStatus(status.status());
+  *response = std::move(*status);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context,
+                                      const rpc::ListJobsRequest* request,
+                                      rpc::ListJobsResponse* response) {
+  for (rpc::JobStatus& job : coordinator_->ListJobs()) *response->add_jobs() = std::move(job);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
+                                       const rpc::CancelJobRequest* request,
+                                       rpc::CancelJobResponse* response) {
+  auto state = coordinator_->CancelJob(request->job_id());
+  if (!state.ok()) return ToGrpcStatus(state.status());
+  response->set_state(*state);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
+                                      const rpc::WatchJobRequest* request,
+                                      grpc::ServerWriter<rpc::JobProgress>* writer) {
+  int64_t version = -1;
+  // Ends when the job ends, the client goes away or the coordinator stops
+  // (then WaitForProgress returns at once with no newer version).
+  while (!context->IsCancelled()) {
+    const int64_t before = version;
+    auto progress = coordinator_->WaitForProgress(request->job_id(), &version, absl::Seconds(1));
+    if (!progress.ok()) return ToGrpcStatus(progress.status());
+    if (version != before && !writer->Write(*progress)) break;
+    if (Terminal(progress->state())) break;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::ExportModel(grpc::ServerContext* context,
+                                         const rpc::ExportModelRequest* request,
+                                         grpc::ServerWriter<rpc::ModelFileChunk>* writer) {
+  auto bytes = coordinator_->ExportModel(request->job_id());
+  if (!bytes.ok()) return ToGrpcStatus(bytes.status());
+  rpc::ModelFileChunk chunk;
+  for (size_t offset = 0; offset < bytes->size(); offset += kDefaultChunkBytes) {
+    chunk.set_data(bytes->substr(offset, kDefaultChunkBytes));
+    if (context->IsCancelled() || !writer->Write(chunk)) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "export stream broken");
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::Evaluate(grpc::ServerContext* context,
+                                      const rpc::EvaluateRequest* request,
+                                      rpc::EvaluateResponse* response) {
+  auto result = coordinator_->Evaluate(*request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = std::move(*result);
+  return grpc::Status::OK;
+}
+
+}  // namespace ist

@@ -1,0 +1,121 @@
+// ist_coordinator: owns the full model of each job, runs its rounds, serves
+// the worker service and the job API on one gRPC port, with the standard
+// gRPC health service. SIGTERM/SIGINT stop it cleanly.
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gflags/gflags.h"
+#include "glog/logging.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "server/coordinator.h"
+#include "server/grpc_services.h"
+#include "worker/compute_threads.h"
+
+DEFINE_string(listen, "127.0.0.1:7070",
+              "address to serve on (HOST:PORT; port 0 picks a free one)");
+DEFINE_string(port_file, "", "if set, write the bound port here once serving");
+DEFINE_string(data_dir, "/usr/share/datasets",
+              "directory holding the data sets that job specs name");
+DEFINE_string(checkpoint_dir, "",
+              "if set, each finished job's model is written here as JOB.istm");
+DEFINE_int32(task_timeout_s, 300, "seconds one attempt at a subnet may take");
+DEFINE_int32(worker_timeout_s, 20, "seconds of silence after which a worker is lost");
+DEFINE_int32(threads, 0, "compute threads for evaluation (0: all cores)");
+DEFINE_int32(max_jobs, 1000, "jobs kept in memory (queued, running, finished)");
+DEFINE_string(log_level, "info", "info, warning or error");
+
+namespace {
+
+int LogLevel(const std::string& level) {
+  if (level == "info") return google::GLOG_INFO;
+  if (level == "warning") return google::GLOG_WARNING;
+  if (level == "error") return google::GLOG_ERROR;
+  return -1;
+}
+
+// Flags checked once, with errors that name the flag.
+bool ValidateFlags(std::string* error) {
+  if (LogLevel(FLAGS_log_level) < 0) {
+    *error = absl::StrCat("--log_level: must be info, warning or error, got '",
+                          FLAGS_log_level, "'");
+  } else if (FLAGS_listen.find(':') == std::string::npos) {
+    *error = absl::StrCat("--listen: must be HOST:PORT, got '", FLAGS_listen, "'");
+  } else if (FLAGS_task_timeout_s < 1) {
+    *error = "--task_timeout_s: must be >= 1";
+  } else if (FLAGS_worker_timeout_s < 1) {
+    *error = "--worker_timeout_s: must be >= 1";
+  } else if (FLAGS_max_jobs < 1) {
+    *error = "--max_jobs: must be >= 1";
+  }
+  return error->empty();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage("IST coordinator: runs jobs, hands subnet slices to workers");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+  std::string error;
+  if (!ValidateFlags(&error)) {
+    std::fprintf(stderr, "ist_coordinator: %s\n", error.c_str());
+    return 2;
+  }
+  FLAGS_minloglevel = LogLevel(FLAGS_log_level);
+  ist::SetComputeThreads(FLAGS_threads);
+
+  // Block the stop signals in every thread; one thread waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  ist::CoordinatorOptions options;
+  options.data_dir = FLAGS_data_dir;
+  options.checkpoint_dir = FLAGS_checkpoint_dir;
+  options.task_timeout = absl::Seconds(FLAGS_task_timeout_s);
+  options.worker_timeout = absl::Seconds(FLAGS_worker_timeout_s);
+  options.max_jobs = FLAGS_max_jobs;
+  auto coordinator = std::make_unique<ist::Coordinator>(options);
+  ist::WorkerServiceImpl worker_service(coordinator.get());
+  ist::JobServiceImpl job_service(coordinator.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(FLAGS_listen, grpc::InsecureServerCredentials(), &port);
+  // Slices travel in 1 MiB chunks; these limits leave room and are explicit.
+  builder.SetMaxReceiveMessageSize(8 << 20);
+  builder.SetMaxSendMessageSize(8 << 20);
+  builder.RegisterService(&worker_service);
+  builder.RegisterService(&job_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    std::fprintf(stderr, "ist_coordinator: cannot listen on %s\n", FLAGS_listen.c_str());
+    return 1;
+  }
+  LOG(INFO) << "coordinator serving on " << FLAGS_listen << " (port " << port
+            << "), data from " << FLAGS_data_dir;
+  if (!FLAGS_port_file.empty()) {
+    std::ofstream(FLAGS_port_file + ".tmp") << port << "\n";
+    std::rename((FLAGS_port_file + ".tmp").c_str(), FLAGS_port_file.c_str());
+  }
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  LOG(INFO) << "signal " << signal_number << ": shutting down";
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  coordinator.reset();
+  LOG(INFO) << "coordinator stopped";
+  return 0;
+}

@@ -1,0 +1,240 @@
+// Coordinator and workers as separate processes on 127.0.0.1: the
+// distributed system must compute exactly what the one-process engine
+// computes for the same seeds, move slices above gRPC's 4 MiB default, and
+// serve the job API.
+#include <chrono>
+#include <map>
+#include <thread>
+#include <string>
+#include <vector>
+
+#include "common/dataset_registry.h"
+#include "common/job_spec.h"
+#include "common/model_file.h"
+#include "common/slice_codec.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/local_cluster.h"
+#include "worker/compute_threads.h"
+#include "worker/ist_engine.h"
+
+namespace ist {
+namespace {
+
+using testing::HasSubstr;
+
+rpc::JobSpec SmallSpec(int workers) {
+  rpc::JobSpec spec;
+  for (int n : {784, 64, 48, 10}) spec.add_layers(n);
+  spec.set_dataset("fashion-mnist");
+  spec.set_workers(workers);
+  spec.set_local_steps(5);
+  spec.set_rounds(6);
+  spec.set_batch_size(32);
+  spec.set_lr(0.05);
+  spec.set_seed(77);
+  spec.set_eval_every(3);
+  return spec;
+}
+
+absl::StatusOr<std::string> Submit(LocalCluster* cluster, const rpc::JobSpec& spec) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  rpc::SubmitJobRequest request;
+  *request.mutable_spec() = spec;
+  rpc::SubmitJobResponse response;
+  grpc::Status s = cluster->jobs()->SubmitJob(&context, request, &response);
+  if (!s.ok()) return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+  return response.job_id();
+}
+
+absl::StatusOr<ModelFile> Export(LocalCluster* cluster, const std::string& job_id) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  rpc::ExportModelRequest request;
+  request.set_job_id(job_id);
+  auto reader = cluster->jobs()->ExportModel(&context, request);
+  std::string bytes;
+  rpc::ModelFileChunk chunk;
+  while (reader->Read(&chunk)) bytes += chunk.data();
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+  return DecodeModelFile(bytes, job_id);
+}
+
+// Runs the job distributed, collecting the progress of every round seen.
+struct WatchedRun {
+  std::map<int64_t, rpc::JobProgress> rounds;
+  rpc::JobProgress last;
+};
+
+WatchedRun Watch(LocalCluster* cluster, const std::string& job_id) {
+  WatchedRun run;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(240));
+  rpc::WatchJobRequest request;
+  request.set_job_id(job_id);
+  auto reader = cluster->jobs()->WatchJob(&context, request);
+  rpc::JobProgress p;
+  while (reader->Read(&p)) {
+    run.rounds[p.round()] = p;
+    run.last = p;
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  return run;
+}
+
+class DistributedIstTest : public testing::TestWithParam<int> {};
+
+TEST_P(DistributedIstTest, EveryRoundEqualsTheOneProcessEngine) {
+  const int S = GetParam();
+  SetComputeThreads(1);
+  auto cluster = LocalCluster::Start();
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  for (int i = 0; i < S; ++i) ASSERT_TRUE((*cluster)->AddWorker().ok());
+
+  const rpc::JobSpec spec = SmallSpec(S);
+  auto job_id = Submit(cluster->get(), spec);
+  ASSERT_TRUE(job_id.ok()) << job_id.status();
+  const WatchedRun run = Watch(cluster->get(), *job_id);
+  ASSERT_EQ(run.last.state(), rpc::SUCCEEDED) << run.last.error();
+  ASSERT_EQ(run.last.round(), 6);
+
+  // The same job in one process.
+  auto config = TrainingConfigFromSpec(WithDefaults(spec));
+  ASSERT_TRUE(config.ok());
+  auto train = LoadDataset("fashion-mnist", DataDir(), true);
+  ASSERT_TRUE(train.ok()) << train.status();
+  auto engine = LocalIstEngine::Create(*config, &*train);
+  ASSERT_TRUE(engine.ok());
+  int compared = 0;
+  for (int64_t r = 1; r <= 6; ++r) {
+    auto partition = RoundPartition(*config, r - 1);
+    ASSERT_TRUE(partition.ok());
+    ASSERT_TRUE((*engine)->RunRound().ok());
+    auto it = run.rounds.find(r);
+    if (it == run.rounds.end()) continue;  // watch may coalesce rounds
+    ++compared;
+    EXPECT_EQ(it->second.model_fingerprint(), ParamsFingerprint((*engine)->model()))
+        << "round " << r;
+    // Bytes on the wire: each subnet's slice once down and once up.
+    int64_t bytes = 0;
+    for (int s = 0; s < S; ++s) bytes += 4 * SubnetScalars(config->model, *partition, s);
+    EXPECT_EQ(it->second.round_bytes_sent(), bytes) << "round " << r;
+    EXPECT_EQ(it->second.round_bytes_received(), bytes) << "round " << r;
+  }
+  EXPECT_GE(compared, 1);
+  auto exported = Export(cluster->get(), *job_id);
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  EXPECT_EQ(exported->round, 6);
+  EXPECT_TRUE(IdenticalParams(exported->params, (*engine)->model()));
+  EXPECT_GT(run.last.test_accuracy(), 0.5);
+  EXPECT_EQ(run.last.eval_round(), 6);
+}
+
+INSTANTIATE_TEST_SUITE_P(Workers, DistributedIstTest, testing::Values(2, 4));
+
+TEST(DistributedIstTest, SliceLargerThanFourMebibytesCrossesIntact) {
+  SetComputeThreads(1);
+  auto cluster = LocalCluster::Start();
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  ASSERT_TRUE((*cluster)->AddWorker().ok());
+  rpc::JobSpec spec = SmallSpec(2);
+  spec.clear_layers();
+  for (int n : {784, 3000, 10}) spec.add_layers(n);
+  spec.set_rounds(1);
+  spec.set_local_steps(2);
+  spec.set_eval_every(1);
+  auto job_id = Submit(cluster->get(), spec);
+  ASSERT_TRUE(job_id.ok()) << job_id.status();
+  auto status = (*cluster)->WaitForJob(*job_id, 120);
+  ASSERT_TRUE(status.ok()) << status.status();
+  ASSERT_EQ(status->progress().state(), rpc::SUCCEEDED) << status->progress().error();
+  // Each of the two slices is 1500 x 784 + 10 x 1500 + 2 x 1500 floats.
+  EXPECT_EQ(status->progress().round_bytes_sent(), 2 * 4 * (1500 * 784 + 1500 * 10 + 3000));
+  EXPECT_GT(status->progress().round_bytes_sent() / 2, 4 << 20);
+
+  auto config = TrainingConfigFromSpec(WithDefaults(spec));
+  auto train = LoadDataset("fashion-mnist", DataDir(), true);
+  ASSERT_TRUE(config.ok() && train.ok());
+  auto engine = LocalIstEngine::Create(*config, &*train);
+  ASSERT_TRUE(engine.ok());
+  ASSERT_TRUE((*engine)->RunRound().ok());
+  EXPECT_EQ(status->progress().model_fingerprint(), ParamsFingerprint((*engine)->model()));
+}
+
+TEST(JobApiTest, RejectsBadSpecsQueuesCancelsExportsAndEvaluates) {
+  auto cluster = LocalCluster::Start();
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+
+  rpc::JobSpec bad = SmallSpec(0);
+  bad.set_workers(100);
+  auto rejected = Submit(cluster->get(), bad);
+  EXPECT_EQ(rejected.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(rejected.status().message(), HasSubstr("workers:"));
+  bad = SmallSpec(2);
+  bad.set_dataset("cifar-1000");
+  EXPECT_THAT(Submit(cluster->get(), bad).status().message(), HasSubstr("dataset:"));
+  bad = SmallSpec(2);
+  bad.set_layers(0, 785);
+  EXPECT_THAT(Submit(cluster->get(), bad).status().message(), HasSubstr("784 features"));
+
+  // No workers: the first job runs (waiting for workers), the second queues.
+  rpc::JobSpec spec = SmallSpec(2);
+  spec.set_rounds(1000);
+  auto first = Submit(cluster->get(), spec);
+  auto second = Submit(cluster->get(), spec);
+  ASSERT_TRUE(first.ok() && second.ok());
+  {
+    grpc::ClientContext context;
+    rpc::ListJobsResponse list;
+    ASSERT_TRUE((*cluster)->jobs()->ListJobs(&context, rpc::ListJobsRequest(), &list).ok());
+    ASSERT_EQ(list.jobs_size(), 2);
+    EXPECT_EQ(list.jobs(0).job_id(), *first);
+    EXPECT_EQ(list.jobs(1).progress().state(), rpc::QUEUED);
+    EXPECT_EQ(list.jobs(0).spec().local_steps(), 5);
+  }
+  // The running job's model is its initial model; evaluate and export it.
+  for (int i = 0; i < 100; ++i) {
+    grpc::ClientContext context;
+    rpc::GetJobRequest request;
+    request.set_job_id(*first);
+    rpc::JobStatus status;
+    ASSERT_TRUE((*cluster)->jobs()->GetJob(&context, request, &status).ok());
+    if (status.progress().state() == rpc::RUNNING) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  auto exported = Export(cluster->get(), *first);
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  auto config = TrainingConfigFromSpec(WithDefaults(spec));
+  ASSERT_TRUE(config.ok());
+  EXPECT_TRUE(IdenticalParams(exported->params, InitialModel(*config)));
+  {
+    grpc::ClientContext context;
+    rpc::EvaluateRequest request;
+    request.set_job_id(*first);
+    rpc::EvaluateResponse response;
+    ASSERT_TRUE((*cluster)->jobs()->Evaluate(&context, request, &response).ok());
+    EXPECT_EQ(response.samples(), 10000);
+    EXPECT_LT(response.accuracy(), 0.5);  // untrained
+  }
+  for (const std::string& id : {*second, *first}) {
+    grpc::ClientContext context;
+    rpc::CancelJobRequest request;
+    request.set_job_id(id);
+    rpc::CancelJobResponse response;
+    ASSERT_TRUE((*cluster)->jobs()->CancelJob(&context, request, &response).ok());
+    EXPECT_EQ(response.state(), rpc::CANCELLED) << id;
+  }
+  {
+    grpc::ClientContext context;
+    rpc::GetJobRequest request;
+    request.set_job_id("job-999");
+    rpc::JobStatus status;
+    EXPECT_EQ((*cluster)->jobs()->GetJob(&context, request, &status).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+}
+
+}  // namespace
+}  // namespace ist

@@ -1,0 +1,148 @@
+#include "tests/local_cluster.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+
+extern char** environ;
+
+namespace ist {
+
+absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
+    const std::vector<std::string>& argv, const std::string& log_path) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    return absl::InternalError(absl::StrCat("cannot start ", argv[0], ": ", strerror(rc)));
+  }
+  return std::unique_ptr<ChildProcess>(new ChildProcess(pid));
+}
+
+int ChildProcess::Signal(int signal, bool wait) {
+  if (reaped_) return -1;
+  kill(pid_, signal);
+  if (!wait) return -1;
+  for (int i = 0; i < 200; ++i) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      reaped_ = true;
+      return status;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return -1;
+}
+
+ChildProcess::~ChildProcess() {
+  if (reaped_) return;
+  if (Signal(SIGTERM, true) == -1 && !reaped_) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+std::string RunfilePath(const std::string& relative) {
+  const char* srcdir = std::getenv("TEST_SRCDIR");
+  const char* workspace = std::getenv("TEST_WORKSPACE");
+  return absl::StrCat(srcdir ? srcdir : ".", "/", workspace ? workspace : "ist", "/", relative);
+}
+
+std::string DataDir() {
+  const char* srcdir = std::getenv("TEST_SRCDIR");
+  return srcdir ? absl::StrCat(srcdir, "/system/share/datasets") : "/usr/share/datasets";
+}
+
+namespace {
+
+std::string TmpDir() {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  return tmp ? tmp : "/tmp";
+}
+
+int g_next_log = 0;
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
+    const std::vector<std::string>& coordinator_flags) {
+  auto cluster = std::unique_ptr<LocalCluster>(new LocalCluster());
+  const std::string port_file = absl::StrCat(TmpDir(), "/port.", ++g_next_log);
+  std::vector<std::string> argv = {RunfilePath("server/ist_coordinator"),
+                                   "--listen=127.0.0.1:0",
+                                   "--port_file=" + port_file,
+                                   "--data_dir=" + DataDir(),
+                                   "--threads=1"};
+  argv.insert(argv.end(), coordinator_flags.begin(), coordinator_flags.end());
+  auto child = ChildProcess::Start(
+      argv, absl::StrCat(TmpDir(), "/coordinator.", g_next_log, ".log"));
+  if (!child.ok()) return child.status();
+  cluster->coordinator_ = std::move(*child);
+  int port = 0;
+  for (int i = 0; i < 400 && port == 0; ++i) {  // 20 s
+    std::ifstream in(port_file);
+    if (!(in >> port)) {
+      port = 0;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  if (port == 0) return absl::DeadlineExceededError("coordinator did not start in 20 s");
+  cluster->address_ = absl::StrCat("127.0.0.1:", port);
+  cluster->jobs_ = rpc::JobService::NewStub(
+      grpc::CreateChannel(cluster->address_, grpc::InsecureChannelCredentials()));
+  return cluster;
+}
+
+absl::Status LocalCluster::AddWorker(const std::vector<std::string>& flags) {
+  std::vector<std::string> argv = {RunfilePath("worker/ist_worker"),
+                                   "--coordinator=" + address_, "--data_dir=" + DataDir(),
+                                   "--threads=1", "--poll_wait_ms=1000"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  auto child = ChildProcess::Start(
+      argv, absl::StrCat(TmpDir(), "/worker.", workers_.size(), ".", ++g_next_log, ".log"));
+  if (!child.ok()) return child.status();
+  workers_.push_back(std::move(*child));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<rpc::JobStatus> LocalCluster::WaitForJob(const std::string& job_id,
+                                                        int timeout_s) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  rpc::JobStatus status;
+  while (std::chrono::steady_clock::now() < end) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    rpc::GetJobRequest request;
+    request.set_job_id(job_id);
+    grpc::Status s = jobs_->GetJob(&context, request, &status);
+    if (!s.ok()) return FromGrpcStatus(s);
+    const rpc::JobState state = status.progress().state();
+    if (state == rpc::SUCCEEDED || state == rpc::FAILED || state == rpc::CANCELLED) {
+      return status;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat(job_id, " did not finish in ", timeout_s, " s; last round ",
+                   status.progress().round()));
+}
+
+}  // namespace ist

@@ -1,0 +1,69 @@
+// Starts a coordinator and workers as real processes on 127.0.0.1 for
+// integration tests, and stops them (SIGTERM, then SIGKILL) when destroyed.
+// Binaries come from the test's runfiles; logs go to $TEST_TMPDIR.
+#ifndef IST_TESTS_LOCAL_CLUSTER_H_
+#define IST_TESTS_LOCAL_CLUSTER_H_
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/job.grpc.pb.h"
+
+namespace ist {
+
+// A child process; killed (SIGTERM, 5 s grace, SIGKILL) when destroyed.
+class ChildProcess {
+ public:
+  static absl::StatusOr<std::unique_ptr<ChildProcess>> Start(
+      const std::vector<std::string>& argv, const std::string& log_path);
+  ~ChildProcess();
+  // Sends `signal`; with wait, reaps the child (at most 10 s) and returns
+  // its exit status as from waitpid, or -1.
+  int Signal(int signal, bool wait);
+  pid_t pid() const { return pid_; }
+
+ private:
+  explicit ChildProcess(pid_t pid) : pid_(pid) {}
+  pid_t pid_;
+  bool reaped_ = false;
+};
+
+// Path of a binary in this test's runfiles, e.g. "server/ist_coordinator".
+std::string RunfilePath(const std::string& relative);
+
+// Directory of the Fashion-MNIST files' parent ("datasets") in runfiles.
+std::string DataDir();
+
+class LocalCluster {
+ public:
+  // Starts the coordinator on a free loopback port and waits until it
+  // serves (at most 20 s).
+  static absl::StatusOr<std::unique_ptr<LocalCluster>> Start(
+      const std::vector<std::string>& coordinator_flags = {});
+
+  // Starts a worker with --threads=1.
+  absl::Status AddWorker(const std::vector<std::string>& flags = {});
+  ChildProcess* worker(int i) { return workers_[i].get(); }
+  ChildProcess* coordinator() { return coordinator_.get(); }
+
+  const std::string& address() const { return address_; }
+  rpc::JobService::Stub* jobs() { return jobs_.get(); }
+
+  // Waits (at most `timeout_s`) for the job to end; returns its last status.
+  absl::StatusOr<rpc::JobStatus> WaitForJob(const std::string& job_id, int timeout_s);
+
+ private:
+  std::string address_;
+  std::unique_ptr<ChildProcess> coordinator_;
+  std::vector<std::unique_ptr<ChildProcess>> workers_;
+  std::unique_ptr<rpc::JobService::Stub> jobs_;
+};
+
+}  // namespace ist
+
+#endif  // IST_TESTS_LOCAL_CLUSTER_H_

@@ -1,0 +1,208 @@
+#include "worker/worker_agent.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/dataset_registry.h"
+#include "common/grpc_status.h"
+#include "common/job_spec.h"
+#include "common/slice_codec.h"
+#include "common/status_macros.h"
+#include "glog/logging.h"
+
+namespace ist {
+namespace {
+
+void SetDeadline(grpc::ClientContext* context, absl::Duration timeout) {
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout)));
+}
+
+std::string TagString(const rpc::SliceTag& t) {
+  return absl::StrCat(t.job_id(), " round ", t.round(), " subnet ", t.subnet(),
+                      " attempt ", t.attempt());
+}
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> CoordinatorChannel(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(8 << 20);
+  args.SetMaxSendMessageSize(8 << 20);
+  // Reconnect quickly after a coordinator restart.
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+WorkerAgent::WorkerAgent(WorkerOptions options, std::shared_ptr<grpc::Channel> channel)
+    : options_(std::move(options)), stub_(rpc::WorkerService::NewStub(channel)) {}
+
+absl::Status WorkerAgent::Register() {
+  rpc::RegisterWorkerRequest request;
+  request.set_name(options_.name);
+  request.set_threads(options_.threads);
+  rpc::RegisterWorkerResponse response;
+  grpc::ClientContext context;
+  SetDeadline(&context, options_.rpc_timeout);
+  RETURN_IF_ERROR(FromGrpcStatus(stub_->RegisterWorker(&context, request, &response)));
+  worker_id_ = response.worker_id();
+  LOG(INFO) << "registered with coordinator " << options_.coordinator << " as " << worker_id_;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const DenseDataset>> WorkerAgent::TrainingData(
+    const std::string& name) {
+  auto it = datasets_.find(name);
+  if (it != datasets_.end()) return it->second;
+  ASSIGN_OR_RETURN(DenseDataset data, LoadDataset(name, options_.data_dir, true));
+  LOG(INFO) << "loaded data set " << name << ": " << data.num_samples() << " samples";
+  auto shared = std::make_shared<const DenseDataset>(std::move(data));
+  datasets_[name] = shared;
+  return shared;
+}
+
+absl::Status WorkerAgent::DoTask(const rpc::Task& task) {
+  const rpc::SliceTag& tag = task.tag();
+  const absl::Duration task_timeout = absl::Milliseconds(std::max<int64_t>(task.deadline_ms(), 1000));
+  ASSIGN_OR_RETURN(IstTrainingConfig config, TrainingConfigFromSpec(task.spec()));
+  MlpConfig subnet_config = config.model;
+  subnet_config.layer_sizes.assign(task.subnet_layers().begin(), task.subnet_layers().end());
+  if (subnet_config.layer_sizes.size() != config.model.layer_sizes.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(TagString(tag), ": subnet has ",
+                                                   subnet_config.layer_sizes.size(),
+                                                   " layers, the model ",
+                                                   config.model.layer_sizes.size()));
+  }
+  RETURN_IF_ERROR(ValidateMlpConfig(subnet_config));
+  if (task.first_step() != tag.round() * config.local_steps) {
+    return absl::InvalidArgumentError(absl::StrCat(TagString(tag), ": first_step ",
+                                                   task.first_step(), " is not round * R"));
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<const DenseDataset> train,
+                   TrainingData(task.spec().dataset()));
+  if (shards_job_ != tag.job_id() || shards_ == nullptr) {
+    ASSIGN_OR_RETURN(JobShards shards, JobShards::Create(config, train->num_samples()));
+    shards_ = std::make_unique<JobShards>(std::move(shards));
+    shards_job_ = tag.job_id();
+  }
+
+  // Fetch: decode straight into parameters shaped as the task says.
+  MlpParams<float> slice;
+  slice.ResizeFor(subnet_config);
+  {
+    rpc::FetchSliceRequest request;
+    request.set_worker_id(worker_id_);
+    *request.mutable_tag() = tag;
+    grpc::ClientContext context;
+    SetDeadline(&context, task_timeout);
+    auto reader = stub_->FetchSlice(&context, request);
+    SliceDecoder decoder(&slice);
+    rpc::SliceChunk chunk;
+    absl::Status decoded;
+    while (reader->Read(&chunk)) {
+      decoded = decoder.Add(chunk);
+      if (!decoded.ok()) {
+        context.TryCancel();
+        break;
+      }
+    }
+    RETURN_IF_ERROR(FromGrpcStatus(reader->Finish()));
+    RETURN_IF_ERROR(decoded);
+    RETURN_IF_ERROR(decoder.Finish());
+  }
+
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(LocalTrainResult result,
+                   RunSubnetTask(config, subnet_config, *train, *shards_, tag.round(),
+                                 tag.subnet(), &slice));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  // Push.
+  rpc::PushSliceResponse response;
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context, task_timeout);
+    auto writer = stub_->PushSlice(&context, &response);
+    rpc::SliceHeader header;
+    DescribeSlice(slice, tag, &header);
+    rpc::PushSliceChunk message;
+    message.set_worker_id(worker_id_);
+    message.mutable_stats()->set_steps(result.steps_run);
+    message.mutable_stats()->set_mean_loss(result.mean_loss);
+    message.mutable_stats()->set_train_seconds(seconds);
+    bool first = true;
+    EncodeSlice(slice, header, options_.chunk_bytes, [&](const rpc::SliceChunk& chunk) {
+      if (!first) {
+        message.clear_worker_id();
+        message.clear_stats();
+      }
+      first = false;
+      *message.mutable_chunk() = chunk;
+      return writer->Write(message);
+    });
+    writer->WritesDone();
+    RETURN_IF_ERROR(FromGrpcStatus(writer->Finish()));
+  }
+  if (response.accepted()) {
+    VLOG(1) << TagString(tag) << ": trained " << result.steps_run << " steps in " << seconds
+            << " s, loss " << result.mean_loss;
+  } else {
+    LOG(WARNING) << TagString(tag) << ": coordinator dropped the slice: " << response.reason();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> WorkerAgent::RunOnce() {
+  if (worker_id_.empty()) RETURN_IF_ERROR(Register());
+  rpc::GetTaskRequest request;
+  request.set_worker_id(worker_id_);
+  request.set_wait_ms(absl::ToInt64Milliseconds(options_.poll_wait));
+  rpc::GetTaskResponse response;
+  grpc::ClientContext context;
+  SetDeadline(&context, options_.poll_wait + options_.rpc_timeout);
+  const grpc::Status status = stub_->GetTask(&context, request, &response);
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+    LOG(WARNING) << "coordinator " << options_.coordinator << " does not know " << worker_id_
+                 << " (restarted?); registering again";
+    worker_id_.clear();
+    return false;
+  }
+  RETURN_IF_ERROR(FromGrpcStatus(status));
+  if (!response.has_task()) return false;
+  absl::Status done = DoTask(response.task());
+  ++tasks_done_;
+  if (!done.ok()) {
+    return absl::Status(done.code(), absl::StrCat(TagString(response.task().tag()), ": ",
+                                                  done.message()));
+  }
+  return true;
+}
+
+void WorkerAgent::Run(const std::atomic<bool>* stop) {
+  absl::Duration backoff = absl::Milliseconds(100);
+  int failures = 0;
+  while (!stop->load()) {
+    absl::StatusOr<bool> r = RunOnce();
+    if (r.ok()) {
+      backoff = absl::Milliseconds(100);
+      failures = 0;
+      continue;
+    }
+    ++failures;
+    const bool unreachable = r.status().code() == absl::StatusCode::kUnavailable ||
+                             r.status().code() == absl::StatusCode::kDeadlineExceeded;
+    LOG(WARNING) << (unreachable ? "coordinator unreachable at " : "task failed with coordinator ")
+                 << options_.coordinator << " (attempt " << failures << ", retry in "
+                 << absl::FormatDuration(backoff) << "): " << r.status();
+    if (unreachable) worker_id_.clear();  // it may have restarted
+    const absl::Time until = absl::Now() + backoff;
+    while (!stop->load() && absl::Now() < until) absl::SleepFor(absl::Milliseconds(50));
+    backoff = std::min(backoff * 2, options_.max_backoff);
+  }
+}
+
+}  // namespace ist

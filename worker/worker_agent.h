@@ -1,0 +1,70 @@
+// The worker's loop: register with the coordinator, long-poll for a task,
+// fetch the slice, train it for exactly R steps, push it back, repeat. It
+// keeps no job state between tasks; it caches only what it can rebuild from
+// a task (the loaded data set and its shards).
+//
+// Every RPC has a deadline. While the coordinator is unreachable the agent
+// retries with exponential backoff and logs each attempt with the address.
+#ifndef IST_WORKER_WORKER_AGENT_H_
+#define IST_WORKER_WORKER_AGENT_H_
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/dataset.h"
+#include "proto/worker_service.grpc.pb.h"
+#include "worker/subnet_task.h"
+
+namespace ist {
+
+struct WorkerOptions {
+  std::string coordinator;  // HOST:PORT, for logs
+  std::string data_dir = "/usr/share/datasets";
+  std::string name;         // shown in the coordinator's logs and status
+  int threads = 0;
+  absl::Duration poll_wait = absl::Seconds(10);   // GetTask long-poll
+  absl::Duration rpc_timeout = absl::Seconds(10); // small RPCs
+  absl::Duration max_backoff = absl::Seconds(5);
+  int64_t chunk_bytes = int64_t{1} << 20;
+};
+
+class WorkerAgent {
+ public:
+  WorkerAgent(WorkerOptions options, std::shared_ptr<grpc::Channel> channel);
+
+  // Serves until `stop` becomes true (checked at least every poll_wait).
+  void Run(const std::atomic<bool>* stop);
+
+  // One register-if-needed + poll + train + push cycle. Returns true if a
+  // task was done (accepted or not), false if none was offered, or the
+  // error that interrupted it.
+  absl::StatusOr<bool> RunOnce();
+
+  int64_t tasks_done() const { return tasks_done_; }
+
+ private:
+  absl::Status Register();
+  absl::Status DoTask(const rpc::Task& task);
+  absl::StatusOr<std::shared_ptr<const DenseDataset>> TrainingData(const std::string& name);
+
+  const WorkerOptions options_;
+  std::unique_ptr<rpc::WorkerService::Stub> stub_;
+  std::string worker_id_;
+  std::map<std::string, std::shared_ptr<const DenseDataset>> datasets_;
+  // Shards of the last job seen: rebuilt when the job changes.
+  std::string shards_job_;
+  std::unique_ptr<JobShards> shards_;
+  int64_t tasks_done_ = 0;
+};
+
+// A channel to the coordinator with explicit message-size limits.
+std::shared_ptr<grpc::Channel> CoordinatorChannel(const std::string& address);
+
+}  // namespace ist
+
+#endif  // IST_WORKER_WORKER_AGENT_H_
