@@ -1,0 +1,175 @@
+// The coordinator's logic driven directly, no network: task hand-out,
+// merge, stale and duplicate pushes, reassignment after a deadline.
+#include "server/coordinator.h"
+
+#include <cstdlib>
+#include <string>
+
+#include "common/job_spec.h"
+#include "common/model_file.h"
+#include "common/slice_codec.h"
+#include "common/subnet.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "worker/ist_engine.h"
+
+namespace ist {
+namespace {
+
+using testing::HasSubstr;
+
+std::string DataDir() {
+  const char* srcdir = std::getenv("TEST_SRCDIR");
+  return srcdir ? std::string(srcdir) + "/system/share/datasets" : "/usr/share/datasets";
+}
+
+rpc::JobSpec Spec() {
+  rpc::JobSpec spec;
+  for (int n : {784, 8, 6, 10}) spec.add_layers(n);
+  spec.set_workers(2);
+  spec.set_local_steps(2);
+  spec.set_rounds(2);
+  spec.set_batch_size(16);
+  spec.set_eval_every(1);
+  spec.set_seed(5);
+  return spec;
+}
+
+std::string Register(Coordinator* c, const std::string& name) {
+  rpc::RegisterWorkerRequest r;
+  r.set_name(name);
+  return c->RegisterWorker(r).worker_id();
+}
+
+rpc::Task Take(Coordinator* c, const std::string& worker) {
+  auto task = c->GetTask(worker, absl::Seconds(5));
+  EXPECT_TRUE(task.ok()) << task.status();
+  EXPECT_TRUE(task->has_value());
+  return task->value_or(rpc::Task());
+}
+
+// "Trains" by adding 1 to every weight of the fetched slice.
+MlpParams<float> FakeTrain(Coordinator* c, const std::string& worker, const rpc::Task& task) {
+  auto slice = c->FetchSlice(worker, task.tag());
+  EXPECT_TRUE(slice.ok()) << slice.status();
+  MlpParams<float> p = (*slice)->params;
+  for (auto& w : p.weights) w.array() += 1;
+  return p;
+}
+
+rpc::JobProgress WaitForRound(Coordinator* c, const std::string& job, int64_t round) {
+  int64_t version = -1;
+  rpc::JobProgress p;
+  for (int i = 0; i < 100; ++i) {
+    p = *c->WaitForProgress(job, &version, absl::Milliseconds(100));
+    if (p.round() >= round) break;
+  }
+  return p;
+}
+
+TEST(CoordinatorTest, MergesAwaitedSlicesAndDropsStaleAndDuplicates) {
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  Coordinator c(options);
+  auto job = c.SubmitJob(Spec());
+  ASSERT_TRUE(job.ok()) << job.status();
+  const std::string a = Register(&c, "a"), b = Register(&c, "b");
+
+  const rpc::Task ta = Take(&c, a), tb = Take(&c, b);
+  EXPECT_EQ(ta.tag().round(), 0);
+  EXPECT_NE(ta.tag().subnet(), tb.tag().subnet());
+  EXPECT_EQ(ta.first_step(), 0);
+  EXPECT_EQ(ta.spec().local_steps(), 2);
+  EXPECT_EQ(ta.subnet_layers_size(), 4);
+  EXPECT_EQ(ta.subnet_layers(1), 4);
+
+  // Someone else's attempt cannot be fetched or pushed.
+  EXPECT_EQ(c.FetchSlice(b, ta.tag()).status().code(), absl::StatusCode::kFailedPrecondition);
+  rpc::SliceTag wrong_round = ta.tag();
+  wrong_round.set_round(7);
+  EXPECT_THAT(c.ExpectedSliceShape(a, wrong_round).status().message(),
+              HasSubstr("round 7 is not the open round 0"));
+
+  const MlpParams<float> pa = FakeTrain(&c, a, ta), pb = FakeTrain(&c, b, tb);
+  ASSERT_TRUE(c.AcceptSlice(a, ta.tag(), rpc::TrainStats(), pa).ok());
+  // A duplicate of an accepted push is dropped.
+  EXPECT_THAT(c.AcceptSlice(a, ta.tag(), rpc::TrainStats(), pa).message(),
+              HasSubstr("already merged"));
+  ASSERT_TRUE(c.AcceptSlice(b, tb.tag(), rpc::TrainStats(), pb).ok());
+
+  const rpc::JobProgress p = WaitForRound(&c, *job, 1);
+  EXPECT_EQ(p.round(), 1);
+  EXPECT_EQ(p.stale_slices_dropped(), 2);
+  EXPECT_GE(p.test_accuracy(), 0);
+  EXPECT_EQ(p.round_bytes_received(), 4 * (pa.NumScalars() + pb.NumScalars()));
+
+  // The merged model: the initial one with every extracted weight + 1.
+  auto config = TrainingConfigFromSpec(WithDefaults(Spec()));
+  ASSERT_TRUE(config.ok());
+  MlpParams<float> expected = InitialModel(*config);
+  auto partition = RoundPartition(*config, 0);
+  std::vector<const MlpParams<float>*> trained(2);
+  trained[ta.tag().subnet()] = &pa;
+  trained[tb.tag().subnet()] = &pb;
+  ASSERT_TRUE(MergeSubnets(config->model, *partition, trained, &expected).ok());
+  auto exported = c.ExportModel(*job);
+  ASSERT_TRUE(exported.ok());
+  auto file = DecodeModelFile(*exported, "export");
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(file->round, 1);
+  EXPECT_TRUE(IdenticalParams(file->params, expected));
+  EXPECT_EQ(p.model_fingerprint(), ParamsFingerprint(expected));
+  rpc::JobStatus status = *c.GetJob(*job);
+  EXPECT_EQ(status.progress().state(), rpc::RUNNING);
+  EXPECT_EQ(status.spec().lr(), 0.01);  // default filled in
+}
+
+TEST(CoordinatorTest, ReassignsAfterTheDeadlineAndIgnoresTheLatePush) {
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  options.task_timeout = absl::Milliseconds(300);
+  Coordinator c(options);
+  rpc::JobSpec spec = Spec();
+  spec.set_workers(1);
+  spec.set_rounds(1);
+  auto job = c.SubmitJob(spec);
+  ASSERT_TRUE(job.ok());
+  const std::string slow = Register(&c, "slow"), fast = Register(&c, "fast");
+  const rpc::Task first = Take(&c, slow);
+  EXPECT_EQ(first.tag().attempt(), 0);
+  const MlpParams<float> late = FakeTrain(&c, slow, first);
+  // `fast` waits; the slow attempt expires and is handed over.
+  const rpc::Task second = Take(&c, fast);
+  EXPECT_EQ(second.tag().subnet(), first.tag().subnet());
+  EXPECT_EQ(second.tag().attempt(), 1);
+  EXPECT_THAT(c.AcceptSlice(slow, first.tag(), rpc::TrainStats(), late).message(),
+              HasSubstr("not the one awaited"));
+  auto slice = c.FetchSlice(fast, second.tag());
+  ASSERT_TRUE(slice.ok());
+  ASSERT_TRUE(c.AcceptSlice(fast, second.tag(), rpc::TrainStats(), (*slice)->params).ok());
+  const rpc::JobProgress p = WaitForRound(&c, *job, 1);
+  EXPECT_EQ(p.state(), rpc::SUCCEEDED);
+  EXPECT_EQ(p.stale_slices_dropped(), 1);
+  // The fast worker returned the slice unchanged: the model is the initial one.
+  auto config = TrainingConfigFromSpec(WithDefaults(spec));
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(p.model_fingerprint(), ParamsFingerprint(InitialModel(*config)));
+}
+
+TEST(CoordinatorTest, RejectsBadSpecsBeforeQueueing) {
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  Coordinator c(options);
+  rpc::JobSpec spec = Spec();
+  spec.set_lr(-1);
+  EXPECT_THAT(c.SubmitJob(spec).status().message(), HasSubstr("lr"));
+  spec = Spec();
+  spec.set_dataset("idx:missing-dir");
+  EXPECT_EQ(c.SubmitJob(spec).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(c.ListJobs().empty());
+  EXPECT_EQ(c.GetTask("w-unknown", absl::Milliseconds(1)).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace ist
