@@ -363,7 +363,9 @@ void Coordinator::FinishRoundLocked(Job* job) {
   job->slots.clear();
   ++job->rounds_done;
   const double round_seconds = absl::ToDoubleSeconds(absl::Now() - job->round_start);
-  rpc::JobProgress& p = job->progress;
+  // Build the new progress privately and publish it whole after the
+  // evaluation, so no watcher sees a round without its accuracy.
+  rpc::JobProgress p = job->progress;
   p.set_round(job->rounds_done);
   p.set_train_loss(loss);
   p.set_round_seconds(round_seconds);
@@ -393,6 +395,9 @@ void Coordinator::FinishRoundLocked(Job* job) {
       LOG(ERROR) << job->id << ": evaluation failed: " << eval.status();
     }
   }
+  // Pushes may have been dropped meanwhile.
+  p.set_stale_slices_dropped(job->progress.stale_slices_dropped());
+  job->progress = p;
   LOG(INFO) << job->id << " round " << job->rounds_done << "/" << job->total_rounds
             << " loss " << loss << " acc " << p.test_accuracy() << " ("
             << round_seconds << " s, " << job->round_bytes_sent << " B out, "

@@ -134,25 +134,30 @@ TEST_P(DistributedIstTest, EveryRoundEqualsTheOneProcessEngine) {
 
 INSTANTIATE_TEST_SUITE_P(Workers, DistributedIstTest, testing::Values(2, 4));
 
-TEST(DistributedIstTest, SliceLargerThanFourMebibytesCrossesIntact) {
+// The large model: 784-4096-4096-10 is 20.1 M weights (80 MB fp32);
+// each S = 2 slice is 23 MB, far above gRPC's 4 MiB default message size.
+TEST(DistributedIstTest, EightyMegabyteModelTrainsAndSlicesCrossIntact) {
   SetComputeThreads(1);
   auto cluster = LocalCluster::Start();
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   ASSERT_TRUE((*cluster)->AddWorker().ok());
+  ASSERT_TRUE((*cluster)->AddWorker().ok());
   rpc::JobSpec spec = SmallSpec(2);
   spec.clear_layers();
-  for (int n : {784, 3000, 10}) spec.add_layers(n);
-  spec.set_rounds(1);
+  for (int n : {784, 4096, 4096, 10}) spec.add_layers(n);
+  spec.set_rounds(2);
   spec.set_local_steps(2);
-  spec.set_eval_every(1);
+  spec.set_eval_every(1000);  // the last round is always evaluated
   auto job_id = Submit(cluster->get(), spec);
   ASSERT_TRUE(job_id.ok()) << job_id.status();
-  auto status = (*cluster)->WaitForJob(*job_id, 120);
+  auto status = (*cluster)->WaitForJob(*job_id, 300);
   ASSERT_TRUE(status.ok()) << status.status();
   ASSERT_EQ(status->progress().state(), rpc::SUCCEEDED) << status->progress().error();
-  // Each of the two slices is 1500 x 784 + 10 x 1500 + 2 x 1500 floats.
-  EXPECT_EQ(status->progress().round_bytes_sent(), 2 * 4 * (1500 * 784 + 1500 * 10 + 3000));
-  EXPECT_GT(status->progress().round_bytes_sent() / 2, 4 << 20);
+  // Each slice: 2048 x 784 + 2048 x 2048 + 10 x 2048 weights + 2 x 2 x 2048 BN.
+  const int64_t slice_bytes = 4 * (2048 * 784 + 2048 * 2048 + 10 * 2048 + 4 * 2048);
+  EXPECT_EQ(status->progress().round_bytes_sent(), 2 * slice_bytes);
+  EXPECT_EQ(status->progress().total_bytes_received(), 2 * 2 * slice_bytes);
+  EXPECT_GT(slice_bytes, 20 << 20);
 
   auto config = TrainingConfigFromSpec(WithDefaults(spec));
   auto train = LoadDataset("fashion-mnist", DataDir(), true);
@@ -160,7 +165,11 @@ TEST(DistributedIstTest, SliceLargerThanFourMebibytesCrossesIntact) {
   auto engine = LocalIstEngine::Create(*config, &*train);
   ASSERT_TRUE(engine.ok());
   ASSERT_TRUE((*engine)->RunRound().ok());
+  ASSERT_TRUE((*engine)->RunRound().ok());
   EXPECT_EQ(status->progress().model_fingerprint(), ParamsFingerprint((*engine)->model()));
+  auto exported = Export(cluster->get(), *job_id);
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  EXPECT_TRUE(IdenticalParams(exported->params, (*engine)->model()));
 }
 
 TEST(JobApiTest, RejectsBadSpecsQueuesCancelsExportsAndEvaluates) {
