@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/dataset_registry.h"
 #include "common/job_spec.h"
 #include "common/model_file.h"
@@ -170,6 +171,44 @@ TEST(DistributedIstTest, EightyMegabyteModelTrainsAndSlicesCrossIntact) {
   auto exported = Export(cluster->get(), *job_id);
   ASSERT_TRUE(exported.ok()) << exported.status();
   EXPECT_TRUE(IdenticalParams(exported->params, (*engine)->model()));
+}
+
+// Kubernetes may start workers before the coordinator: they must wait,
+// retry with logged backoff, report NOT_SERVING meanwhile, then join.
+TEST(DistributedIstTest, WorkerStartedBeforeTheCoordinatorWaitsAndJoins) {
+  const int port = FreePort();
+  ASSERT_GT(port, 0);
+  const std::string address = absl::StrCat("127.0.0.1:", port);
+  const std::string dir = TestTmpDir();
+  auto worker = ChildProcess::Start(
+      {RunfilePath("worker/ist_worker"), "--coordinator=" + address, "--data_dir=" + DataDir(),
+       "--threads=1", "--poll_wait_ms=500", "--health_listen=127.0.0.1:0",
+       "--health_port_file=" + dir + "/early_health_port"},
+      dir + "/early_worker.log");
+  ASSERT_TRUE(worker.ok());
+  std::string health_port;
+  for (int i = 0; i < 100 && health_port.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    health_port = ReadFileOrEmpty(dir + "/early_health_port");
+  }
+  ASSERT_FALSE(health_port.empty());
+  const std::string health = absl::StrCat("127.0.0.1:", std::stoi(health_port));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(*HealthStatus(health), 2);  // NOT_SERVING: no coordinator yet
+  const std::string log = ReadFileOrEmpty(dir + "/early_worker.log");
+  EXPECT_THAT(log, HasSubstr("coordinator unreachable at " + address + " (attempt 2"));
+
+  auto cluster = LocalCluster::Start({"--listen=" + address});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  EXPECT_EQ(*HealthStatus(address), 1);  // the coordinator serves health too
+  rpc::JobSpec spec = SmallSpec(1);
+  spec.set_rounds(2);
+  auto job_id = Submit(cluster->get(), spec);
+  ASSERT_TRUE(job_id.ok()) << job_id.status();
+  auto status = (*cluster)->WaitForJob(*job_id, 60);
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->progress().state(), rpc::SUCCEEDED);
+  EXPECT_EQ(*HealthStatus(health), 1);  // SERVING once registered
 }
 
 TEST(JobApiTest, RejectsBadSpecsQueuesCancelsExportsAndEvaluates) {

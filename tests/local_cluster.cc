@@ -1,6 +1,8 @@
 #include "tests/local_cluster.h"
 
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <spawn.h>
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -9,10 +11,12 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "proto/health.grpc.pb.h"
 
 extern char** environ;
 
@@ -60,6 +64,40 @@ ChildProcess::~ChildProcess() {
   }
 }
 
+absl::StatusOr<int> HealthStatus(const std::string& address) {
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::health::v1::HealthCheckResponse response;
+  grpc::Status s = stub->Check(&context, grpc::health::v1::HealthCheckRequest(), &response);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return static_cast<int>(response.status());
+}
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+std::string ReadFileOrEmpty(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 std::string RunfilePath(const std::string& relative) {
   const char* srcdir = std::getenv("TEST_SRCDIR");
   const char* workspace = std::getenv("TEST_WORKSPACE");
@@ -71,12 +109,14 @@ std::string DataDir() {
   return srcdir ? absl::StrCat(srcdir, "/system/share/datasets") : "/usr/share/datasets";
 }
 
-namespace {
-
-std::string TmpDir() {
+std::string TestTmpDir() {
   const char* tmp = std::getenv("TEST_TMPDIR");
   return tmp ? tmp : "/tmp";
 }
+
+namespace {
+
+std::string TmpDir() { return TestTmpDir(); }
 
 int g_next_log = 0;
 

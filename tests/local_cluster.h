@@ -33,6 +33,19 @@ class ChildProcess {
   bool reaped_ = false;
 };
 
+// The standard gRPC health status of `address` ("" service), or the RPC
+// error.
+absl::StatusOr<int> HealthStatus(const std::string& address);
+
+// A loopback port that was free a moment ago.
+int FreePort();
+
+// The contents of a file ("" if unreadable).
+std::string ReadFileOrEmpty(const std::string& path);
+
+// $TEST_TMPDIR or /tmp.
+std::string TestTmpDir();
+
 // Path of a binary in this test's runfiles, e.g. "server/ist_coordinator".
 std::string RunfilePath(const std::string& relative);
 

@@ -6,12 +6,16 @@
 
 #include <atomic>
 #include <cstdio>
+#include <fstream>
+#include <memory>
 #include <string>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/health.grpc.pb.h"
 #include "worker/compute_threads.h"
 #include "worker/worker_agent.h"
 
@@ -20,10 +24,35 @@ DEFINE_string(data_dir, "/usr/share/datasets", "directory holding the data sets"
 DEFINE_int32(threads, 0, "compute threads (0: all cores)");
 DEFINE_string(name, "", "name shown by the coordinator (default host:pid)");
 DEFINE_int32(poll_wait_ms, 10000, "how long one GetTask long-poll may wait");
+DEFINE_string(health_listen, "",
+              "if set (HOST:PORT), serve the standard gRPC health service here: "
+              "SERVING while registered with the coordinator");
+DEFINE_string(health_port_file, "", "if set, write the health port here once serving");
 
 namespace {
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop.store(true); }
+
+// grpc.health.v1.Health for the whole worker ("" service): SERVING while it
+// is registered with a coordinator. (gRPC's built-in health service cannot
+// run in a server with no other synchronous service, and the worker has none.)
+class WorkerHealth final : public grpc::health::v1::Health::Service {
+ public:
+  explicit WorkerHealth(const ist::WorkerAgent* agent) : agent_(agent) {}
+  grpc::Status Check(grpc::ServerContext*, const grpc::health::v1::HealthCheckRequest* request,
+                     grpc::health::v1::HealthCheckResponse* response) override {
+    if (!request->service().empty()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown service");
+    }
+    response->set_status(agent_->registered()
+                             ? grpc::health::v1::HealthCheckResponse::SERVING
+                             : grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+    return grpc::Status::OK;
+  }
+
+ private:
+  const ist::WorkerAgent* agent_;
+};
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -53,8 +82,31 @@ int main(int argc, char** argv) {
   options.name = FLAGS_name.empty() ? absl::StrCat(host, ":", getpid()) : FLAGS_name;
   options.poll_wait = absl::Milliseconds(FLAGS_poll_wait_ms);
   ist::WorkerAgent agent(options, ist::CoordinatorChannel(FLAGS_coordinator));
+
+  // Optional health endpoint for probes: the worker itself is a client.
+  std::unique_ptr<grpc::Server> health_server;
+  WorkerHealth health(&agent);
+  if (!FLAGS_health_listen.empty()) {
+    grpc::ServerBuilder builder;
+    builder.RegisterService(&health);
+    int port = 0;
+    builder.AddListeningPort(FLAGS_health_listen, grpc::InsecureServerCredentials(), &port);
+    health_server = builder.BuildAndStart();
+    if (health_server == nullptr || port == 0) {
+      std::fprintf(stderr, "ist_worker: --health_listen: cannot listen on %s\n",
+                   FLAGS_health_listen.c_str());
+      return 2;
+    }
+    if (!FLAGS_health_port_file.empty()) {
+      std::ofstream(FLAGS_health_port_file + ".tmp") << port << "\n";
+      std::rename((FLAGS_health_port_file + ".tmp").c_str(), FLAGS_health_port_file.c_str());
+    }
+  }
   LOG(INFO) << "worker " << options.name << " serving coordinator " << FLAGS_coordinator;
   agent.Run(&g_stop);
+  if (health_server != nullptr) {
+    health_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  }
   LOG(INFO) << "worker stopped after " << agent.tasks_done() << " tasks";
   return 0;
 }

@@ -49,6 +49,7 @@ absl::Status WorkerAgent::Register() {
   SetDeadline(&context, options_.rpc_timeout);
   RETURN_IF_ERROR(FromGrpcStatus(stub_->RegisterWorker(&context, request, &response)));
   worker_id_ = response.worker_id();
+  registered_.store(true);
   LOG(INFO) << "registered with coordinator " << options_.coordinator << " as " << worker_id_;
   return absl::OkStatus();
 }
@@ -169,6 +170,7 @@ absl::StatusOr<bool> WorkerAgent::RunOnce() {
     LOG(WARNING) << "coordinator " << options_.coordinator << " does not know " << worker_id_
                  << " (restarted?); registering again";
     worker_id_.clear();
+    registered_.store(false);
     return false;
   }
   RETURN_IF_ERROR(FromGrpcStatus(status));
@@ -198,7 +200,10 @@ void WorkerAgent::Run(const std::atomic<bool>* stop) {
     LOG(WARNING) << (unreachable ? "coordinator unreachable at " : "task failed with coordinator ")
                  << options_.coordinator << " (attempt " << failures << ", retry in "
                  << absl::FormatDuration(backoff) << "): " << r.status();
-    if (unreachable) worker_id_.clear();  // it may have restarted
+    if (unreachable) {  // it may have restarted
+      worker_id_.clear();
+      registered_.store(false);
+    }
     const absl::Time until = absl::Now() + backoff;
     while (!stop->load() && absl::Now() < until) absl::SleepFor(absl::Milliseconds(50));
     backoff = std::min(backoff * 2, options_.max_backoff);

@@ -46,6 +46,8 @@ class WorkerAgent {
   absl::StatusOr<bool> RunOnce();
 
   int64_t tasks_done() const { return tasks_done_; }
+  // True while the agent holds a registration the coordinator accepted.
+  bool registered() const { return registered_.load(); }
 
  private:
   absl::Status Register();
@@ -60,6 +62,7 @@ class WorkerAgent {
   std::string shards_job_;
   std::unique_ptr<JobShards> shards_;
   int64_t tasks_done_ = 0;
+  std::atomic<bool> registered_{false};
 };
 
 // A channel to the coordinator with explicit message-size limits.
