@@ -36,7 +36,9 @@ struct Coordinator::Job {
   double submitted = 0, started = 0, finished = 0;
 
   rpc::JobProgress progress;
-  int64_t version = 0;  // bumped on every progress change
+  // Every published progress; history_start is the index of the first kept.
+  std::deque<rpc::JobProgress> history;
+  int64_t history_start = 0;
   bool cancel_requested = false;
 
   bool has_model = false;
@@ -140,8 +142,9 @@ absl::StatusOr<std::string> Coordinator::SubmitJob(const rpc::JobSpec& request) 
   LOG(INFO) << id << ": queued " << config.model.ShapeString() << " S=" << config.num_subnets
             << " R=" << config.local_steps << " rounds=" << job->total_rounds;
   queue_.push_back(id);
+  Job* queued = job.get();
   jobs_[id] = std::move(job);
-  cv_.SignalAll();
+  BumpLocked(queued);
   return id;
 }
 
@@ -197,18 +200,22 @@ absl::StatusOr<rpc::JobState> Coordinator::CancelJob(const std::string& job_id) 
   return job->progress.state();
 }
 
-absl::StatusOr<rpc::JobProgress> Coordinator::WaitForProgress(const std::string& job_id,
-                                                              int64_t* version,
-                                                              absl::Duration timeout) {
+absl::StatusOr<std::vector<rpc::JobProgress>> Coordinator::WaitForProgress(
+    const std::string& job_id, int64_t* seen, absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   Job* job = FindJobLocked(job_id);
   if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
   const absl::Time deadline = absl::Now() + timeout;
-  while (job->version <= *version && !stopping_) {
+  auto published = [job] { return job->history_start + static_cast<int64_t>(job->history.size()); };
+  while (published() <= *seen && !stopping_) {
     if (cv_.WaitWithDeadline(&mu_, deadline)) break;
   }
-  *version = job->version;
-  return job->progress;
+  std::vector<rpc::JobProgress> out;
+  for (int64_t i = std::max(*seen, job->history_start); i < published(); ++i) {
+    out.push_back(job->history[i - job->history_start]);
+  }
+  *seen = std::max(*seen, published());
+  return out;
 }
 
 absl::StatusOr<std::string> Coordinator::ExportModel(const std::string& job_id) {
@@ -266,7 +273,11 @@ absl::StatusOr<rpc::EvaluateResponse> Coordinator::Evaluate(
 // ---------------------------------------------------------------- rounds
 
 void Coordinator::BumpLocked(Job* job) {
-  ++job->version;
+  job->history.push_back(job->progress);
+  if (static_cast<int>(job->history.size()) > kProgressHistory) {
+    job->history.pop_front();
+    ++job->history_start;
+  }
   cv_.SignalAll();
 }
 
@@ -613,6 +624,11 @@ bool Coordinator::Heartbeat(const rpc::HeartbeatRequest& request) {
   if (it == workers_.end()) return false;
   it->second.last_seen = absl::Now();
   return true;
+}
+
+bool Coordinator::stopping() {
+  absl::MutexLock lock(&mu_);
+  return stopping_;
 }
 
 int Coordinator::num_live_workers() {

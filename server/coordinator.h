@@ -71,11 +71,14 @@ class Coordinator {
   // Queued or running -> CANCELLED (a running round is abandoned; the model
   // stays at the last merged round). Finished jobs keep their state.
   absl::StatusOr<rpc::JobState> CancelJob(const std::string& job_id);
-  // Returns the job's progress once its version exceeds `*version` (or at
-  // once if it already does), waiting at most `timeout`; updates `*version`.
-  absl::StatusOr<rpc::JobProgress> WaitForProgress(const std::string& job_id,
-                                                   int64_t* version,
-                                                   absl::Duration timeout);
+  // Every progress update of the job after the first `*seen` ones, in order
+  // (each finished round is one), waiting at most `timeout` for at least
+  // one; advances `*seen`. The last kProgressHistory updates are kept: a
+  // watcher further behind skips the older ones. Empty on timeout.
+  absl::StatusOr<std::vector<rpc::JobProgress>> WaitForProgress(const std::string& job_id,
+                                                                int64_t* seen,
+                                                                absl::Duration timeout);
+  static constexpr int kProgressHistory = 10000;
   // The job's current model as a model file (common/model_file.h).
   absl::StatusOr<std::string> ExportModel(const std::string& job_id);
   absl::StatusOr<rpc::EvaluateResponse> Evaluate(const rpc::EvaluateRequest& request);
@@ -109,6 +112,8 @@ class Coordinator {
   bool Heartbeat(const rpc::HeartbeatRequest& request);
 
   int num_live_workers();
+  // True once the destructor has begun.
+  bool stopping();
 
  private:
   struct Slot;

@@ -58,11 +58,12 @@ MlpParams<float> FakeTrain(Coordinator* c, const std::string& worker, const rpc:
 }
 
 rpc::JobProgress WaitForRound(Coordinator* c, const std::string& job, int64_t round) {
-  int64_t version = -1;
+  int64_t seen = 0;
   rpc::JobProgress p;
-  for (int i = 0; i < 100; ++i) {
-    p = *c->WaitForProgress(job, &version, absl::Milliseconds(100));
-    if (p.round() >= round) break;
+  for (int i = 0; i < 100 && p.round() < round; ++i) {
+    auto updates = c->WaitForProgress(job, &seen, absl::Milliseconds(100));
+    EXPECT_TRUE(updates.ok()) << updates.status();
+    if (updates.ok() && !updates->empty()) p = updates->back();
   }
   return p;
 }

@@ -139,15 +139,16 @@ grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
 grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
                                       const rpc::WatchJobRequest* request,
                                       grpc::ServerWriter<rpc::JobProgress>* writer) {
-  int64_t version = -1;
-  // Ends when the job ends, the client goes away or the coordinator stops
-  // (then WaitForProgress returns at once with no newer version).
+  int64_t seen = 0;
+  // Ends when the job ends, the client goes away or the coordinator stops.
   while (!context->IsCancelled()) {
-    const int64_t before = version;
-    auto progress = coordinator_->WaitForProgress(request->job_id(), &version, absl::Seconds(1));
-    if (!progress.ok()) return ToGrpcStatus(progress.status());
-    if (version != before && !writer->Write(*progress)) break;
-    if (Terminal(progress->state())) break;
+    auto updates = coordinator_->WaitForProgress(request->job_id(), &seen, absl::Seconds(1));
+    if (!updates.ok()) return ToGrpcStatus(updates.status());
+    for (const rpc::JobProgress& progress : *updates) {
+      if (!writer->Write(progress)) return grpc::Status::OK;
+      if (Terminal(progress.state())) return grpc::Status::OK;
+    }
+    if (updates->empty() && coordinator_->stopping()) break;
   }
   return grpc::Status::OK;
 }
