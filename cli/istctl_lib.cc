@@ -49,6 +49,7 @@ const std::vector<CommandSpec>& Commands() {
         "eval_every", "bn_mode", "wait"}},
       {"status", "JOB_ID", {}},
       {"list", nullptr, {}},
+      {"workers", nullptr, {}},
       {"cancel", "JOB_ID", {}},
       {"watch", "JOB_ID", {}},
       {"export", "JOB_ID", {"out"}},
@@ -365,6 +366,21 @@ int RunList(const Invocation& inv, rpc::JobService::StubInterface* stub,
   return kExitOk;
 }
 
+int RunWorkers(const Invocation& inv, rpc::JobService::StubInterface* stub,
+               std::ostream& out, std::ostream& err) {
+  grpc::ClientContext context;
+  SetDeadline(&context, inv.global.timeout_seconds);
+  rpc::ListWorkersResponse response;
+  const grpc::Status s = stub->ListWorkers(&context, rpc::ListWorkersRequest(), &response);
+  if (!s.ok()) return ReportRpcError(inv.global, "ListWorkers", s, err);
+  if (inv.global.output == OutputFormat::kJson) {
+    out << ToJson(response) << "\n";
+  } else {
+    out << FormatWorkerTable(response);
+  }
+  return kExitOk;
+}
+
 int RunCancel(const Invocation& inv, rpc::JobService::StubInterface* stub,
               std::ostream& out, std::ostream& err) {
   const std::string& job_id = inv.args[0];
@@ -537,6 +553,8 @@ commands:
       Prints the job id; --wait then watches it like `watch`.
   status JOB_ID                 the job's spec and progress
   list                          all jobs
+  workers                       every worker: state, last contact, task,
+                                step time
   cancel JOB_ID                 cancel a queued or running job
   watch JOB_ID                  follow the job's progress until it ends
   export JOB_ID --out=FILE      download the job's model into FILE
@@ -862,18 +880,10 @@ std::string FormatJobStatus(const rpc::JobStatus& status) {
   return out;
 }
 
-std::string FormatJobTable(const rpc::ListJobsResponse& jobs) {
-  if (jobs.jobs().empty()) return "no jobs\n";
-  std::vector<std::vector<std::string>> rows = {
-      {"JOB_ID", "STATE", "ROUND", "ACC", "MODEL", "DATASET", "NAME"}};
-  for (const rpc::JobStatus& job : jobs.jobs()) {
-    const rpc::JobProgress& p = job.progress();
-    rows.push_back({job.job_id(), StateName(p.state()),
-                    absl::StrCat(p.round(), "/", p.total_rounds()),
-                    AccuracyText(p.test_accuracy()),
-                    absl::StrJoin(job.spec().layers(), "-"),
-                    job.spec().dataset(), job.spec().name()});
-  }
+namespace {
+
+// Left-aligned columns separated by two spaces; the first row is the header.
+std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width(rows[0].size(), 0);
   for (const auto& row : rows) {
     for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
@@ -889,6 +899,38 @@ std::string FormatJobTable(const rpc::ListJobsResponse& jobs) {
     absl::StrAppend(&out, line, "\n");
   }
   return out;
+}
+
+}  // namespace
+
+std::string FormatJobTable(const rpc::ListJobsResponse& jobs) {
+  if (jobs.jobs().empty()) return "no jobs\n";
+  std::vector<std::vector<std::string>> rows = {
+      {"JOB_ID", "STATE", "ROUND", "ACC", "MODEL", "DATASET", "NAME"}};
+  for (const rpc::JobStatus& job : jobs.jobs()) {
+    const rpc::JobProgress& p = job.progress();
+    rows.push_back({job.job_id(), StateName(p.state()),
+                    absl::StrCat(p.round(), "/", p.total_rounds()),
+                    AccuracyText(p.test_accuracy()),
+                    absl::StrJoin(job.spec().layers(), "-"),
+                    job.spec().dataset(), job.spec().name()});
+  }
+  return FormatTable(rows);
+}
+
+std::string FormatWorkerTable(const rpc::ListWorkersResponse& workers) {
+  if (workers.workers().empty()) return "no workers\n";
+  std::vector<std::vector<std::string>> rows = {
+      {"WORKER", "NAME", "STATE", "LAST_CONTACT", "TASK", "STEP_MS", "TASKS"}};
+  for (const rpc::WorkerStatus& w : workers.workers()) {
+    rows.push_back({w.worker_id(), w.name(), w.state(), FormatUnixTime(w.last_contact_unix()),
+                    w.job_id().empty() ? "-"
+                                       : absl::StrCat(w.job_id(), " r", w.round(), " s",
+                                                      w.subnet()),
+                    absl::StrFormat("%.1f", w.last_step_seconds() * 1000),
+                    absl::StrCat(w.tasks_done())});
+  }
+  return FormatTable(rows);
 }
 
 std::string ToJson(const google::protobuf::Message& message) {
@@ -935,6 +977,7 @@ int RunCommand(const Invocation& inv, rpc::JobService::StubInterface* stub,
   if (c == "submit") return RunSubmit(inv, stub, out, err, live);
   if (c == "status") return RunStatus(inv, stub, out, err);
   if (c == "list") return RunList(inv, stub, out, err);
+  if (c == "workers") return RunWorkers(inv, stub, out, err);
   if (c == "cancel") return RunCancel(inv, stub, out, err);
   if (c == "watch") return RunWatch(inv.global, inv.args[0], stub, out, err, live);
   if (c == "export") return RunExport(inv, stub, out, err);

@@ -104,6 +104,9 @@ std::string FormatJobStatus(const rpc::JobStatus& status);
 
 // Human-readable `list` output: a header and one line per job.
 std::string FormatJobTable(const rpc::ListJobsResponse& jobs);
+// One row per worker: id, name, state, last contact, current task, mean
+// step time of its last task, tasks done.
+std::string FormatWorkerTable(const rpc::ListWorkersResponse& workers);
 
 // One-line JSON of `message` with the proto's field names (job_id, not
 // jobId) and every field, zero or not.

@@ -58,6 +58,8 @@ struct Coordinator::Job {
 struct Coordinator::Worker {
   std::string name;
   absl::Time last_seen;
+  int64_t tasks_done = 0;
+  double last_step_seconds = 0;
   // The assignment it holds, if any.
   std::string job_id;
   int64_t round = -1;
@@ -596,6 +598,10 @@ absl::Status Coordinator::AcceptSlice(const std::string& worker_id, const rpc::S
   }
   slot->trained = std::move(slice);
   slot->mean_loss = stats.mean_loss();
+  if (auto w = workers_.find(worker_id); w != workers_.end()) {
+    ++w->second.tasks_done;
+    if (stats.steps() > 0) w->second.last_step_seconds = stats.train_seconds() / stats.steps();
+  }
   slot->state = Slot::kDone;
   slot->outgoing.reset();
   running_->slots_done++;
@@ -629,6 +635,28 @@ bool Coordinator::Heartbeat(const rpc::HeartbeatRequest& request) {
 bool Coordinator::stopping() {
   absl::MutexLock lock(&mu_);
   return stopping_;
+}
+
+std::vector<rpc::WorkerStatus> Coordinator::ListWorkers() {
+  absl::MutexLock lock(&mu_);
+  std::vector<rpc::WorkerStatus> out;
+  const absl::Time now = absl::Now();
+  for (const auto& [id, w] : workers_) {
+    rpc::WorkerStatus& status = out.emplace_back();
+    status.set_worker_id(id);
+    status.set_name(w.name);
+    const bool lost = now - w.last_seen > options_.worker_timeout;
+    status.set_state(lost ? "lost" : (w.job_id.empty() ? "idle" : "training"));
+    status.set_last_contact_unix(absl::ToDoubleSeconds(w.last_seen - absl::UnixEpoch()));
+    if (!w.job_id.empty()) {
+      status.set_job_id(w.job_id);
+      status.set_round(w.round);
+      status.set_subnet(w.subnet);
+    }
+    status.set_last_step_seconds(w.last_step_seconds);
+    status.set_tasks_done(w.tasks_done);
+  }
+  return out;
 }
 
 int Coordinator::num_live_workers() {

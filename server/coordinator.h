@@ -112,6 +112,7 @@ class Coordinator {
   bool Heartbeat(const rpc::HeartbeatRequest& request);
 
   int num_live_workers();
+  std::vector<rpc::WorkerStatus> ListWorkers();
   // True once the destructor has begun.
   bool stopping();
 

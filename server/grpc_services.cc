@@ -177,4 +177,11 @@ grpc::Status JobServiceImpl::Evaluate(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext* context,
+                                         const rpc::ListWorkersRequest* request,
+                                         rpc::ListWorkersResponse* response) {
+  for (rpc::WorkerStatus& w : coordinator_->ListWorkers()) *response->add_workers() = std::move(w);
+  return grpc::Status::OK;
+}
+
 }  // namespace ist

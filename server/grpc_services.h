@@ -52,6 +52,8 @@ class JobServiceImpl final : public rpc::JobService::Service {
                            grpc::ServerWriter<rpc::ModelFileChunk>* writer) override;
   grpc::Status Evaluate(grpc::ServerContext* context, const rpc::EvaluateRequest* request,
                         rpc::EvaluateResponse* response) override;
+  grpc::Status ListWorkers(grpc::ServerContext* context, const rpc::ListWorkersRequest* request,
+                           rpc::ListWorkersResponse* response) override;
 
  private:
   Coordinator* coordinator_;

@@ -60,6 +60,11 @@ ctl eval "$JOB" --output=json >out.txt || fail "eval"
 grep -q '"samples": *"10000"' out.txt || fail "eval samples: $(cat out.txt)"
 acc=$(sed -n 's/.*"accuracy": *\([0-9.]*\).*/\1/p' out.txt)
 awk -v a="$acc" 'BEGIN { exit !(a > 0.5 && a <= 1) }' || fail "eval accuracy $acc"
+# The one worker did all 2 subnets x 4 rounds and is idle now.
+ctl workers >out.txt || fail "workers"
+grep -q "idle" out.txt || fail "workers: no idle worker: $(cat out.txt)"
+ctl workers --output=json >out.txt || fail "workers json"
+grep -q '"tasks_done": *"8"' out.txt || fail "workers: tasks_done not 8: $(cat out.txt)"
 ctl status job-42 >out.txt 2>err.txt
 [ $? -eq 1 ] || fail "unknown job: exit not 1"
 

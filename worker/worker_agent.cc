@@ -49,9 +49,31 @@ absl::Status WorkerAgent::Register() {
   SetDeadline(&context, options_.rpc_timeout);
   RETURN_IF_ERROR(FromGrpcStatus(stub_->RegisterWorker(&context, request, &response)));
   worker_id_ = response.worker_id();
+  if (response.heartbeat_interval_ms() > 0) {
+    heartbeat_interval_ = absl::Milliseconds(response.heartbeat_interval_ms());
+  }
   registered_.store(true);
   LOG(INFO) << "registered with coordinator " << options_.coordinator << " as " << worker_id_;
   return absl::OkStatus();
+}
+
+void WorkerAgent::HeartbeatUntil(const std::atomic<bool>* done, rpc::SliceTag tag,
+                                 absl::Duration interval) {
+  rpc::HeartbeatRequest request;
+  request.set_worker_id(worker_id_);
+  *request.mutable_current() = std::move(tag);
+  while (!done->load()) {
+    const absl::Time next = absl::Now() + interval;
+    while (!done->load() && absl::Now() < next) absl::SleepFor(absl::Milliseconds(20));
+    if (done->load()) break;
+    grpc::ClientContext context;
+    SetDeadline(&context, options_.rpc_timeout);
+    rpc::HeartbeatResponse response;
+    grpc::Status s = stub_->Heartbeat(&context, request, &response);
+    if (!s.ok()) {
+      LOG(WARNING) << "heartbeat to " << options_.coordinator << " failed: " << s.error_message();
+    }
+  }
 }
 
 absl::StatusOr<std::shared_ptr<const DenseDataset>> WorkerAgent::TrainingData(
@@ -175,7 +197,13 @@ absl::StatusOr<bool> WorkerAgent::RunOnce() {
   }
   RETURN_IF_ERROR(FromGrpcStatus(status));
   if (!response.has_task()) return false;
+  std::atomic<bool> finished{false};
+  std::thread heartbeat([&] {
+    HeartbeatUntil(&finished, response.task().tag(), heartbeat_interval_);
+  });
   absl::Status done = DoTask(response.task());
+  finished.store(true);
+  heartbeat.join();
   ++tasks_done_;
   if (!done.ok()) {
     return absl::Status(done.code(), absl::StrCat(TagString(response.task().tag()), ": ",

@@ -9,6 +9,7 @@
 #define IST_WORKER_WORKER_AGENT_H_
 
 #include <atomic>
+#include <thread>
 #include <map>
 #include <memory>
 #include <string>
@@ -51,12 +52,16 @@ class WorkerAgent {
 
  private:
   absl::Status Register();
+  // Sends a heartbeat every `interval` until *done; runs on its own thread
+  // while a task trains, so a long task does not look like a dead worker.
+  void HeartbeatUntil(const std::atomic<bool>* done, rpc::SliceTag tag, absl::Duration interval);
   absl::Status DoTask(const rpc::Task& task);
   absl::StatusOr<std::shared_ptr<const DenseDataset>> TrainingData(const std::string& name);
 
   const WorkerOptions options_;
   std::unique_ptr<rpc::WorkerService::Stub> stub_;
   std::string worker_id_;
+  absl::Duration heartbeat_interval_ = absl::Seconds(2);
   std::map<std::string, std::shared_ptr<const DenseDataset>> datasets_;
   // Shards of the last job seen: rebuilt when the job changes.
   std::string shards_job_;
