@@ -60,6 +60,10 @@ std::string EncodeModelFile(const std::string& job_id, const rpc::JobSpec& spec,
   header.set_job_id(job_id);
   *header.mutable_spec() = spec;
   header.set_round(round);
+  return EncodeModelFile(std::move(header), params);
+}
+
+std::string EncodeModelFile(rpc::ModelFileHeader header, const MlpParams<float>& params) {
   DescribeSlice(params, rpc::SliceTag(), header.mutable_tensors());
   const std::string header_bytes = header.SerializeAsString();
   std::string out;
@@ -102,12 +106,27 @@ absl::StatusOr<ModelFile> DecodeModelFile(absl::string_view bytes,
   file.job_id = header.job_id();
   file.spec = header.spec();
   file.round = header.round();
+  file.header = header;
   file.config = ModelConfigFromSpec(header.spec());
   absl::Status valid = ValidateMlpConfig(file.config);
   if (!valid.ok()) return bad(std::string(valid.message()));
-  file.params.ResizeFor(file.config);
   const absl::string_view payload =
       bytes.substr(body + header_len, bytes.size() - body - header_len - 4);
+  // Check the size the layers imply before allocating them: a small file must
+  // not make us allocate a huge model. Stops adding once past the payload, so
+  // the sum cannot overflow (each term < 2^51).
+  const MlpConfig& c = file.config;
+  uint64_t need = 0;
+  for (int l = 0; l < c.num_layers() && need <= payload.size(); ++l) {
+    const uint64_t in = c.layer_sizes[l], out = c.layer_sizes[l + 1];
+    need += 4 * (in * out + (l < c.num_hidden() ? 2 * out : 0) +
+                 (c.running_stats() ? 2 * out : 0));
+  }
+  if (need != payload.size()) {
+    return bad(absl::StrCat("payload is ", payload.size(), " bytes but the spec's layers need ",
+                            need > payload.size() ? "more" : absl::StrCat(need)));
+  }
+  file.params.ResizeFor(file.config);
   SliceDecoder decoder(&file.params);
   absl::Status s = decoder.Add(&header.tensors(), 0, payload);
   if (s.ok()) s = decoder.Finish();

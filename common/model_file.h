@@ -27,6 +27,7 @@ struct ModelFile {
   int64_t round = 0;
   MlpConfig config;
   MlpParams<float> params;
+  rpc::ModelFileHeader header;  // all of it, including checkpoint fields
 };
 
 // The MlpConfig that a spec's layers and bn_mode describe (no other check).
@@ -35,6 +36,9 @@ MlpConfig ModelConfigFromSpec(const rpc::JobSpec& spec);
 // Serialises a model; `params` must be shaped for ModelConfigFromSpec(spec).
 std::string EncodeModelFile(const std::string& job_id, const rpc::JobSpec& spec,
                             int64_t round, const MlpParams<float>& params);
+
+// Same, with every header field given (its `tensors` is filled in here).
+std::string EncodeModelFile(rpc::ModelFileHeader header, const MlpParams<float>& params);
 
 // Parses and verifies a model file. DataLoss (checksum, truncation) or
 // InvalidArgument (bad magic, header, shapes), naming `name`.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/dataset_registry.h"
 #include "common/job_spec.h"
@@ -10,6 +11,7 @@
 #include "common/slice_codec.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
+#include "server/checkpoint.h"
 #include "worker/ist_engine.h"
 #include "worker/local_trainer.h"
 
@@ -86,13 +88,124 @@ Coordinator::Coordinator(CoordinatorOptions options)
   loop_ = std::thread([this] { RoundLoop(); });
 }
 
-Coordinator::~Coordinator() {
+Coordinator::~Coordinator() { Shutdown(); }
+
+void Coordinator::Shutdown() {
   {
     absl::MutexLock lock(&mu_);
+    if (shut_down_ || stopping_) return;
     stopping_ = true;
     cv_.SignalAll();
   }
   loop_.join();
+  absl::MutexLock lock(&mu_);
+  if (running_ != nullptr) {
+    Job* job = running_;
+    LOG(INFO) << job->id << ": shutting down; round " << job->rounds_done
+              << " abandoned, checkpointing after round " << job->rounds_done;
+    job->round_open = false;
+    job->slots.clear();
+    CheckpointLocked(job);
+  }
+  shut_down_ = true;
+}
+
+namespace {
+
+// "job-12" -> 12 (0 for other forms).
+int64_t JobNumber(const std::string& id) {
+  int64_t n = 0;
+  if (id.rfind("job-", 0) == 0 && absl::SimpleAtoi(id.substr(4), &n)) return n;
+  return 0;
+}
+
+}  // namespace
+
+absl::Status Coordinator::Recover() {
+  if (options_.checkpoint_dir.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::vector<std::string> ids, ListCheckpointedJobs(options_.checkpoint_dir));
+  absl::MutexLock lock(&mu_);
+  int recovered = 0;
+  for (const std::string& id : ids) {
+    std::string warning;
+    absl::StatusOr<ModelFile> file = ReadCheckpoint(options_.checkpoint_dir, id, &warning);
+    if (!file.ok()) {
+      LOG(ERROR) << id << ": cannot recover: " << file.status();
+      continue;
+    }
+    if (!warning.empty()) LOG(WARNING) << id << ": " << warning;
+    absl::StatusOr<IstTrainingConfig> config = TrainingConfigFromSpec(file->spec);
+    if (!config.ok()) {
+      LOG(ERROR) << id << ": checkpoint holds a bad spec: " << config.status();
+      continue;
+    }
+    auto job = std::make_unique<Job>();
+    job->id = id;
+    job->spec = file->spec;
+    job->config = *config;
+    job->progress = file->header.progress();
+    job->total_rounds = job->progress.total_rounds();
+    job->submitted = file->header.submitted_unix();
+    job->started = file->header.started_unix();
+    job->finished = file->header.finished_unix();
+    const rpc::JobState state = job->progress.state();
+    if (state != rpc::QUEUED) {
+      job->model = std::move(file->params);
+      job->has_model = true;
+      job->rounds_done = file->round;
+      job->progress.set_round(file->round);
+    }
+    Job* raw = job.get();
+    jobs_[id] = std::move(job);
+    next_job_ = std::max(next_job_, JobNumber(id) + 1);
+    ++recovered;
+    if (state == rpc::QUEUED || state == rpc::RUNNING) {
+      absl::StatusOr<DenseDataset> test =
+          LoadDataset(raw->spec.dataset(), options_.data_dir, false);
+      if (!test.ok()) {
+        EndJobLocked(raw, rpc::FAILED,
+                     absl::StrCat("cannot resume: ", test.status().message()));
+        continue;
+      }
+      raw->test = std::make_shared<const DenseDataset>(std::move(*test));
+      raw->progress.set_state(rpc::QUEUED);
+      queue_.push_back(id);
+      LOG(INFO) << id << ": resuming after round " << raw->rounds_done << " of "
+                << raw->total_rounds;
+    }
+    BumpLocked(raw);
+  }
+  LOG(INFO) << "recovered " << recovered << " jobs from " << options_.checkpoint_dir;
+  cv_.SignalAll();
+  return absl::OkStatus();
+}
+
+void Coordinator::CheckpointLocked(Job* job) {
+  if (options_.checkpoint_dir.empty()) return;
+  rpc::ModelFileHeader header;
+  header.set_job_id(job->id);
+  *header.mutable_spec() = job->spec;
+  header.set_round(job->rounds_done);
+  *header.mutable_progress() = job->progress;
+  header.set_submitted_unix(job->submitted);
+  header.set_started_unix(job->started);
+  header.set_finished_unix(job->finished);
+  // Only the round loop (or Shutdown after it) writes a job's model, and
+  // checkpoints are written from there or for jobs with no model yet, so
+  // the model can be read without the lock.
+  const MlpParams<float>* model = job->has_model ? &job->model : nullptr;
+  const IstTrainingConfig config = job->config;
+  const std::string id = job->id;
+  mu_.Unlock();
+  const std::string bytes =
+      EncodeModelFile(std::move(header), model != nullptr ? *model : InitialModel(config));
+  const absl::Status s = WriteCheckpoint(options_.checkpoint_dir, id, bytes);
+  mu_.Lock();
+  if (!s.ok()) {
+    LOG(ERROR) << id << ": checkpoint failed: " << s;
+  } else {
+    VLOG(1) << id << ": checkpoint after round " << job->rounds_done;
+  }
 }
 
 // ---------------------------------------------------------------- jobs
@@ -147,6 +260,7 @@ absl::StatusOr<std::string> Coordinator::SubmitJob(const rpc::JobSpec& request) 
   Job* queued = job.get();
   jobs_[id] = std::move(job);
   BumpLocked(queued);
+  CheckpointLocked(queued);
   return id;
 }
 
@@ -291,22 +405,19 @@ void Coordinator::EndJobLocked(Job* job, rpc::JobState state, const std::string&
   job->round_open = false;
   job->slots.clear();
   if (running_ == job) running_ = nullptr;
-  if (state == rpc::SUCCEEDED && !options_.checkpoint_dir.empty()) {
-    const std::string path = absl::StrCat(options_.checkpoint_dir, "/", job->id, ".istm");
-    absl::Status s = WriteFileAtomically(
-        path, EncodeModelFile(job->id, job->spec, job->rounds_done, job->model));
-    if (!s.ok()) LOG(ERROR) << job->id << ": cannot save the model: " << s;
-  }
   LOG(INFO) << job->id << ": " << rpc::JobState_Name(state) << " after "
             << job->rounds_done << " rounds" << (error.empty() ? "" : ": ") << error;
   BumpLocked(job);
+  CheckpointLocked(job);
 }
 
 void Coordinator::StartJobLocked(Job* job) {
   running_ = job;
-  job->started = UnixNow();
-  job->model = InitialModel(job->config);
-  job->has_model = true;
+  if (job->started == 0) job->started = UnixNow();
+  if (!job->has_model) {  // a resumed job keeps its checkpointed model
+    job->model = InitialModel(job->config);
+    job->has_model = true;
+  }
   job->progress.set_state(rpc::RUNNING);
   job->progress.set_model_fingerprint(ParamsFingerprint(job->model));
   absl::Status s = StartRoundLocked(job);
@@ -420,6 +531,11 @@ void Coordinator::FinishRoundLocked(Job* job) {
   } else if (last) {
     EndJobLocked(job, rpc::SUCCEEDED, "");
   } else {
+    if (job->rounds_done % options_.checkpoint_every == 0) CheckpointLocked(job);
+    if (job->cancel_requested) {  // arrived while checkpointing
+      EndJobLocked(job, rpc::CANCELLED, "");
+      return;
+    }
     absl::Status s = StartRoundLocked(job);
     if (!s.ok()) EndJobLocked(job, rpc::FAILED, std::string(s.message()));
     BumpLocked(job);

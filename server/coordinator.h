@@ -35,8 +35,10 @@ namespace ist {
 
 struct CoordinatorOptions {
   std::string data_dir = "/usr/share/datasets";
-  // If set, each finished job's model is written here as <job>.istm.
+  // If set, every job is checkpointed here (server/checkpoint.h): when
+  // queued, every `checkpoint_every` rounds, when it ends, and at shutdown.
   std::string checkpoint_dir;
+  int checkpoint_every = 10;
   // How long one attempt at a subnet may take before it is given to another
   // worker (attempt + 1).
   absl::Duration task_timeout = absl::Minutes(5);
@@ -55,7 +57,17 @@ struct OutgoingSlice {
 class Coordinator {
  public:
   explicit Coordinator(CoordinatorOptions options);
-  ~Coordinator();  // stops the round loop
+  ~Coordinator();  // Shutdown()
+
+  // Loads every job checkpointed in options.checkpoint_dir: unfinished jobs
+  // are queued again (in job order) and resume from their last checkpoint;
+  // finished ones keep their state and model. A corrupt checkpoint is
+  // reported and the previous one used. Call once, before serving.
+  absl::Status Recover();
+
+  // Stops the round loop, abandons the open round (the model stays at the
+  // last merged round) and checkpoints the running job. Idempotent.
+  void Shutdown();
 
   Coordinator(const Coordinator&) = delete;
   Coordinator& operator=(const Coordinator&) = delete;
@@ -135,6 +147,8 @@ class Coordinator {
                           std::string* why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   rpc::JobStatus StatusLocked(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BumpLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the job's checkpoint; releases mu_ while encoding and writing.
+  void CheckpointLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const CoordinatorOptions options_;
   absl::Mutex mu_;
@@ -146,6 +160,7 @@ class Coordinator {
   int64_t next_job_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t next_worker_ ABSL_GUARDED_BY(mu_) = 1;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   std::thread loop_;
 };
 

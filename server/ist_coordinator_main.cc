@@ -2,6 +2,7 @@
 // the worker service and the job API on one gRPC port, with the standard
 // gRPC health service. SIGTERM/SIGINT stop it cleanly.
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <fstream>
@@ -24,7 +25,9 @@ DEFINE_string(port_file, "", "if set, write the bound port here once serving");
 DEFINE_string(data_dir, "/usr/share/datasets",
               "directory holding the data sets that job specs name");
 DEFINE_string(checkpoint_dir, "",
-              "if set, each finished job's model is written here as JOB.istm");
+              "if set, jobs are checkpointed here as JOB.ckpt (the model file format) "
+              "and resumed from here when the coordinator restarts");
+DEFINE_int32(checkpoint_every_rounds, 10, "rounds between checkpoints of a running job");
 DEFINE_int32(task_timeout_s, 300, "seconds one attempt at a subnet may take");
 DEFINE_int32(worker_timeout_s, 20, "seconds of silence after which a worker is lost");
 DEFINE_int32(threads, 0, "compute threads for evaluation (0: all cores)");
@@ -51,6 +54,8 @@ bool ValidateFlags(std::string* error) {
     *error = "--task_timeout_s: must be >= 1";
   } else if (FLAGS_worker_timeout_s < 1) {
     *error = "--worker_timeout_s: must be >= 1";
+  } else if (FLAGS_checkpoint_every_rounds < 1) {
+    *error = "--checkpoint_every_rounds: must be >= 1";
   } else if (FLAGS_max_jobs < 1) {
     *error = "--max_jobs: must be >= 1";
   }
@@ -82,10 +87,18 @@ int main(int argc, char** argv) {
   ist::CoordinatorOptions options;
   options.data_dir = FLAGS_data_dir;
   options.checkpoint_dir = FLAGS_checkpoint_dir;
+  options.checkpoint_every = FLAGS_checkpoint_every_rounds;
   options.task_timeout = absl::Seconds(FLAGS_task_timeout_s);
   options.worker_timeout = absl::Seconds(FLAGS_worker_timeout_s);
   options.max_jobs = FLAGS_max_jobs;
+  if (!FLAGS_checkpoint_dir.empty()) {
+    ::mkdir(FLAGS_checkpoint_dir.c_str(), 0755);  // one level; fine if it exists
+  }
   auto coordinator = std::make_unique<ist::Coordinator>(options);
+  if (absl::Status s = coordinator->Recover(); !s.ok()) {
+    std::fprintf(stderr, "ist_coordinator: --checkpoint_dir: %s\n", s.ToString().c_str());
+    return 1;
+  }
   ist::WorkerServiceImpl worker_service(coordinator.get());
   ist::JobServiceImpl job_service(coordinator.get());
 
@@ -114,6 +127,9 @@ int main(int argc, char** argv) {
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   LOG(INFO) << "signal " << signal_number << ": shutting down";
+  // Stop the rounds and checkpoint first (long-polls and watches then return
+  // at once), then stop serving.
+  coordinator->Shutdown();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   coordinator.reset();
   LOG(INFO) << "coordinator stopped";

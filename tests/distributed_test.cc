@@ -39,28 +39,13 @@ rpc::JobSpec SmallSpec(int workers) {
 }
 
 absl::StatusOr<std::string> Submit(LocalCluster* cluster, const rpc::JobSpec& spec) {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-  rpc::SubmitJobRequest request;
-  *request.mutable_spec() = spec;
-  rpc::SubmitJobResponse response;
-  grpc::Status s = cluster->jobs()->SubmitJob(&context, request, &response);
-  if (!s.ok()) return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
-  return response.job_id();
+  return cluster->Submit(spec);
 }
 
 absl::StatusOr<ModelFile> Export(LocalCluster* cluster, const std::string& job_id) {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-  rpc::ExportModelRequest request;
-  request.set_job_id(job_id);
-  auto reader = cluster->jobs()->ExportModel(&context, request);
-  std::string bytes;
-  rpc::ModelFileChunk chunk;
-  while (reader->Read(&chunk)) bytes += chunk.data();
-  grpc::Status s = reader->Finish();
-  if (!s.ok()) return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
-  return DecodeModelFile(bytes, job_id);
+  absl::StatusOr<std::string> bytes = cluster->ExportModelBytes(job_id);
+  if (!bytes.ok()) return bytes.status();
+  return DecodeModelFile(*bytes, job_id);
 }
 
 // Runs the job distributed, collecting the progress of every round seen.

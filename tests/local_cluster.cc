@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <cstdio>
 #include <sstream>
 #include <thread>
 
@@ -125,30 +126,50 @@ int g_next_log = 0;
 absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
     const std::vector<std::string>& coordinator_flags) {
   auto cluster = std::unique_ptr<LocalCluster>(new LocalCluster());
-  const std::string port_file = absl::StrCat(TmpDir(), "/port.", ++g_next_log);
-  std::vector<std::string> argv = {RunfilePath("server/ist_coordinator"),
-                                   "--listen=127.0.0.1:0",
-                                   "--port_file=" + port_file,
-                                   "--data_dir=" + DataDir(),
-                                   "--threads=1"};
-  argv.insert(argv.end(), coordinator_flags.begin(), coordinator_flags.end());
+  cluster->port_file_ = absl::StrCat(TmpDir(), "/port.", ++g_next_log);
+  cluster->coordinator_argv_ = {RunfilePath("server/ist_coordinator"), "--listen=127.0.0.1:0",
+                                "--port_file=" + cluster->port_file_,
+                                "--data_dir=" + DataDir(), "--threads=1"};
+  cluster->coordinator_argv_.insert(cluster->coordinator_argv_.end(),
+                                    coordinator_flags.begin(), coordinator_flags.end());
+  if (absl::Status s = cluster->StartCoordinatorProcess(); !s.ok()) return s;
+  return cluster;
+}
+
+absl::Status LocalCluster::StartCoordinatorProcess() {
+  std::remove(port_file_.c_str());
   auto child = ChildProcess::Start(
-      argv, absl::StrCat(TmpDir(), "/coordinator.", g_next_log, ".log"));
+      coordinator_argv_, absl::StrCat(TmpDir(), "/coordinator.", ++g_next_log, ".log"));
   if (!child.ok()) return child.status();
-  cluster->coordinator_ = std::move(*child);
+  coordinator_ = std::move(*child);
   int port = 0;
   for (int i = 0; i < 400 && port == 0; ++i) {  // 20 s
-    std::ifstream in(port_file);
+    std::ifstream in(port_file_);
     if (!(in >> port)) {
       port = 0;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
   if (port == 0) return absl::DeadlineExceededError("coordinator did not start in 20 s");
-  cluster->address_ = absl::StrCat("127.0.0.1:", port);
-  cluster->jobs_ = rpc::JobService::NewStub(
-      grpc::CreateChannel(cluster->address_, grpc::InsecureChannelCredentials()));
-  return cluster;
+  const std::string address = absl::StrCat("127.0.0.1:", port);
+  if (!address_.empty() && address != address_) {
+    return absl::InternalError(absl::StrCat("coordinator came back on ", address,
+                                            ", not ", address_));
+  }
+  address_ = address;
+  jobs_ = rpc::JobService::NewStub(
+      grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  return absl::OkStatus();
+}
+
+int LocalCluster::StopCoordinator(int signal) { return coordinator_->Signal(signal, true); }
+
+absl::Status LocalCluster::RestartCoordinator() {
+  // Same address as before, so workers find it again.
+  for (std::string& flag : coordinator_argv_) {
+    if (flag.rfind("--listen=", 0) == 0) flag = "--listen=" + address_;
+  }
+  return StartCoordinatorProcess();
 }
 
 absl::Status LocalCluster::AddWorker(const std::vector<std::string>& flags) {
@@ -163,26 +184,81 @@ absl::Status LocalCluster::AddWorker(const std::vector<std::string>& flags) {
   return absl::OkStatus();
 }
 
+namespace {
+
+void SetDeadline(grpc::ClientContext* context, int seconds) {
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+}
+
+bool Ended(rpc::JobState state) {
+  return state == rpc::SUCCEEDED || state == rpc::FAILED || state == rpc::CANCELLED;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> LocalCluster::Submit(const rpc::JobSpec& spec) {
+  grpc::ClientContext context;
+  SetDeadline(&context, 30);
+  rpc::SubmitJobRequest request;
+  *request.mutable_spec() = spec;
+  rpc::SubmitJobResponse response;
+  grpc::Status s = jobs_->SubmitJob(&context, request, &response);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return response.job_id();
+}
+
+absl::StatusOr<rpc::JobStatus> LocalCluster::GetJob(const std::string& job_id) {
+  grpc::ClientContext context;
+  SetDeadline(&context, 30);
+  rpc::GetJobRequest request;
+  request.set_job_id(job_id);
+  rpc::JobStatus status;
+  grpc::Status s = jobs_->GetJob(&context, request, &status);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return status;
+}
+
+absl::StatusOr<std::string> LocalCluster::ExportModelBytes(const std::string& job_id) {
+  grpc::ClientContext context;
+  SetDeadline(&context, 60);
+  rpc::ExportModelRequest request;
+  request.set_job_id(job_id);
+  auto reader = jobs_->ExportModel(&context, request);
+  std::string bytes;
+  rpc::ModelFileChunk chunk;
+  while (reader->Read(&chunk)) bytes += chunk.data();
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) return FromGrpcStatus(s);
+  return bytes;
+}
+
+absl::StatusOr<rpc::JobStatus> LocalCluster::WaitForRound(const std::string& job_id,
+                                                          int64_t round, int timeout_s) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  absl::StatusOr<rpc::JobStatus> status;
+  while (std::chrono::steady_clock::now() < end) {
+    status = GetJob(job_id);
+    if (!status.ok()) return status;
+    if (status->progress().round() >= round || Ended(status->progress().state())) return status;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return absl::DeadlineExceededError(absl::StrCat(job_id, " did not reach round ", round,
+                                                  " in ", timeout_s, " s"));
+}
+
 absl::StatusOr<rpc::JobStatus> LocalCluster::WaitForJob(const std::string& job_id,
                                                         int timeout_s) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  rpc::JobStatus status;
+  absl::StatusOr<rpc::JobStatus> status;
   while (std::chrono::steady_clock::now() < end) {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    rpc::GetJobRequest request;
-    request.set_job_id(job_id);
-    grpc::Status s = jobs_->GetJob(&context, request, &status);
-    if (!s.ok()) return FromGrpcStatus(s);
-    const rpc::JobState state = status.progress().state();
-    if (state == rpc::SUCCEEDED || state == rpc::FAILED || state == rpc::CANCELLED) {
-      return status;
-    }
+    status = GetJob(job_id);
+    if (!status.ok()) return status;
+    if (Ended(status->progress().state())) return status;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return absl::DeadlineExceededError(
       absl::StrCat(job_id, " did not finish in ", timeout_s, " s; last round ",
-                   status.progress().round()));
+                   status.ok() ? status->progress().round() : -1));
 }
 
 }  // namespace ist

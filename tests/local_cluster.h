@@ -59,6 +59,12 @@ class LocalCluster {
   static absl::StatusOr<std::unique_ptr<LocalCluster>> Start(
       const std::vector<std::string>& coordinator_flags = {});
 
+  // Stops the coordinator with `signal` and returns its waitpid status (-1
+  // if it did not exit within 10 s).
+  int StopCoordinator(int signal);
+  // Starts the coordinator again with the same flags and address.
+  absl::Status RestartCoordinator();
+
   // Starts a worker with --threads=1.
   absl::Status AddWorker(const std::vector<std::string>& flags = {});
   ChildProcess* worker(int i) { return workers_[i].get(); }
@@ -67,11 +73,25 @@ class LocalCluster {
   const std::string& address() const { return address_; }
   rpc::JobService::Stub* jobs() { return jobs_.get(); }
 
+  // Job API calls with a 30 s deadline.
+  absl::StatusOr<std::string> Submit(const rpc::JobSpec& spec);
+  absl::StatusOr<rpc::JobStatus> GetJob(const std::string& job_id);
+  // The job's model file bytes (ExportModel).
+  absl::StatusOr<std::string> ExportModelBytes(const std::string& job_id);
+  // Waits (at most `timeout_s`) until the job has finished `round` rounds
+  // (or ended); returns its status then.
+  absl::StatusOr<rpc::JobStatus> WaitForRound(const std::string& job_id, int64_t round,
+                                              int timeout_s);
+
   // Waits (at most `timeout_s`) for the job to end; returns its last status.
   absl::StatusOr<rpc::JobStatus> WaitForJob(const std::string& job_id, int timeout_s);
 
  private:
+  absl::Status StartCoordinatorProcess();
+
   std::string address_;
+  std::vector<std::string> coordinator_argv_;
+  std::string port_file_;
   std::unique_ptr<ChildProcess> coordinator_;
   std::vector<std::unique_ptr<ChildProcess>> workers_;
   std::unique_ptr<rpc::JobService::Stub> jobs_;

@@ -1,0 +1,280 @@
+// Faults on a real multi-process cluster on 127.0.0.1: a worker killed
+// mid-job, the coordinator killed or stopped mid-job and restarted, and a
+// worker that pushes garbage. Because every random choice derives from the
+// job seed, a job that survives a fault must end with exactly the model of
+// an undisturbed one-process run: that is what these tests assert.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <limits>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/dataset_registry.h"
+#include "common/job_spec.h"
+#include "common/model_file.h"
+#include "common/slice_codec.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "proto/worker_service.grpc.pb.h"
+#include "server/checkpoint.h"
+#include "tests/local_cluster.h"
+#include "worker/compute_threads.h"
+#include "worker/ist_engine.h"
+#include "worker/local_trainer.h"
+
+namespace ist {
+namespace {
+
+using testing::HasSubstr;
+
+rpc::JobSpec Spec(int workers, int64_t rounds) {
+  rpc::JobSpec spec;
+  for (int n : {784, 192, 192, 10}) spec.add_layers(n);
+  spec.set_workers(workers);
+  spec.set_local_steps(20);
+  spec.set_rounds(rounds);
+  spec.set_batch_size(32);
+  spec.set_lr(0.05);
+  spec.set_seed(31);
+  spec.set_eval_every(1000);  // only the last round
+  return spec;
+}
+
+// The model an undisturbed one-process run of `spec` ends with.
+struct Reference {
+  MlpParams<float> model;
+  double test_accuracy = 0;
+};
+
+Reference RunReference(const rpc::JobSpec& spec) {
+  SetComputeThreads(1);
+  Reference ref;
+  auto config = TrainingConfigFromSpec(WithDefaults(spec));
+  auto train = LoadDataset("fashion-mnist", DataDir(), true);
+  auto test = LoadDataset("fashion-mnist", DataDir(), false);
+  EXPECT_TRUE(config.ok() && train.ok() && test.ok());
+  auto engine = LocalIstEngine::Create(*config, &*train);
+  EXPECT_TRUE(engine.ok());
+  for (int64_t r = 0; r < spec.rounds(); ++r) EXPECT_TRUE((*engine)->RunRound().ok());
+  ref.model = (*engine)->model();
+  ref.test_accuracy = Evaluate(config->model, ref.model, *test)->accuracy;
+  return ref;
+}
+
+void ExpectSameAsReference(LocalCluster* cluster, const std::string& job_id,
+                           const rpc::JobSpec& spec) {
+  auto status = cluster->WaitForJob(job_id, 180);
+  ASSERT_TRUE(status.ok()) << status.status();
+  ASSERT_EQ(status->progress().state(), rpc::SUCCEEDED) << status->progress().error();
+  EXPECT_EQ(status->progress().round(), spec.rounds());
+  const Reference ref = RunReference(spec);
+  // The issue asks for accuracy within 2 points of an undisturbed run; the
+  // design gives equality.
+  EXPECT_NEAR(status->progress().test_accuracy(), ref.test_accuracy, 0.02);
+  EXPECT_EQ(status->progress().model_fingerprint(), ParamsFingerprint(ref.model));
+  auto bytes = cluster->ExportModelBytes(job_id);
+  ASSERT_TRUE(bytes.ok());
+  auto file = DecodeModelFile(*bytes, job_id);
+  ASSERT_TRUE(file.ok());
+  EXPECT_TRUE(IdenticalParams(file->params, ref.model));
+}
+
+TEST(FaultTest, KilledWorkerDoesNotStopTheJob) {
+  auto cluster = LocalCluster::Start({"--worker_timeout_s=2"});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*cluster)->AddWorker().ok());
+  const rpc::JobSpec spec = Spec(3, 60);
+  auto job = (*cluster)->Submit(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto before = (*cluster)->WaitForRound(*job, 3, 60);
+  ASSERT_TRUE(before.ok()) << before.status();
+  (*cluster)->worker(0)->Signal(SIGKILL, true);
+  auto after = (*cluster)->GetJob(*job);
+  ASSERT_TRUE(after.ok());
+  ASSERT_LT(after->progress().round(), 60) << "the job ended before the kill";
+
+  // The coordinator notices the silence and lists the worker as lost.
+  bool lost = false;
+  for (int i = 0; i < 100 && !lost; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    rpc::ListWorkersResponse workers;
+    ASSERT_TRUE((*cluster)->jobs()->ListWorkers(&context, rpc::ListWorkersRequest(), &workers).ok());
+    for (const auto& w : workers.workers()) lost |= w.state() == "lost";
+    if (!lost) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(lost);
+  ExpectSameAsReference(cluster->get(), *job, spec);
+}
+
+// SIGKILL (nothing saved at the kill) and SIGTERM (graceful: checkpoint, exit 0).
+class CoordinatorRestartTest : public testing::TestWithParam<int> {};
+
+TEST_P(CoordinatorRestartTest, ResumesFromTheCheckpointAndEndsExactly) {
+  const int signal = GetParam();
+  const std::string dir = absl::StrCat(TestTmpDir(), "/ckpt-", signal);
+  auto cluster = LocalCluster::Start(
+      {"--checkpoint_dir=" + dir, "--checkpoint_every_rounds=3", "--worker_timeout_s=2"});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE((*cluster)->AddWorker().ok());
+  const rpc::JobSpec spec = Spec(2, 40);
+  auto job = (*cluster)->Submit(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_TRUE((*cluster)->WaitForRound(*job, 7, 60).ok());
+
+  const int exit_status = (*cluster)->StopCoordinator(signal);
+  if (signal == SIGTERM) {
+    ASSERT_TRUE(WIFEXITED(exit_status)) << exit_status;
+    EXPECT_EQ(WEXITSTATUS(exit_status), 0);
+  }
+  std::string warning;
+  auto checkpoint = ReadCheckpoint(dir, *job, &warning);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  EXPECT_TRUE(warning.empty()) << warning;
+  const int64_t saved = checkpoint->round;
+  EXPECT_GE(saved, 6);
+  ASSERT_LT(saved, 40) << "the job ended before the stop";
+  if (signal == SIGKILL) EXPECT_EQ(saved % 3, 0);
+
+  ASSERT_TRUE((*cluster)->RestartCoordinator().ok());
+  auto resumed = (*cluster)->GetJob(*job);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_GE(resumed->progress().round(), saved);  // no round before it is lost
+  EXPECT_EQ(resumed->spec().seed(), 31);
+  // Workers find the new coordinator by themselves.
+  ExpectSameAsReference(cluster->get(), *job, spec);
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, CoordinatorRestartTest, testing::Values(SIGKILL, SIGTERM));
+
+TEST(FaultTest, CorruptCheckpointFallsBackToThePreviousOne) {
+  const std::string dir = absl::StrCat(TestTmpDir(), "/ckpt-corrupt");
+  auto cluster = LocalCluster::Start({"--checkpoint_dir=" + dir, "--checkpoint_every_rounds=2"});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  ASSERT_TRUE((*cluster)->AddWorker().ok());
+  const rpc::JobSpec spec = Spec(2, 30);
+  auto job = (*cluster)->Submit(spec);
+  ASSERT_TRUE(job.ok());
+  ASSERT_TRUE((*cluster)->WaitForRound(*job, 5, 60).ok());
+  (*cluster)->StopCoordinator(SIGKILL);
+  std::string warning;
+  // Flip a byte in the newest checkpoint; .prev is two rounds older.
+  const std::string path = CheckpointPath(dir, *job);
+  auto bytes = ReadWholeFile(path);
+  ASSERT_TRUE(bytes.ok());
+  const int64_t newest = DecodeModelFile(*bytes, path)->round;
+  (*bytes)[bytes->size() / 2] ^= 0x5a;
+  ASSERT_TRUE(WriteFileAtomically(path, *bytes).ok());
+  auto fallback = ReadCheckpoint(dir, *job, &warning);
+  ASSERT_TRUE(fallback.ok()) << fallback.status();
+  EXPECT_THAT(warning, HasSubstr("checksum mismatch"));
+  EXPECT_EQ(fallback->round, newest - 2);
+
+  ASSERT_TRUE((*cluster)->RestartCoordinator().ok());
+  auto resumed = (*cluster)->GetJob(*job);
+  ASSERT_TRUE(resumed.ok());
+  EXPECT_EQ(resumed->progress().round(), newest - 2);
+  ExpectSameAsReference(cluster->get(), *job, spec);
+}
+
+// A worker that pushes NaNs, a wrong shape or a stale round: every push is
+// rejected with the reason, and the model is untouched.
+TEST(FaultTest, BadPushesAreRejectedAndTheModelIsUntouched) {
+  auto cluster = LocalCluster::Start({"--worker_timeout_s=2"});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  const rpc::JobSpec spec = Spec(2, 3);
+  auto job = (*cluster)->Submit(spec);
+  ASSERT_TRUE(job.ok());
+
+  auto stub = rpc::WorkerService::NewStub(
+      grpc::CreateChannel((*cluster)->address(), grpc::InsecureChannelCredentials()));
+  auto deadline = [](grpc::ClientContext* c) {
+    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  };
+  rpc::RegisterWorkerResponse reg;
+  {
+    grpc::ClientContext c;
+    deadline(&c);
+    ASSERT_TRUE(stub->RegisterWorker(&c, rpc::RegisterWorkerRequest(), &reg).ok());
+  }
+  rpc::GetTaskResponse got;
+  {
+    grpc::ClientContext c;
+    deadline(&c);
+    rpc::GetTaskRequest request;
+    request.set_worker_id(reg.worker_id());
+    request.set_wait_ms(5000);
+    ASSERT_TRUE(stub->GetTask(&c, request, &got).ok());
+    ASSERT_TRUE(got.has_task());
+  }
+  MlpConfig shape = ModelConfigFromSpec(got.task().spec());
+  shape.layer_sizes.assign(got.task().subnet_layers().begin(), got.task().subnet_layers().end());
+  MlpParams<float> slice;
+  slice.ResizeFor(shape);
+  {
+    grpc::ClientContext c;
+    deadline(&c);
+    rpc::FetchSliceRequest request;
+    request.set_worker_id(reg.worker_id());
+    *request.mutable_tag() = got.task().tag();
+    auto reader = stub->FetchSlice(&c, request);
+    SliceDecoder decoder(&slice);
+    rpc::SliceChunk chunk;
+    while (reader->Read(&chunk)) ASSERT_TRUE(decoder.Add(chunk).ok());
+    ASSERT_TRUE(reader->Finish().ok());
+    ASSERT_TRUE(decoder.Finish().ok());
+  }
+  auto push = [&](const MlpParams<float>& params, const rpc::SliceTag& tag) {
+    grpc::ClientContext c;
+    deadline(&c);
+    rpc::PushSliceResponse response;
+    auto writer = stub->PushSlice(&c, &response);
+    rpc::SliceHeader header;
+    DescribeSlice(params, tag, &header);
+    rpc::PushSliceChunk message;
+    message.set_worker_id(reg.worker_id());
+    EncodeSlice(params, header, 4096, [&](const rpc::SliceChunk& chunk) {
+      *message.mutable_chunk() = chunk;
+      const bool ok = writer->Write(message);
+      message.clear_worker_id();
+      return ok;
+    });
+    writer->WritesDone();
+    EXPECT_TRUE(writer->Finish().ok());
+    return response;
+  };
+  MlpParams<float> nan = slice;
+  nan.weights[1](0, 0) = std::numeric_limits<float>::quiet_NaN();
+  rpc::PushSliceResponse r = push(nan, got.task().tag());
+  EXPECT_FALSE(r.accepted());
+  EXPECT_THAT(r.reason(), HasSubstr("NaN or Inf in weights/1"));
+
+  MlpConfig wrong = shape;
+  wrong.layer_sizes[1] -= 1;
+  MlpParams<float> misshapen;
+  misshapen.ResizeFor(wrong);
+  r = push(misshapen, got.task().tag());
+  EXPECT_FALSE(r.accepted());
+  EXPECT_THAT(r.reason(), HasSubstr("expected 'weights/0'"));
+
+  rpc::SliceTag stale = got.task().tag();
+  stale.set_round(stale.round() + 5);
+  r = push(slice, stale);
+  EXPECT_FALSE(r.accepted());
+  EXPECT_THAT(r.reason(), HasSubstr("is not the open round"));
+
+  auto status = (*cluster)->GetJob(*job);
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->progress().stale_slices_dropped(), 3);
+  EXPECT_EQ(status->progress().round(), 0);
+  // Real workers take over the silent impostor's subnet and finish the job
+  // with exactly the undisturbed model.
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE((*cluster)->AddWorker().ok());
+  ExpectSameAsReference(cluster->get(), *job, spec);
+}
+
+}  // namespace
+}  // namespace ist
