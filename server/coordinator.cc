@@ -214,6 +214,13 @@ absl::StatusOr<std::string> Coordinator::SubmitJob(const rpc::JobSpec& request) 
   const rpc::JobSpec spec = WithDefaults(request);
   RETURN_IF_ERROR(ValidateJobSpec(spec));
   ASSIGN_OR_RETURN(IstTrainingConfig config, TrainingConfigFromSpec(spec));
+  const int64_t model_bytes = 4 * config.model.NumParameters();
+  if (3 * model_bytes > options_.max_job_memory_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "layers: a ", config.model.ShapeString(), " job needs about ", 3 * model_bytes >> 20,
+        " MiB on the coordinator (model, slices out and back), more than the ",
+        options_.max_job_memory_bytes >> 20, " MiB allowed (--max_job_memory_mb)"));
+  }
   // Load the data before queueing so a missing or mismatched data set is
   // reported to the submitter, not discovered later.
   ASSIGN_OR_RETURN(DenseDataset train, LoadDataset(spec.dataset(), options_.data_dir, true));
@@ -243,9 +250,15 @@ absl::StatusOr<std::string> Coordinator::SubmitJob(const rpc::JobSpec& request) 
   job->submitted = UnixNow();
 
   absl::MutexLock lock(&mu_);
-  if (static_cast<int>(jobs_.size()) >= options_.max_jobs) {
+  int unfinished = 0;
+  for (const auto& [id, other] : jobs_) {
+    const rpc::JobState state = other->progress.state();
+    unfinished += state == rpc::QUEUED || state == rpc::RUNNING;
+  }
+  if (unfinished >= options_.max_jobs) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "the coordinator holds ", jobs_.size(), " jobs, its limit (--max_jobs)"));
+        "the coordinator already has ", unfinished,
+        " queued or running jobs, its limit (--max_jobs)"));
   }
   job->id = absl::StrCat("job-", next_job_++);
   job->progress.set_job_id(job->id);

@@ -46,7 +46,12 @@ struct CoordinatorOptions {
   absl::Duration worker_timeout = absl::Seconds(20);
   absl::Duration heartbeat_interval = absl::Seconds(2);
   int eval_batch = 1000;
-  int max_jobs = 1000;  // jobs kept (queued + finished); submit fails beyond
+  // Unfinished (queued + running) jobs accepted at once; submit fails beyond.
+  int max_jobs = 100;
+  // Coordinator memory one job may need (its model, the slices out and
+  // back: about 3x the model's fp32 size, plus its test set); a bigger job
+  // is refused at submit.
+  int64_t max_job_memory_bytes = int64_t{8} << 30;
 };
 
 // What FetchSlice streams: an immutable copy made at the start of a round.
@@ -76,7 +81,8 @@ class Coordinator {
 
   // Validates `spec` (defaults filled in), loads its data set's test split,
   // queues the job and returns its id. InvalidArgument / NotFound naming the
-  // field or file when the spec is bad; nothing is queued then.
+  // field or file when the spec is bad, ResourceExhausted when it would
+  // pass max_jobs or max_job_memory_bytes; nothing is queued then.
   absl::StatusOr<std::string> SubmitJob(const rpc::JobSpec& spec);
   absl::StatusOr<rpc::JobStatus> GetJob(const std::string& job_id);
   std::vector<rpc::JobStatus> ListJobs();

@@ -168,6 +168,28 @@ TEST(CoordinatorTest, RejectsBadSpecsBeforeQueueing) {
   spec.set_dataset("idx:missing-dir");
   EXPECT_EQ(c.SubmitJob(spec).status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(c.ListJobs().empty());
+}
+
+TEST(CoordinatorTest, EnforcesJobAndMemoryLimits) {
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  options.max_jobs = 2;
+  options.max_job_memory_bytes = 10 << 20;
+  Coordinator c(options);
+  rpc::JobSpec big = Spec();
+  big.clear_layers();
+  for (int n : {784, 2048, 10}) big.add_layers(n);  // 6.5 MB fp32: ~19 MiB needed
+  absl::StatusOr<std::string> refused = c.SubmitJob(big);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.status().message(), HasSubstr("more than the 10 MiB allowed"));
+  rpc::JobSpec spec = Spec();
+  spec.set_rounds(1000000);
+  ASSERT_TRUE(c.SubmitJob(spec).ok());
+  auto second = c.SubmitJob(spec);
+  ASSERT_TRUE(second.ok());
+  EXPECT_THAT(c.SubmitJob(spec).status().message(), HasSubstr("2 queued or running jobs"));
+  ASSERT_TRUE(c.CancelJob(*second).ok());
+  EXPECT_TRUE(c.SubmitJob(spec).ok());  // a finished job frees its place
   EXPECT_EQ(c.GetTask("w-unknown", absl::Milliseconds(1)).status().code(),
             absl::StatusCode::kNotFound);
 }

@@ -31,7 +31,10 @@ DEFINE_int32(checkpoint_every_rounds, 10, "rounds between checkpoints of a runni
 DEFINE_int32(task_timeout_s, 300, "seconds one attempt at a subnet may take");
 DEFINE_int32(worker_timeout_s, 20, "seconds of silence after which a worker is lost");
 DEFINE_int32(threads, 0, "compute threads for evaluation (0: all cores)");
-DEFINE_int32(max_jobs, 1000, "jobs kept in memory (queued, running, finished)");
+DEFINE_int32(max_jobs, 100, "queued + running jobs accepted at once");
+DEFINE_int64(max_job_memory_mb, 8192,
+             "coordinator memory one job may need (about 3x its fp32 model); "
+             "bigger jobs are refused at submit");
 DEFINE_string(log_level, "info", "info, warning or error");
 
 namespace {
@@ -58,6 +61,8 @@ bool ValidateFlags(std::string* error) {
     *error = "--checkpoint_every_rounds: must be >= 1";
   } else if (FLAGS_max_jobs < 1) {
     *error = "--max_jobs: must be >= 1";
+  } else if (FLAGS_max_job_memory_mb < 1) {
+    *error = "--max_job_memory_mb: must be >= 1";
   }
   return error->empty();
 }
@@ -91,6 +96,7 @@ int main(int argc, char** argv) {
   options.task_timeout = absl::Seconds(FLAGS_task_timeout_s);
   options.worker_timeout = absl::Seconds(FLAGS_worker_timeout_s);
   options.max_jobs = FLAGS_max_jobs;
+  options.max_job_memory_bytes = FLAGS_max_job_memory_mb << 20;
   if (!FLAGS_checkpoint_dir.empty()) {
     ::mkdir(FLAGS_checkpoint_dir.c_str(), 0755);  // one level; fine if it exists
   }

@@ -10,6 +10,7 @@ PACKAGES=(
   libabsl-dev libeigen3-dev libopenblas-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libgoogle-glog-dev libgflags-dev
+  openssl
   dataset-fashion-mnist
 )
 
