@@ -69,11 +69,28 @@ const CommandSpec* FindCommand(const std::string& name) {
 bool IsBoolFlag(const std::string& name) { return name == "wait"; }
 
 bool IsGlobalFlag(const std::string& name) {
-  return name == "coordinator" || name == "output" || name == "timeout";
+  return name == "coordinator" || name == "output" || name == "timeout" ||
+         name == "tls_ca" || name == "tls_cert" || name == "tls_key" || name == "token_file";
 }
 
 absl::Status SetGlobalFlag(const std::string& name, const std::string& value,
                            GlobalOptions* g) {
+  if (name == "tls_ca") {
+    g->security.tls.ca = value;
+    return absl::OkStatus();
+  }
+  if (name == "tls_cert") {
+    g->security.tls.cert = value;
+    return absl::OkStatus();
+  }
+  if (name == "tls_key") {
+    g->security.tls.key = value;
+    return absl::OkStatus();
+  }
+  if (name == "token_file") {
+    g->security.token_file = value;
+    return absl::OkStatus();
+  }
   if (name == "coordinator") {
     if (value.empty()) {
       return absl::InvalidArgumentError(
@@ -568,6 +585,10 @@ global flags:
   --timeout=SECONDS         deadline of each call (default 30); watch and
                             submit --wait have no overall deadline unless it
                             is given
+  --tls_ca=FILE             connect over TLS, trusting this CA (PEM)
+  --tls_cert=FILE --tls_key=FILE
+                            client certificate for mutual TLS
+  --token_file=FILE         send the bearer token in FILE with every call
 
 exit codes: 0 success; 1 failure, or the watched job did not succeed;
             2 usage error or invalid argument
@@ -957,7 +978,8 @@ int ExitCodeForRpcError(const grpc::Status& status) {
              : kExitFailure;
 }
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& address,
+                                                           const SecurityOptions& security) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
@@ -967,8 +989,7 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 60 * 1000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
-                                   args);
+  return ::ist::MakeChannel(address, security, args);
 }
 
 int RunCommand(const Invocation& inv, rpc::JobService::StubInterface* stub,

@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "google/protobuf/message.h"
 #include "grpcpp/grpcpp.h"
+#include "common/security.h"
 #include "proto/job.grpc.pb.h"
 #include "proto/job.pb.h"
 
@@ -48,6 +49,9 @@ struct GlobalOptions {
   // True when --timeout was given: only then do watch and submit --wait
   // have an overall deadline.
   bool timeout_given = false;
+  // --tls_ca (verify the coordinator), --tls_cert/--tls_key (client
+  // certificate for mutual TLS), --token_file (bearer token).
+  SecurityOptions security;
 };
 
 // A parsed command line.
@@ -120,7 +124,10 @@ int ExitCodeForRpcError(const grpc::Status& status);
 // A channel to `address` with explicit message size limits and keepalive
 // pings every 60 s (timeout 20 s) during calls, so a long watch notices a
 // dead coordinator.
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address);
+// A channel to `address` with explicit message limits and keepalive, over
+// TLS and with the token when `security` says so; errors name the flag.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& address,
+                                                           const SecurityOptions& security);
 
 // Runs the command of `invocation` (not "help") against `stub`; results go
 // to `out`, errors to `err`. `live` (stdout is a terminal, text output):

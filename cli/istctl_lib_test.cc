@@ -415,7 +415,7 @@ class RunCommandTest : public ::testing::Test {
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     address_ = absl::StrCat("127.0.0.1:", port);
-    stub_ = rpc::JobService::NewStub(MakeChannel(address_));
+    stub_ = rpc::JobService::NewStub(*MakeChannel(address_, SecurityOptions()));
   }
 
   void TearDown() override { server_->Shutdown(); }
@@ -549,7 +549,7 @@ TEST(UnreachableTest, NamesTheAddress) {
   auto inv = ParseCommandLine({"--coordinator=127.0.0.1:1", "--timeout=2",
                                "status", "job-1"});
   ASSERT_TRUE(inv.ok());
-  auto stub = rpc::JobService::NewStub(MakeChannel("127.0.0.1:1"));
+  auto stub = rpc::JobService::NewStub(*MakeChannel("127.0.0.1:1", SecurityOptions()));
   std::ostringstream out, err;
   EXPECT_EQ(RunCommand(*inv, stub.get(), out, err, false), 1);
   EXPECT_THAT(err.str(),

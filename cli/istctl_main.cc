@@ -24,8 +24,13 @@ int main(int argc, char** argv) {
     std::cout << ist::cli::Usage();
     return ist::cli::kExitOk;
   }
-  const auto stub = ist::rpc::JobService::NewStub(
-      ist::cli::MakeChannel(invocation->global.coordinator));
+  const auto channel =
+      ist::cli::MakeChannel(invocation->global.coordinator, invocation->global.security);
+  if (!channel.ok()) {
+    std::cerr << "istctl: " << channel.status().message() << "\n";
+    return ist::cli::kExitUsage;
+  }
+  const auto stub = ist::rpc::JobService::NewStub(*channel);
   return ist::cli::RunCommand(*invocation, stub.get(), std::cout, std::cerr,
                               /*live=*/isatty(STDOUT_FILENO) == 1);
 }

@@ -15,6 +15,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "common/security.h"
 #include "server/coordinator.h"
 #include "server/grpc_services.h"
 #include "worker/compute_threads.h"
@@ -35,6 +36,13 @@ DEFINE_int32(max_jobs, 100, "queued + running jobs accepted at once");
 DEFINE_int64(max_job_memory_mb, 8192,
              "coordinator memory one job may need (about 3x its fp32 model); "
              "bigger jobs are refused at submit");
+DEFINE_string(tls_cert, "", "serve TLS with this certificate chain (PEM)");
+DEFINE_string(tls_key, "", "private key (PEM) of --tls_cert");
+DEFINE_string(tls_ca, "",
+              "require client certificates signed by this CA (PEM): mutual TLS");
+DEFINE_string(token_file, "",
+              "require this file's bearer token on every call (the health check "
+              "excepted)");
 DEFINE_string(log_level, "info", "info, warning or error");
 
 namespace {
@@ -80,6 +88,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   FLAGS_minloglevel = LogLevel(FLAGS_log_level);
+  ist::SecurityOptions security;
+  security.tls = {FLAGS_tls_cert, FLAGS_tls_key, FLAGS_tls_ca};
+  security.token_file = FLAGS_token_file;
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      ist::MakeServerCredentials(security);
+  if (!credentials.ok()) {
+    std::fprintf(stderr, "ist_coordinator: %s\n",
+                 std::string(credentials.status().message()).c_str());
+    return 2;
+  }
   ist::SetComputeThreads(FLAGS_threads);
 
   // Block the stop signals in every thread; one thread waits for them.
@@ -112,7 +130,7 @@ int main(int argc, char** argv) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(FLAGS_listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(FLAGS_listen, *credentials, &port);
   // Slices travel in 1 MiB chunks; these limits leave room and are explicit.
   builder.SetMaxReceiveMessageSize(8 << 20);
   builder.SetMaxSendMessageSize(8 << 20);
@@ -123,7 +141,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ist_coordinator: cannot listen on %s\n", FLAGS_listen.c_str());
     return 1;
   }
-  LOG(INFO) << "coordinator serving on " << FLAGS_listen << " (port " << port
+  LOG(INFO) << "coordinator serving on " << FLAGS_listen << " (port " << port << ", "
+            << (FLAGS_tls_cert.empty() ? "plaintext" : FLAGS_tls_ca.empty() ? "TLS" : "mutual TLS")
+            << (FLAGS_token_file.empty() ? "" : ", bearer token required")
             << "), data from " << FLAGS_data_dir;
   if (!FLAGS_port_file.empty()) {
     std::ofstream(FLAGS_port_file + ".tmp") << port << "\n";

@@ -27,6 +27,10 @@ DEFINE_int32(poll_wait_ms, 10000, "how long one GetTask long-poll may wait");
 DEFINE_string(health_listen, "",
               "if set (HOST:PORT), serve the standard gRPC health service here: "
               "SERVING while registered with the coordinator");
+DEFINE_string(tls_ca, "", "connect to the coordinator over TLS, trusting this CA (PEM)");
+DEFINE_string(tls_cert, "", "client certificate (PEM) for mutual TLS");
+DEFINE_string(tls_key, "", "private key (PEM) of --tls_cert");
+DEFINE_string(token_file, "", "file holding the bearer token the coordinator requires");
 DEFINE_string(health_port_file, "", "if set, write the health port here once serving");
 
 namespace {
@@ -81,7 +85,15 @@ int main(int argc, char** argv) {
   gethostname(host, sizeof(host) - 1);
   options.name = FLAGS_name.empty() ? absl::StrCat(host, ":", getpid()) : FLAGS_name;
   options.poll_wait = absl::Milliseconds(FLAGS_poll_wait_ms);
-  ist::WorkerAgent agent(options, ist::CoordinatorChannel(FLAGS_coordinator));
+  ist::SecurityOptions security;
+  security.tls = {FLAGS_tls_cert, FLAGS_tls_key, FLAGS_tls_ca};
+  security.token_file = FLAGS_token_file;
+  auto channel = ist::CoordinatorChannel(FLAGS_coordinator, security);
+  if (!channel.ok()) {
+    std::fprintf(stderr, "ist_worker: %s\n", std::string(channel.status().message()).c_str());
+    return 2;
+  }
+  ist::WorkerAgent agent(options, *channel);
 
   // Optional health endpoint for probes: the worker itself is a client.
   std::unique_ptr<grpc::Server> health_server;

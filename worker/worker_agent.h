@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/dataset.h"
+#include "common/security.h"
 #include "proto/worker_service.grpc.pb.h"
 #include "worker/subnet_task.h"
 
@@ -70,8 +71,10 @@ class WorkerAgent {
   std::atomic<bool> registered_{false};
 };
 
-// A channel to the coordinator with explicit message-size limits.
-std::shared_ptr<grpc::Channel> CoordinatorChannel(const std::string& address);
+// A channel to the coordinator with explicit message-size limits, over TLS
+// and with the bearer token when `security` says so (errors name the flag).
+absl::StatusOr<std::shared_ptr<grpc::Channel>> CoordinatorChannel(
+    const std::string& address, const SecurityOptions& security);
 
 }  // namespace ist
 
