@@ -23,6 +23,18 @@ absl::Status ValidateSgdOptions(const SgdOptions& o) {
   return absl::OkStatus();
 }
 
+const char* TrainingModeName(TrainingMode mode) {
+  switch (mode) {
+    case TrainingMode::kIst:
+      return "ist";
+    case TrainingMode::kLocalSgd:
+      return "local_sgd";
+    case TrainingMode::kDataParallel:
+      return "data_parallel";
+  }
+  return "?";
+}
+
 absl::Status ValidateTrainingConfig(const IstTrainingConfig& c) {
   RETURN_IF_ERROR(ValidateMlpConfig(c.model));
   RETURN_IF_ERROR(ValidateSgdOptions(c.sgd));
@@ -30,7 +42,7 @@ absl::Status ValidateTrainingConfig(const IstTrainingConfig& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("workers: must be in [1, 1024], got ", c.num_subnets));
   }
-  for (int h = 0; h < c.model.num_hidden(); ++h) {
+  for (int h = 0; h < c.model.num_hidden() && c.mode == TrainingMode::kIst; ++h) {
     if (c.model.layer_sizes[h + 1] < c.num_subnets) {
       return absl::InvalidArgumentError(absl::StrCat(
           "workers: hidden layer ", h + 1, " has ", c.model.layer_sizes[h + 1],
@@ -41,6 +53,11 @@ absl::Status ValidateTrainingConfig(const IstTrainingConfig& c) {
   if (c.local_steps < 1 || c.local_steps > 1000000) {
     return absl::InvalidArgumentError(
         absl::StrCat("local_steps: must be in [1, 1000000], got ", c.local_steps));
+  }
+  if (c.mode == TrainingMode::kDataParallel && c.local_steps != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "local_steps: data_parallel averages after every step, so it must be 1, got ",
+        c.local_steps));
   }
   if (c.batch_size < 2 || c.batch_size > 1 << 20) {
     return absl::InvalidArgumentError(absl::StrCat(

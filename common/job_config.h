@@ -20,7 +20,18 @@ struct SgdOptions {
 // OK, or InvalidArgument naming the bad field.
 absl::Status ValidateSgdOptions(const SgdOptions& options);
 
+// How a round uses the S workers (common/round_plan.h).
+enum class TrainingMode {
+  kIst,           // disjoint subnets, copied back
+  kLocalSgd,      // full replicas trained R steps, averaged
+  kDataParallel,  // full replicas, one step, averaged (R must be 1)
+};
+
+// "ist", "local_sgd", "data_parallel".
+const char* TrainingModeName(TrainingMode mode);
+
 struct IstTrainingConfig {
+  TrainingMode mode = TrainingMode::kIst;
   MlpConfig model;
   int num_subnets = 2;      // S: subnets per round = workers = data shards
   int64_t local_steps = 20; // R: SGD steps per subnet per round

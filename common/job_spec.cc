@@ -38,6 +38,9 @@ absl::Status Invalid(absl::string_view field, absl::string_view reason,
 // Builds the training config without validating it.
 IstTrainingConfig ToConfig(const rpc::JobSpec& spec) {
   IstTrainingConfig c;
+  c.mode = spec.mode() == "local_sgd"       ? TrainingMode::kLocalSgd
+           : spec.mode() == "data_parallel" ? TrainingMode::kDataParallel
+                                            : TrainingMode::kIst;
   c.model.layer_sizes.assign(spec.layers().begin(), spec.layers().end());
   c.model.bn_mode = spec.bn_mode() == "running"
                         ? BatchNormMode::kRunningStatistics
@@ -145,7 +148,8 @@ rpc::JobSpec WithDefaults(const rpc::JobSpec& spec) {
   rpc::JobSpec out = spec;
   if (out.dataset().empty()) out.set_dataset(kFashionMnistDatasetName);
   if (out.workers() == 0) out.set_workers(2);
-  if (out.local_steps() == 0) out.set_local_steps(20);
+  if (out.mode().empty()) out.set_mode("ist");
+  if (out.local_steps() == 0) out.set_local_steps(out.mode() == "data_parallel" ? 1 : 20);
   if (out.lr() == 0) out.set_lr(0.01);
   if (out.batch_size() == 0) out.set_batch_size(128);
   if (out.seed() == 0) out.set_seed(1);
@@ -166,6 +170,10 @@ absl::Status ValidateJobSpec(const rpc::JobSpec& spec) {
       return absl::InvalidArgumentError(
           "name: must not contain control characters such as newlines");
     }
+  }
+  if (spec.mode() != "ist" && spec.mode() != "local_sgd" && spec.mode() != "data_parallel") {
+    return Invalid("mode", "must be 'ist', 'local_sgd' or 'data_parallel'",
+                   absl::StrCat("'", spec.mode(), "'"));
   }
   if (spec.bn_mode() != "batch" && spec.bn_mode() != "running") {
     return Invalid("bn_mode", "must be 'batch' or 'running'",

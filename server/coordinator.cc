@@ -8,11 +8,11 @@
 #include "common/dataset_registry.h"
 #include "common/job_spec.h"
 #include "common/model_file.h"
+#include "common/round_plan.h"
 #include "common/slice_codec.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
 #include "server/checkpoint.h"
-#include "worker/ist_engine.h"
 #include "worker/local_trainer.h"
 
 namespace ist {
@@ -49,7 +49,7 @@ struct Coordinator::Job {
 
   // The open round.
   bool round_open = false;
-  SubnetPartition partition;
+  RoundPlan plan;
   std::vector<Slot> slots;
   int slots_done = 0;
   absl::Time round_start;
@@ -267,7 +267,8 @@ absl::StatusOr<std::string> Coordinator::SubmitJob(const rpc::JobSpec& request) 
   job->progress.set_test_accuracy(-1);
   job->progress.set_eval_round(-1);
   const std::string id = job->id;
-  LOG(INFO) << id << ": queued " << config.model.ShapeString() << " S=" << config.num_subnets
+  LOG(INFO) << id << ": queued " << TrainingModeName(config.mode) << " "
+            << config.model.ShapeString() << " S=" << config.num_subnets
             << " R=" << config.local_steps << " rounds=" << job->total_rounds;
   queue_.push_back(id);
   Job* queued = job.get();
@@ -439,14 +440,14 @@ void Coordinator::StartJobLocked(Job* job) {
 }
 
 absl::Status Coordinator::StartRoundLocked(Job* job) {
-  ASSIGN_OR_RETURN(job->partition, RoundPartition(job->config, job->rounds_done));
+  ASSIGN_OR_RETURN(job->plan, PlanRound(job->config, job->rounds_done));
   const int S = job->config.num_subnets;
   job->slots.assign(S, Slot());
   for (int s = 0; s < S; ++s) {
     Slot& slot = job->slots[s];
-    slot.shape = SubnetConfig(job->config.model, job->partition, s);
+    slot.shape = SliceConfig(job->config, job->plan, s);
     auto outgoing = std::make_shared<OutgoingSlice>();
-    ExtractSubnet(job->config.model, job->model, job->partition, s, &outgoing->params);
+    ExtractSlice(job->config, job->plan, job->model, s, &outgoing->params);
     slot.outgoing = std::move(outgoing);
   }
   job->slots_done = 0;
@@ -491,7 +492,7 @@ void Coordinator::FinishRoundLocked(Job* job) {
     trained.push_back(&slot.trained);
     loss += slot.mean_loss / job->slots.size();
   }
-  absl::Status merged = MergeSubnets(job->config.model, job->partition, trained, &job->model);
+  absl::Status merged = MergeSlices(job->config, job->plan, trained, &job->model);
   if (!merged.ok()) {  // shapes were checked on arrival: a bug if it happens
     EndJobLocked(job, rpc::FAILED, absl::StrCat("merge failed: ", merged.message()));
     return;

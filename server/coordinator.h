@@ -27,6 +27,7 @@
 #include "common/dataset.h"
 #include "common/job_config.h"
 #include "common/mlp_model.h"
+#include "common/round_plan.h"
 #include "common/subnet.h"
 #include "proto/job.pb.h"
 #include "proto/worker_service.pb.h"

@@ -108,11 +108,11 @@ TEST(CoordinatorTest, MergesAwaitedSlicesAndDropsStaleAndDuplicates) {
   auto config = TrainingConfigFromSpec(WithDefaults(Spec()));
   ASSERT_TRUE(config.ok());
   MlpParams<float> expected = InitialModel(*config);
-  auto partition = RoundPartition(*config, 0);
+  auto plan = PlanRound(*config, 0);
   std::vector<const MlpParams<float>*> trained(2);
   trained[ta.tag().subnet()] = &pa;
   trained[tb.tag().subnet()] = &pb;
-  ASSERT_TRUE(MergeSubnets(config->model, *partition, trained, &expected).ok());
+  ASSERT_TRUE(MergeSlices(*config, *plan, trained, &expected).ok());
   auto exported = c.ExportModel(*job);
   ASSERT_TRUE(exported.ok());
   auto file = DecodeModelFile(*exported, "export");

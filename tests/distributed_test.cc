@@ -70,21 +70,33 @@ WatchedRun Watch(LocalCluster* cluster, const std::string& job_id) {
   return run;
 }
 
-class DistributedIstTest : public testing::TestWithParam<int> {};
+struct ModeCase {
+  std::string mode;
+  int workers;
+};
+
+class DistributedIstTest : public testing::TestWithParam<ModeCase> {};
 
 TEST_P(DistributedIstTest, EveryRoundEqualsTheOneProcessEngine) {
-  const int S = GetParam();
+  const int S = GetParam().workers;
+  const std::string mode = GetParam().mode;
   SetComputeThreads(1);
   auto cluster = LocalCluster::Start();
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   for (int i = 0; i < S; ++i) ASSERT_TRUE((*cluster)->AddWorker().ok());
 
-  const rpc::JobSpec spec = SmallSpec(S);
+  rpc::JobSpec spec = SmallSpec(S);
+  spec.set_mode(mode);
+  if (mode == "data_parallel") {
+    spec.set_local_steps(1);
+    spec.set_rounds(30);
+    spec.set_eval_every(15);
+  }
   auto job_id = Submit(cluster->get(), spec);
   ASSERT_TRUE(job_id.ok()) << job_id.status();
   const WatchedRun run = Watch(cluster->get(), *job_id);
   ASSERT_EQ(run.last.state(), rpc::SUCCEEDED) << run.last.error();
-  ASSERT_EQ(run.last.round(), 6);
+  ASSERT_EQ(run.last.round(), spec.rounds());
 
   // The same job in one process.
   auto config = TrainingConfigFromSpec(WithDefaults(spec));
@@ -94,31 +106,43 @@ TEST_P(DistributedIstTest, EveryRoundEqualsTheOneProcessEngine) {
   auto engine = LocalIstEngine::Create(*config, &*train);
   ASSERT_TRUE(engine.ok());
   int compared = 0;
-  for (int64_t r = 1; r <= 6; ++r) {
-    auto partition = RoundPartition(*config, r - 1);
-    ASSERT_TRUE(partition.ok());
+  MlpParams<float> shape;
+  shape.ResizeFor(config->model);
+  for (int64_t r = 1; r <= spec.rounds(); ++r) {
+    auto plan = PlanRound(*config, r - 1);
+    ASSERT_TRUE(plan.ok());
     ASSERT_TRUE((*engine)->RunRound().ok());
     auto it = run.rounds.find(r);
     ASSERT_NE(it, run.rounds.end()) << "WatchJob skipped round " << r;
     ++compared;
     EXPECT_EQ(it->second.model_fingerprint(), ParamsFingerprint((*engine)->model()))
         << "round " << r;
-    // Bytes on the wire: each subnet's slice once down and once up.
+    // Bytes on the wire: each slice once down and once up. IST: the
+    // subnets; local SGD and data parallel: the whole model per worker.
     int64_t bytes = 0;
-    for (int s = 0; s < S; ++s) bytes += 4 * SubnetScalars(config->model, *partition, s);
+    for (int s = 0; s < S; ++s) {
+      bytes += 4 * (mode == "ist" ? SubnetScalars(config->model, plan->partition, s)
+                                  : shape.NumScalars());
+    }
     EXPECT_EQ(it->second.round_bytes_sent(), bytes) << "round " << r;
     EXPECT_EQ(it->second.round_bytes_received(), bytes) << "round " << r;
   }
-  EXPECT_EQ(compared, 6);
+  EXPECT_EQ(compared, spec.rounds());
   auto exported = Export(cluster->get(), *job_id);
   ASSERT_TRUE(exported.ok()) << exported.status();
-  EXPECT_EQ(exported->round, 6);
+  EXPECT_EQ(exported->round, spec.rounds());
   EXPECT_TRUE(IdenticalParams(exported->params, (*engine)->model()));
-  EXPECT_GT(run.last.test_accuracy(), 0.5);
-  EXPECT_EQ(run.last.eval_round(), 6);
+  EXPECT_GT(run.last.test_accuracy(), 0.6);  // a sane accuracy after 960-3840 samples
+  EXPECT_EQ(run.last.eval_round(), spec.rounds());
 }
 
-INSTANTIATE_TEST_SUITE_P(Workers, DistributedIstTest, testing::Values(2, 4));
+INSTANTIATE_TEST_SUITE_P(Modes, DistributedIstTest,
+                         testing::Values(ModeCase{"ist", 2}, ModeCase{"ist", 4},
+                                         ModeCase{"local_sgd", 2},
+                                         ModeCase{"data_parallel", 2}),
+                         [](const testing::TestParamInfo<ModeCase>& info) {
+                           return absl::StrCat(info.param.mode, "_S", info.param.workers);
+                         });
 
 // The large model: 784-4096-4096-10 is 20.1 M weights (80 MB fp32);
 // each S = 2 slice is 23 MB, far above gRPC's 4 MiB default message size.

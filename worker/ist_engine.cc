@@ -1,22 +1,9 @@
 #include "worker/ist_engine.h"
 
 #include "absl/strings/str_cat.h"
-#include "common/seed.h"
 #include "common/status_macros.h"
 
 namespace ist {
-
-absl::StatusOr<SubnetPartition> RoundPartition(const IstTrainingConfig& config,
-                                               int64_t round) {
-  return DrawPartition(
-      config.model, config.num_subnets,
-      DeriveSeed(config.seed, round, 0, SeedPurpose::kPartition));
-}
-
-MlpParams<float> InitialModel(const IstTrainingConfig& config) {
-  return InitMlpParams<float>(config.model,
-                              DeriveSeed(config.seed, 0, 0, SeedPurpose::kInit));
-}
 
 absl::StatusOr<std::unique_ptr<LocalIstEngine>> LocalIstEngine::Create(
     const IstTrainingConfig& config, const DenseDataset* train) {
@@ -46,22 +33,22 @@ LocalIstEngine::LocalIstEngine(const IstTrainingConfig& config,
       slices_(config.num_subnets) {}
 
 absl::StatusOr<RoundReport> LocalIstEngine::RunRound() {
-  ASSIGN_OR_RETURN(SubnetPartition partition, RoundPartition(config_, round_));
+  ASSIGN_OR_RETURN(RoundPlan plan, PlanRound(config_, round_));
   RoundReport report;
   report.round = round_;
   std::vector<const MlpParams<float>*> trained;
   for (int s = 0; s < config_.num_subnets; ++s) {
-    ExtractSubnet(config_.model, model_, partition, s, &slices_[s]);
+    ExtractSlice(config_, plan, model_, s, &slices_[s]);
     report.slice_floats += slices_[s].NumScalars();
     ASSIGN_OR_RETURN(
         LocalTrainResult result,
-        RunSubnetTask(config_, SubnetConfig(config_.model, partition, s),
+        RunSubnetTask(config_, SliceConfig(config_, plan, s),
                       *train_, shards_, round_, s, &slices_[s]));
     report.train_loss += result.mean_loss / config_.num_subnets;
     report.samples += result.steps_run * config_.batch_size;
     trained.push_back(&slices_[s]);
   }
-  RETURN_IF_ERROR(MergeSubnets(config_.model, partition, trained, &model_));
+  RETURN_IF_ERROR(MergeSlices(config_, plan, trained, &model_));
   ++round_;
   return report;
 }

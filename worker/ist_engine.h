@@ -1,7 +1,8 @@
-// IST in one process: the S subnets of each round are trained one after the
-// other on this machine. It is the reference the distributed system must
-// reproduce exactly (same seeds -> same partition, shards, batches, model),
-// and with S = 1 it is plain full-network minibatch SGD.
+// A job in one process: the S slices of each round (IST subnets, or
+// replicas for local SGD and data parallel; common/round_plan.h) are trained
+// one after the other on this machine. It is the reference the distributed
+// system must reproduce exactly (same seeds -> same partition, shards,
+// batches, model). IST with S = 1 is plain full-network minibatch SGD.
 #ifndef IST_WORKER_IST_ENGINE_H_
 #define IST_WORKER_IST_ENGINE_H_
 
@@ -13,17 +14,10 @@
 #include "common/dataset.h"
 #include "common/job_config.h"
 #include "common/mlp_model.h"
-#include "common/subnet.h"
+#include "common/round_plan.h"
 #include "worker/subnet_task.h"
 
 namespace ist {
-
-// The partition every IST implementation uses in `round` of a job.
-absl::StatusOr<SubnetPartition> RoundPartition(const IstTrainingConfig& config,
-                                               int64_t round);
-
-// The initial full model of a job.
-MlpParams<float> InitialModel(const IstTrainingConfig& config);
 
 struct RoundReport {
   int64_t round = 0;       // the round just finished (0-based)

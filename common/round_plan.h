@@ -1,0 +1,63 @@
+// What one round of a job sends to each of its S workers and how the results
+// are combined, for the three training modes:
+//
+//   ist            S disjoint random subnets (common/subnet.h), trained R
+//                  steps each, copied back into place.
+//   local_sgd      S replicas of the whole model, trained R steps each on
+//                  their own shards, averaged.
+//   data_parallel  local_sgd with R = 1: every worker takes one step from
+//                  the same model and the results are averaged. For plain
+//                  SGD, mean_s(w - lr g_s) = w - lr mean_s(g_s): exactly the
+//                  step with the averaged gradient, at the same traffic as a
+//                  gradient all-reduce through a parameter server (the full
+//                  model down and up per worker per step).
+//
+// The coordinator and the one-process engine both call these, so they
+// compute the same thing.
+#ifndef IST_COMMON_ROUND_PLAN_H_
+#define IST_COMMON_ROUND_PLAN_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/job_config.h"
+#include "common/mlp_model.h"
+#include "common/subnet.h"
+
+namespace ist {
+
+struct RoundPlan {
+  TrainingMode mode = TrainingMode::kIst;
+  int num_slices = 0;
+  SubnetPartition partition;  // kIst only: this round's random partition
+};
+
+// The plan of `round` (0-based); the IST partition derives from
+// (seed, round).
+absl::StatusOr<RoundPlan> PlanRound(const IstTrainingConfig& config, int64_t round);
+
+// The initial full model of a job (derived from the seed).
+MlpParams<float> InitialModel(const IstTrainingConfig& config);
+
+// The shape of slice `s`.
+MlpConfig SliceConfig(const IstTrainingConfig& config, const RoundPlan& plan, int s);
+
+// Float32 values in slice `s` (each crosses the wire once each way).
+int64_t SliceScalars(const IstTrainingConfig& config, const RoundPlan& plan, int s);
+
+// Copies slice `s` out of `full` into `slice` (resized).
+void ExtractSlice(const IstTrainingConfig& config, const RoundPlan& plan,
+                  const MlpParams<float>& full, int s, MlpParams<float>* slice);
+
+// Combines the trained slices into `full`; trained[s] == nullptr for a slice
+// that did not come back (IST: its entries keep their values; replicas: the
+// average is over those that came back; none back: `full` is unchanged).
+// InvalidArgument, with `full` untouched, for a wrong count or shape.
+absl::Status MergeSlices(const IstTrainingConfig& config, const RoundPlan& plan,
+                         const std::vector<const MlpParams<float>*>& trained,
+                         MlpParams<float>* full);
+
+}  // namespace ist
+
+#endif  // IST_COMMON_ROUND_PLAN_H_
