@@ -46,7 +46,7 @@ const std::vector<CommandSpec>& Commands() {
        nullptr,
        {"spec", "name", "layers", "dataset", "workers", "local_steps", "rounds",
         "epochs", "lr", "momentum", "weight_decay", "batch", "seed",
-        "eval_every", "bn_mode", "wait"}},
+        "eval_every", "bn_mode", "mode", "wait"}},
       {"status", "JOB_ID", {}},
       {"list", nullptr, {}},
       {"workers", nullptr, {}},
@@ -564,7 +564,7 @@ commands:
          [--dataset=fashion-mnist|idx:DIR|csv:PREFIX] [--workers=S]
          [--local_steps=R] [--rounds=N | --epochs=E] [--lr=X] [--momentum=X]
          [--weight_decay=X] [--batch=B] [--seed=N] [--eval_every=N]
-         [--bn_mode=batch|running] [--wait]
+         [--bn_mode=batch|running] [--mode=ist|local_sgd|data_parallel] [--wait]
       submit a job; the spec comes from FILE (text proto of ist.rpc.JobSpec)
       with the flags overriding its fields, and is checked before sending.
       Prints the job id; --wait then watches it like `watch`.
@@ -787,6 +787,7 @@ absl::Status ApplySpecFlags(const std::map<std::string, std::string>& flags,
     spec->set_eval_every(n);
   }
   if (const std::string* v = get("bn_mode")) spec->set_bn_mode(*v);
+  if (const std::string* v = get("mode")) spec->set_mode(*v);
   return absl::OkStatus();
 }
 

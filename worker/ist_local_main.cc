@@ -13,6 +13,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "common/idx_reader.h"
 #include "common/status_macros.h"
 #include "gflags/gflags.h"
@@ -33,7 +35,9 @@ DEFINE_double(weight_decay, 0.0, "L2 weight decay on Linear weights");
 DEFINE_double(epochs, 10, "epochs of training samples, summed over subnets");
 DEFINE_uint64(seed, 1, "job seed; every random choice derives from it");
 DEFINE_int32(eval_every, 1, "evaluate IST on the test set every N rounds");
-DEFINE_string(mode, "both", "ist, sgd (full network) or both");
+DEFINE_string(modes, "ist,sgd",
+              "comma-separated runs, one after the other: ist, sgd (the full network "
+              "on one worker), local_sgd, data_parallel (S workers each)");
 DEFINE_string(bn_mode, "batch",
               "batch (batch statistics at train and test, as the paper) or "
               "running (running statistics at test)");
@@ -46,7 +50,7 @@ namespace {
 struct Flags {
   IstTrainingConfig config;
   double epochs = 0;
-  bool run_ist = false, run_sgd = false;
+  std::vector<std::string> modes;
 };
 
 absl::StatusOr<Flags> ParseFlags() {
@@ -76,12 +80,14 @@ absl::StatusOr<Flags> ParseFlags() {
   if (FLAGS_eval_every < 1) {
     return absl::InvalidArgumentError("--eval_every: must be >= 1");
   }
-  f.run_ist = FLAGS_mode == "ist" || FLAGS_mode == "both";
-  f.run_sgd = FLAGS_mode == "sgd" || FLAGS_mode == "both";
-  if (!f.run_ist && !f.run_sgd) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--mode: must be ist, sgd or both, got '", FLAGS_mode, "'"));
+  for (absl::string_view m : absl::StrSplit(FLAGS_modes, ',', absl::SkipEmpty())) {
+    if (m != "ist" && m != "sgd" && m != "local_sgd" && m != "data_parallel") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--modes: '", m, "' is not one of ist, sgd, local_sgd, data_parallel"));
+    }
+    f.modes.emplace_back(m);
   }
+  if (f.modes.empty()) return absl::InvalidArgumentError("--modes: empty");
   return f;
 }
 
@@ -140,27 +146,33 @@ absl::Status Run() {
   std::printf("Fashion-MNIST: %lld train, %lld test samples from %s\n",
               static_cast<long long>(train.num_samples()),
               static_cast<long long>(test.num_samples()), FLAGS_data_dir.c_str());
-  EpochTable ist, sgd;
-  if (flags.run_ist) {
-    ASSIGN_OR_RETURN(ist, Train("ist", flags.config, flags.epochs,
-                                FLAGS_eval_every, train, test));
+  std::vector<EpochTable> tables;
+  for (const std::string& mode : flags.modes) {
+    IstTrainingConfig config = flags.config;
+    int eval_every = FLAGS_eval_every;
+    if (mode == "sgd") {
+      config.num_subnets = 1;  // one "subnet" = the whole network: plain SGD
+      eval_every *= flags.config.num_subnets;  // evaluate at the same sample counts
+    } else if (mode == "local_sgd") {
+      config.mode = TrainingMode::kLocalSgd;
+    } else if (mode == "data_parallel") {
+      config.mode = TrainingMode::kDataParallel;
+      eval_every *= config.local_steps;  // same sample counts as IST
+      config.local_steps = 1;
+    }
+    ASSIGN_OR_RETURN(EpochTable table, Train(mode, config, flags.epochs, eval_every, train, test));
+    tables.push_back(std::move(table));
   }
-  if (flags.run_sgd) {
-    IstTrainingConfig full = flags.config;
-    full.num_subnets = 1;  // one "subnet" = the whole network: plain SGD
-    // Evaluate at the same sample counts as IST.
-    ASSIGN_OR_RETURN(sgd, Train("sgd", full, flags.epochs,
-                                FLAGS_eval_every * flags.config.num_subnets,
-                                train, test));
-  }
-  std::printf("\nepoch  ist_test_acc  sgd_test_acc\n");
-  const EpochTable& keys = ist.empty() ? sgd : ist;
-  for (const auto& [epoch, unused] : keys) {
-    auto cell = [&](const EpochTable& t) {
+  std::printf("\nepoch");
+  for (const std::string& mode : flags.modes) std::printf("  %14s", (mode + "_test_acc").c_str());
+  std::printf("\n");
+  for (const auto& [epoch, unused] : tables.front()) {
+    std::printf("%5d", epoch);
+    for (const EpochTable& t : tables) {
       auto it = t.find(epoch);
-      return it == t.end() ? std::string("-") : absl::StrCat(it->second);
-    };
-    std::printf("%5d  %12s  %12s\n", epoch, cell(ist).c_str(), cell(sgd).c_str());
+      std::printf("  %14s", it == t.end() ? "-" : absl::StrFormat("%.4f", it->second).c_str());
+    }
+    std::printf("\n");
   }
   return absl::OkStatus();
 }
