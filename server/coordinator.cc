@@ -507,6 +507,7 @@ void Coordinator::FinishRoundLocked(Job* job) {
   p.set_round(job->rounds_done);
   p.set_train_loss(loss);
   p.set_round_seconds(round_seconds);
+  p.set_train_seconds(p.train_seconds() + round_seconds);
   p.set_round_bytes_sent(job->round_bytes_sent);
   p.set_round_bytes_received(job->round_bytes_received);
   p.set_total_bytes_sent(p.total_bytes_sent() + job->round_bytes_sent);
