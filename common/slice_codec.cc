@@ -114,8 +114,13 @@ absl::Status SliceDecoder::Add(const rpc::SliceHeader* header, int64_t offset,
     for (size_t i = 0; i < views_.size(); ++i) {
       const rpc::TensorMeta& m = h.tensors(i);
       const TensorView& v = views_[i];
+      // -1 for a dimension out of range or a product past 2^62 (no overflow).
       int64_t elements = 1;
-      for (int64_t d : m.shape()) elements *= (d >= 0 && d < (int64_t{1} << 31)) ? d : -1;
+      for (int64_t d : m.shape()) {
+        const bool in_range = d >= 0 && d < (int64_t{1} << 31) && elements >= 0 &&
+                              elements < (int64_t{1} << 31);
+        elements = in_range ? elements * d : -1;
+      }
       const bool is_matrix = v.name.rfind("weights/", 0) == 0;
       const bool shape_ok =
           m.shape_size() == (is_matrix ? 2 : 1) && m.shape(0) == v.rows &&

@@ -12,6 +12,8 @@ PACKAGES=(
   libgoogle-glog-dev libgflags-dev
   openssl
   dataset-fashion-mnist
+  clang-14 libclang-rt-14-dev llvm-14
+  prometheus-cpp-dev
 )
 
 missing=()
