@@ -492,7 +492,9 @@ void Coordinator::FinishRoundLocked(Job* job) {
     trained.push_back(&slot.trained);
     loss += slot.mean_loss / job->slots.size();
   }
+  const absl::Time merge_start = absl::Now();
   absl::Status merged = MergeSlices(job->config, job->plan, trained, &job->model);
+  const double merge_seconds = absl::ToDoubleSeconds(absl::Now() - merge_start);
   if (!merged.ok()) {  // shapes were checked on arrival: a bug if it happens
     EndJobLocked(job, rpc::FAILED, absl::StrCat("merge failed: ", merged.message()));
     return;
@@ -508,6 +510,7 @@ void Coordinator::FinishRoundLocked(Job* job) {
   p.set_train_loss(loss);
   p.set_round_seconds(round_seconds);
   p.set_train_seconds(p.train_seconds() + round_seconds);
+  p.set_merge_seconds(merge_seconds);
   p.set_round_bytes_sent(job->round_bytes_sent);
   p.set_round_bytes_received(job->round_bytes_received);
   p.set_total_bytes_sent(p.total_bytes_sent() + job->round_bytes_sent);

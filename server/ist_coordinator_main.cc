@@ -16,7 +16,9 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "common/security.h"
+#include "common/metrics_server.h"
 #include "server/coordinator.h"
+#include "server/coordinator_metrics.h"
 #include "server/grpc_services.h"
 #include "worker/compute_threads.h"
 
@@ -43,6 +45,10 @@ DEFINE_string(tls_ca, "",
 DEFINE_string(token_file, "",
               "require this file's bearer token on every call (the health check "
               "excepted)");
+DEFINE_string(metrics_listen, "",
+              "if set (HOST:PORT, port 0 picks one), serve Prometheus metrics at "
+              "http://HOST:PORT/metrics");
+DEFINE_string(metrics_port_file, "", "if set, write the metrics port here once serving");
 DEFINE_string(log_level, "info", "info, warning or error");
 
 namespace {
@@ -123,6 +129,22 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ist_coordinator: --checkpoint_dir: %s\n", s.ToString().c_str());
     return 1;
   }
+  std::unique_ptr<ist::MetricsServer> metrics_server;
+  if (!FLAGS_metrics_listen.empty()) {
+    auto started = ist::MetricsServer::Start(
+        FLAGS_metrics_listen, std::make_shared<ist::CoordinatorMetrics>(coordinator.get()));
+    if (!started.ok()) {
+      std::fprintf(stderr, "ist_coordinator: --metrics_listen: %s\n",
+                   std::string(started.status().message()).c_str());
+      return 2;
+    }
+    metrics_server = std::move(*started);
+    LOG(INFO) << "metrics on port " << metrics_server->port() << " at /metrics";
+    if (!FLAGS_metrics_port_file.empty()) {
+      std::ofstream(FLAGS_metrics_port_file + ".tmp") << metrics_server->port() << "\n";
+      std::rename((FLAGS_metrics_port_file + ".tmp").c_str(), FLAGS_metrics_port_file.c_str());
+    }
+  }
   ist::WorkerServiceImpl worker_service(coordinator.get());
   ist::JobServiceImpl job_service(coordinator.get());
 
@@ -157,6 +179,7 @@ int main(int argc, char** argv) {
   // at once), then stop serving.
   coordinator->Shutdown();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  metrics_server.reset();  // scrapes read the coordinator
   coordinator.reset();
   LOG(INFO) << "coordinator stopped";
   return 0;

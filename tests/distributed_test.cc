@@ -220,6 +220,65 @@ TEST(DistributedIstTest, WorkerStartedBeforeTheCoordinatorWaitsAndJoins) {
   EXPECT_EQ(*HealthStatus(health), 1);  // SERVING once registered
 }
 
+// Both daemons serve Prometheus metrics; a scrape shows the named series
+// with the values the job API reports.
+TEST(DistributedIstTest, MetricsAreScrapedWithPlausibleValues) {
+  const std::string dir = TestTmpDir();
+  auto cluster = LocalCluster::Start(
+      {"--metrics_listen=127.0.0.1:0", "--metrics_port_file=" + dir + "/cmetrics"});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  ASSERT_TRUE((*cluster)
+                  ->AddWorker({"--metrics_listen=127.0.0.1:0",
+                               "--metrics_port_file=" + dir + "/wmetrics"})
+                  .ok());
+  rpc::JobSpec spec = SmallSpec(2);
+  spec.set_rounds(4);
+  spec.set_eval_every(2);
+  auto job = Submit(cluster->get(), spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto status = (*cluster)->WaitForJob(*job, 60);
+  ASSERT_TRUE(status.ok() && status->progress().state() == rpc::SUCCEEDED);
+  const rpc::JobProgress& p = status->progress();
+
+  std::string cport, wport;
+  for (int i = 0; i < 50 && (cport.empty() || wport.empty()); ++i) {
+    cport = ReadFileOrEmpty(dir + "/cmetrics");
+    wport = ReadFileOrEmpty(dir + "/wmetrics");
+    if (cport.empty() || wport.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  auto coordinator = HttpGet(std::stoi(cport), "/metrics");
+  ASSERT_TRUE(coordinator.ok()) << coordinator.status();
+  const std::string j = "{job=\"" + *job + "\"}";
+  EXPECT_EQ(*MetricValue(*coordinator, "ist_coordinator_rounds_total" + j), 4);
+  EXPECT_EQ(*MetricValue(*coordinator, "ist_coordinator_job_progress_ratio" + j), 1);
+  EXPECT_EQ(*MetricValue(*coordinator, "ist_coordinator_bytes_sent_total" + j),
+            p.total_bytes_sent());
+  EXPECT_GT(p.total_bytes_sent(), 0);
+  EXPECT_EQ(*MetricValue(*coordinator, "ist_coordinator_bytes_received_total" + j),
+            p.total_bytes_received());
+  EXPECT_NEAR(*MetricValue(*coordinator, "ist_coordinator_test_accuracy" + j),
+              p.test_accuracy(), 1e-6);
+  EXPECT_GT(p.test_accuracy(), 0.3);
+  const double round_seconds = *MetricValue(*coordinator, "ist_coordinator_round_seconds" + j);
+  EXPECT_GT(round_seconds, 0);
+  EXPECT_LT(round_seconds, 30);
+  EXPECT_GE(*MetricValue(*coordinator, "ist_coordinator_train_seconds_total" + j), round_seconds);
+  EXPECT_GE(*MetricValue(*coordinator, "ist_coordinator_merge_seconds" + j), 0);
+  EXPECT_EQ(*MetricValue(*coordinator, "ist_coordinator_jobs{state=\"SUCCEEDED\"}"), 1);
+  EXPECT_EQ(*MetricValue(*coordinator, "ist_coordinator_workers{state=\"idle\"}"), 1);
+  EXPECT_EQ(*MetricValue(*coordinator, "ist_coordinator_slices_dropped_total" + j), 0);
+
+  auto worker = HttpGet(std::stoi(wport), "/metrics");
+  ASSERT_TRUE(worker.ok()) << worker.status();
+  EXPECT_EQ(*MetricValue(*worker, "ist_worker_tasks_total"), 8);  // 2 subnets x 4 rounds
+  EXPECT_EQ(*MetricValue(*worker, "ist_worker_bytes_sent_total"), p.total_bytes_received());
+  EXPECT_EQ(*MetricValue(*worker, "ist_worker_bytes_received_total"), p.total_bytes_sent());
+  EXPECT_EQ(*MetricValue(*worker, "ist_worker_registered"), 1);
+  const double step = *MetricValue(*worker, "ist_worker_step_seconds");
+  EXPECT_GT(step, 0);
+  EXPECT_LT(step, 1);
+}
+
 TEST(JobApiTest, RejectsBadSpecsQueuesCancelsExportsAndEvaluates) {
   auto cluster = LocalCluster::Start();
   ASSERT_TRUE(cluster.ok()) << cluster.status();

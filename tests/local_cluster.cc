@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <spawn.h>
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -74,6 +75,51 @@ absl::StatusOr<int> HealthStatus(const std::string& address) {
   grpc::Status s = stub->Check(&context, grpc::health::v1::HealthCheckRequest(), &response);
   if (!s.ok()) return FromGrpcStatus(s);
   return static_cast<int>(response.status());
+}
+
+absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return absl::UnavailableError(absl::StrCat("cannot connect to 127.0.0.1:", port));
+  }
+  const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+  if (send(fd, request.data(), request.size(), 0) != static_cast<ssize_t>(request.size())) {
+    close(fd);
+    return absl::UnavailableError("send failed");
+  }
+  std::string response;
+  char buffer[8192];
+  for (int i = 0; i < 10000; ++i) {  // bounded: 80 MB at most
+    const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) break;
+    response.append(buffer, n);
+  }
+  close(fd);
+  const size_t body = response.find("\r\n\r\n");
+  if (response.rfind("HTTP/1.", 0) != 0 || body == std::string::npos) {
+    return absl::DataLossError(absl::StrCat("not an HTTP response: ", response.substr(0, 100)));
+  }
+  if (response.find(" 200 ") > response.find("\r\n")) {
+    return absl::UnavailableError(response.substr(0, response.find("\r\n")));
+  }
+  return response.substr(body + 4);
+}
+
+absl::StatusOr<double> MetricValue(const std::string& text, const std::string& series) {
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  }
+  return absl::NotFoundError(absl::StrCat("no sample ", series));
 }
 
 int FreePort() {

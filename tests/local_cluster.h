@@ -37,6 +37,14 @@ class ChildProcess {
 // error.
 absl::StatusOr<int> HealthStatus(const std::string& address);
 
+// GET http://127.0.0.1:port/path (HTTP/1.0, 5 s deadline); the body.
+absl::StatusOr<std::string> HttpGet(int port, const std::string& path);
+
+// The value of the Prometheus sample `series` (name with labels, e.g.
+// `ist_worker_tasks_total` or `x{job="job-1"}`) in an exposition text, or
+// NotFound.
+absl::StatusOr<double> MetricValue(const std::string& text, const std::string& series);
+
 // A loopback port that was free a moment ago.
 int FreePort();
 

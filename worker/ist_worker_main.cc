@@ -10,12 +10,16 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
+#include "prometheus/collectable.h"
+#include "prometheus/metric_family.h"
 #include "proto/health.grpc.pb.h"
+#include "common/metrics_server.h"
 #include "worker/compute_threads.h"
 #include "worker/worker_agent.h"
 
@@ -31,6 +35,9 @@ DEFINE_string(tls_ca, "", "connect to the coordinator over TLS, trusting this CA
 DEFINE_string(tls_cert, "", "client certificate (PEM) for mutual TLS");
 DEFINE_string(tls_key, "", "private key (PEM) of --tls_cert");
 DEFINE_string(token_file, "", "file holding the bearer token the coordinator requires");
+DEFINE_string(metrics_listen, "",
+              "if set (HOST:PORT), serve Prometheus metrics at http://HOST:PORT/metrics");
+DEFINE_string(metrics_port_file, "", "if set, write the metrics port here once serving");
 DEFINE_string(health_port_file, "", "if set, write the health port here once serving");
 
 namespace {
@@ -57,6 +64,47 @@ class WorkerHealth final : public grpc::health::v1::Health::Service {
  private:
   const ist::WorkerAgent* agent_;
 };
+// ist_worker_* series, read from the agent's counters at scrape time.
+class WorkerMetrics final : public prometheus::Collectable {
+ public:
+  explicit WorkerMetrics(const ist::WorkerAgent* agent) : agent_(agent) {}
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    const ist::WorkerAgent::Counters c = agent_->counters();
+    auto family = [](const char* name, const char* help, prometheus::MetricType type,
+                     double value) {
+      prometheus::MetricFamily f;
+      f.name = name;
+      f.help = help;
+      f.type = type;
+      prometheus::ClientMetric m;
+      if (type == prometheus::MetricType::Counter) {
+        m.counter.value = value;
+      } else {
+        m.gauge.value = value;
+      }
+      f.metric.push_back(m);
+      return f;
+    };
+    using prometheus::MetricType;
+    return {
+        family("ist_worker_tasks_total", "Subnet tasks done", MetricType::Counter, c.tasks),
+        family("ist_worker_bytes_received_total", "Slice payload bytes fetched",
+               MetricType::Counter, c.bytes_received),
+        family("ist_worker_bytes_sent_total", "Slice payload bytes pushed",
+               MetricType::Counter, c.bytes_sent),
+        family("ist_worker_train_seconds_total", "Time spent training slices",
+               MetricType::Counter, c.train_seconds),
+        family("ist_worker_step_seconds", "Mean SGD step time of the last task",
+               MetricType::Gauge, c.last_step_seconds),
+        family("ist_worker_registered", "1 while registered with a coordinator",
+               MetricType::Gauge, agent_->registered() ? 1 : 0),
+    };
+  }
+
+ private:
+  const ist::WorkerAgent* agent_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -114,8 +162,24 @@ int main(int argc, char** argv) {
       std::rename((FLAGS_health_port_file + ".tmp").c_str(), FLAGS_health_port_file.c_str());
     }
   }
+  std::unique_ptr<ist::MetricsServer> metrics_server;
+  if (!FLAGS_metrics_listen.empty()) {
+    auto started =
+        ist::MetricsServer::Start(FLAGS_metrics_listen, std::make_shared<WorkerMetrics>(&agent));
+    if (!started.ok()) {
+      std::fprintf(stderr, "ist_worker: --metrics_listen: %s\n",
+                   std::string(started.status().message()).c_str());
+      return 2;
+    }
+    metrics_server = std::move(*started);
+    if (!FLAGS_metrics_port_file.empty()) {
+      std::ofstream(FLAGS_metrics_port_file + ".tmp") << metrics_server->port() << "\n";
+      std::rename((FLAGS_metrics_port_file + ".tmp").c_str(), FLAGS_metrics_port_file.c_str());
+    }
+  }
   LOG(INFO) << "worker " << options.name << " serving coordinator " << FLAGS_coordinator;
   agent.Run(&g_stop);
+  metrics_server.reset();
   if (health_server != nullptr) {
     health_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   }

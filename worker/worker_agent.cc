@@ -136,6 +136,7 @@ absl::Status WorkerAgent::DoTask(const rpc::Task& task) {
     RETURN_IF_ERROR(FromGrpcStatus(reader->Finish()));
     RETURN_IF_ERROR(decoded);
     RETURN_IF_ERROR(decoder.Finish());
+    bytes_received_ += decoder.bytes_received();
   }
 
   const auto t0 = std::chrono::steady_clock::now();
@@ -144,6 +145,8 @@ absl::Status WorkerAgent::DoTask(const rpc::Task& task) {
                                  tag.subnet(), &slice));
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  train_seconds_.store(train_seconds_.load() + seconds);  // only this thread writes
+  if (result.steps_run > 0) last_step_seconds_.store(seconds / result.steps_run);
 
   // Push.
   rpc::PushSliceResponse response;
@@ -170,6 +173,7 @@ absl::Status WorkerAgent::DoTask(const rpc::Task& task) {
     });
     writer->WritesDone();
     RETURN_IF_ERROR(FromGrpcStatus(writer->Finish()));
+    bytes_sent_ += header.total_bytes();
   }
   if (response.accepted()) {
     VLOG(1) << TagString(tag) << ": trained " << result.steps_run << " steps in " << seconds
@@ -211,6 +215,16 @@ absl::StatusOr<bool> WorkerAgent::RunOnce() {
                                                   done.message()));
   }
   return true;
+}
+
+WorkerAgent::Counters WorkerAgent::counters() const {
+  Counters c;
+  c.tasks = tasks_done_.load();
+  c.bytes_received = bytes_received_.load();
+  c.bytes_sent = bytes_sent_.load();
+  c.train_seconds = train_seconds_.load();
+  c.last_step_seconds = last_step_seconds_.load();
+  return c;
 }
 
 void WorkerAgent::Run(const std::atomic<bool>* stop) {

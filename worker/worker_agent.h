@@ -47,7 +47,17 @@ class WorkerAgent {
   // error that interrupted it.
   absl::StatusOr<bool> RunOnce();
 
-  int64_t tasks_done() const { return tasks_done_; }
+  int64_t tasks_done() const { return tasks_done_.load(); }
+
+  // Totals since start, safe to read from any thread (metrics).
+  struct Counters {
+    int64_t tasks = 0;
+    int64_t bytes_received = 0;  // slice payload fetched
+    int64_t bytes_sent = 0;      // slice payload pushed
+    double train_seconds = 0;
+    double last_step_seconds = 0;
+  };
+  Counters counters() const;
   // True while the agent holds a registration the coordinator accepted.
   bool registered() const { return registered_.load(); }
 
@@ -67,7 +77,11 @@ class WorkerAgent {
   // Shards of the last job seen: rebuilt when the job changes.
   std::string shards_job_;
   std::unique_ptr<JobShards> shards_;
-  int64_t tasks_done_ = 0;
+  std::atomic<int64_t> tasks_done_{0};
+  std::atomic<int64_t> bytes_received_{0};
+  std::atomic<int64_t> bytes_sent_{0};
+  std::atomic<double> train_seconds_{0};
+  std::atomic<double> last_step_seconds_{0};
   std::atomic<bool> registered_{false};
 };
 
