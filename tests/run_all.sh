@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The project's whole test suite: installs what is missing, builds everything,
-# runs the fuzzers for IST_FUZZ_SECONDS (default 30) each, then every test
-# with `bazel test //...`. Exits non-zero on any failure.
+# runs the fuzzers for IST_FUZZ_SECONDS (default 30) each, the offline
+# Kubernetes/Docker checks (tests/k8s), then every test with
+# `bazel test //...`. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./deploy/local/setup.sh
 bazel build //...
 ./tests/fuzz/run_fuzzers.sh "${IST_FUZZ_SECONDS:-30}"
+./tests/k8s/check_manifests.sh
 bazel test //... "$@"

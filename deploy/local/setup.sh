@@ -14,6 +14,7 @@ PACKAGES=(
   dataset-fashion-mnist
   clang-14 libclang-rt-14-dev llvm-14
   prometheus-cpp-dev
+  shellcheck curl
 )
 
 missing=()
