@@ -61,22 +61,23 @@ P=isttta
 trap 'netns_cluster_down $P >/dev/null 2>&1 || true' EXIT
 : >"$OUT/tta_trace.csv"
 : >"$OUT/tta_summary.jsonl"
+rm -f "$OUT"/tta_coordinator.log "$OUT"/tta_worker*.log
 echo "label,round,train_seconds,wall_seconds,bytes_sent,bytes_received,accuracy" >"$OUT/tta_trace.csv"
 
-netns_cluster_up $P "$WORKERS" unlimited
-CNS=$(netns_coordinator_ns $P)
-ADDR=10.77.0.1:7070
-netns_run "$CNS" "$BIN/server/ist_coordinator" --listen=$ADDR --threads=2 \
-  --data_dir=/usr/share/datasets --log_level=warning >"$OUT/tta_coordinator.log" 2>&1 &
-for i in $(seq "$WORKERS"); do
-  netns_run "$(netns_worker_ns "$i" $P)" "$BIN/worker/ist_worker" --coordinator=$ADDR --threads=1 \
-    --data_dir=/usr/share/datasets >"$OUT/tta_worker$i.log" 2>&1 &
-done
-sleep 2
-ISTCTL="ip netns exec $CNS $BIN/cli/istctl --coordinator=$ADDR --timeout=120"
-
+# A fresh cluster per bandwidth: connections start under their link's final
+# rate (changing tc on live connections stalled them in an earlier run).
 for bw in $BANDWIDTHS; do
-  netns_set_rate $P "$bw"
+  netns_cluster_up $P "$WORKERS" "$bw"
+  CNS=$(netns_coordinator_ns $P)
+  ADDR=10.77.0.1:7070
+  netns_run "$CNS" "$BIN/server/ist_coordinator" --listen=$ADDR --threads=2 \
+    --data_dir=/usr/share/datasets --log_level=warning >>"$OUT/tta_coordinator.log" 2>&1 &
+  for i in $(seq "$WORKERS"); do
+    netns_run "$(netns_worker_ns "$i" $P)" "$BIN/worker/ist_worker" --coordinator=$ADDR --threads=1 \
+      --data_dir=/usr/share/datasets >>"$OUT/tta_worker$i.log" 2>&1 &
+  done
+  sleep 2
+  ISTCTL="ip netns exec $CNS $BIN/cli/istctl --coordinator=$ADDR --timeout=120"
   for mode in ist local_sgd data_parallel; do
     case $mode in
       ist) lr=$LR_IST; steps=$LOCAL_STEPS; eval_every=2 ;;
@@ -92,6 +93,7 @@ for bw in $BANDWIDTHS; do
       --lr=$lr --epochs="$FULL_EPOCHS" --eval_every=$eval_every --seed=1 \
       | tee -a "$OUT/tta_summary.jsonl"
   done
+  netns_cluster_down $P >/dev/null 2>&1
 done
 
 /usr/bin/python3 bench/tta_report.py "$OUT" "$TARGET" "$WORKERS" | tee "$OUT/tta_table.txt"

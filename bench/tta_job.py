@@ -38,7 +38,9 @@ def main():
         sys.exit("submit failed: " + out.stderr.strip())
     job = json.loads(out.stdout)["job_id"]
 
-    watch = subprocess.Popen(ctl + ["--output=json", "watch", job],
+    # No --timeout on the watch: it would bound the whole stream.
+    watch_ctl = [arg for arg in ctl if not arg.startswith("--timeout")]
+    watch = subprocess.Popen(watch_ctl + ["--output=json", "watch", job],
                              stdout=subprocess.PIPE, text=True)
     start = time.time()
     reached = None
@@ -76,6 +78,10 @@ def main():
                 stop_reason = stop
                 subprocess.run(ctl + ["cancel", job], capture_output=True, timeout=60)
     watch.wait(timeout=60)
+    if last.get("state") in ("RUNNING", "QUEUED"):
+        # The stream ended early: never leave a job that would block the queue.
+        stop_reason = "watch ended early; cancelled"
+        subprocess.run(ctl + ["cancel", job], capture_output=True, timeout=60)
     rounds = max(int(last.get("round", 0)), 1)
     summary = {
         "label": a.label, "job": job, "stop": stop_reason,

@@ -19,7 +19,10 @@ def t(r):
 
 
 print(f"target test accuracy {target}; time = seconds in rounds until the first evaluation "
-      f">= target; bytes = slice payload, coordinator <-> one worker, per round, each way")
+      f">= target ('> T': not reached when the run was stopped at T); final acc = last "
+      f"evaluation ('none': stopped before its first); MB/worker/round = slice payload "
+      f"between the coordinator and one worker per round, each way; total MB = both ways, "
+      f"all workers")
 print(f"{'bandwidth':>10} {'mode':>14} {'final acc':>9} {'rounds':>7} {'time to target':>15} "
       f"{'MB/worker/round':>16} {'total MB':>9} {'vs IST':>8}")
 for bw, modes in by_bw.items():
@@ -37,7 +40,8 @@ for bw, modes in by_bw.items():
         else:
             ratio = "-"
         per_worker = r["bytes_sent_per_round"] / workers / 1e6
-        print(f"{bw:>10} {mode:>14} {r['final_accuracy']:>9.4f} {r['rounds']:>7} {shown:>15} "
+        final = f"{r['final_accuracy']:.4f}" if r["final_accuracy"] >= 0 else "none"
+        print(f"{bw:>10} {mode:>14} {final:>9} {r['rounds']:>7} {shown:>15} "
               f"{per_worker:>16.2f} {r['total_bytes'] / 1e6:>9.0f} {ratio:>8}")
 
 try:

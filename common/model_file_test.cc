@@ -53,5 +53,21 @@ TEST(ModelFileTest, DetectsCorruptionAndTruncation) {
             absl::StatusCode::kNotFound);
 }
 
+// Found by the fuzzer: a small file with a valid checksum whose spec declares
+// huge layers must be refused before anything is allocated for them.
+TEST(ModelFileTest, RefusesLayersThePayloadCannotHold) {
+  rpc::JobSpec small = Spec("batch");
+  const MlpParams<float> params = InitMlpParams<float>(ModelConfigFromSpec(small), 3);
+  rpc::ModelFileHeader header;
+  header.set_job_id("j1");
+  *header.mutable_spec() = small;
+  header.mutable_spec()->set_layers(1, 1 << 22);  // 4M hidden neurons: ~200 GB
+  // EncodeModelFile describes `params`' real tensors; only the spec lies.
+  const std::string bytes = EncodeModelFile(header, params);
+  auto file = DecodeModelFile(bytes, "lying.istm");
+  ASSERT_FALSE(file.ok());
+  EXPECT_THAT(file.status().message(), HasSubstr("payload is"));
+}
+
 }  // namespace
 }  // namespace ist

@@ -120,6 +120,13 @@ TEST(SliceCodecTest, RejectsBrokenStreams) {
   bad.weights[1](0, 1) = std::numeric_limits<float>::quiet_NaN();
   EXPECT_THAT(decode(Encode(bad, 16), config).message(),
               HasSubstr("NaN or Inf in weights/1"));
+  // Found by the fuzzer: huge dimensions whose product overflows int64.
+  auto overflow = chunks;
+  overflow[0].mutable_header()->mutable_tensors(0)->clear_shape();
+  for (int64_t d : {int64_t{1} << 30, int64_t{1} << 30, int64_t{1} << 30}) {
+    overflow[0].mutable_header()->mutable_tensors(0)->add_shape(d);
+  }
+  EXPECT_THAT(decode(overflow, config).message(), HasSubstr("expected 'weights/0'"));
   // Lying total.
   auto lying = chunks;
   lying[0].mutable_header()->set_total_bytes(1 << 30);

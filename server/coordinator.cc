@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/dataset_registry.h"
 #include "common/job_spec.h"
+#include "common/log_tags.h"
 #include "common/model_file.h"
 #include "common/round_plan.h"
 #include "common/slice_codec.h"
@@ -76,11 +77,6 @@ bool Terminal(rpc::JobState s) {
   return s == rpc::SUCCEEDED || s == rpc::FAILED || s == rpc::CANCELLED;
 }
 
-std::string TagString(const rpc::SliceTag& t) {
-  return absl::StrCat(t.job_id(), " round ", t.round(), " subnet ", t.subnet(),
-                      " attempt ", t.attempt());
-}
-
 }  // namespace
 
 Coordinator::Coordinator(CoordinatorOptions options)
@@ -101,8 +97,8 @@ void Coordinator::Shutdown() {
   absl::MutexLock lock(&mu_);
   if (running_ != nullptr) {
     Job* job = running_;
-    LOG(INFO) << job->id << ": shutting down; round " << job->rounds_done
-              << " abandoned, checkpointing after round " << job->rounds_done;
+    LOG(INFO) << JobTag(job->id, job->rounds_done)
+              << " shutting down: round abandoned, checkpointing the merged model";
     job->round_open = false;
     job->slots.clear();
     CheckpointLocked(job);
@@ -130,13 +126,13 @@ absl::Status Coordinator::Recover() {
     std::string warning;
     absl::StatusOr<ModelFile> file = ReadCheckpoint(options_.checkpoint_dir, id, &warning);
     if (!file.ok()) {
-      LOG(ERROR) << id << ": cannot recover: " << file.status();
+      LOG(ERROR) << "job=" << id << " cannot recover: " << file.status();
       continue;
     }
-    if (!warning.empty()) LOG(WARNING) << id << ": " << warning;
+    if (!warning.empty()) LOG(WARNING) << "job=" << id << " " << warning;
     absl::StatusOr<IstTrainingConfig> config = TrainingConfigFromSpec(file->spec);
     if (!config.ok()) {
-      LOG(ERROR) << id << ": checkpoint holds a bad spec: " << config.status();
+      LOG(ERROR) << "job=" << id << " checkpoint holds a bad spec: " << config.status();
       continue;
     }
     auto job = std::make_unique<Job>();
@@ -170,8 +166,8 @@ absl::Status Coordinator::Recover() {
       raw->test = std::make_shared<const DenseDataset>(std::move(*test));
       raw->progress.set_state(rpc::QUEUED);
       queue_.push_back(id);
-      LOG(INFO) << id << ": resuming after round " << raw->rounds_done << " of "
-                << raw->total_rounds;
+      LOG(INFO) << JobTag(id, raw->rounds_done) << " resuming (of " << raw->total_rounds
+                << " rounds)";
     }
     BumpLocked(raw);
   }
@@ -202,9 +198,9 @@ void Coordinator::CheckpointLocked(Job* job) {
   const absl::Status s = WriteCheckpoint(options_.checkpoint_dir, id, bytes);
   mu_.Lock();
   if (!s.ok()) {
-    LOG(ERROR) << id << ": checkpoint failed: " << s;
+    LOG(ERROR) << JobTag(id, job->rounds_done) << " checkpoint failed: " << s;
   } else {
-    VLOG(1) << id << ": checkpoint after round " << job->rounds_done;
+    VLOG(1) << JobTag(id, job->rounds_done) << " checkpointed";
   }
 }
 
@@ -267,7 +263,7 @@ absl::StatusOr<std::string> Coordinator::SubmitJob(const rpc::JobSpec& request) 
   job->progress.set_test_accuracy(-1);
   job->progress.set_eval_round(-1);
   const std::string id = job->id;
-  LOG(INFO) << id << ": queued " << TrainingModeName(config.mode) << " "
+  LOG(INFO) << JobTag(id, 0) << " queued " << TrainingModeName(config.mode) << " "
             << config.model.ShapeString() << " S=" << config.num_subnets
             << " R=" << config.local_steps << " rounds=" << job->total_rounds;
   queue_.push_back(id);
@@ -419,8 +415,8 @@ void Coordinator::EndJobLocked(Job* job, rpc::JobState state, const std::string&
   job->round_open = false;
   job->slots.clear();
   if (running_ == job) running_ = nullptr;
-  LOG(INFO) << job->id << ": " << rpc::JobState_Name(state) << " after "
-            << job->rounds_done << " rounds" << (error.empty() ? "" : ": ") << error;
+  LOG(INFO) << JobTag(job->id, job->rounds_done) << " " << rpc::JobState_Name(state)
+            << (error.empty() ? "" : ": ") << error;
   BumpLocked(job);
   CheckpointLocked(job);
 }
@@ -475,7 +471,7 @@ void Coordinator::ReclaimExpiredLocked(Job* job) {
       why = "missed the task deadline";
     }
     if (why.empty()) continue;
-    LOG(WARNING) << job->id << " round " << job->rounds_done << " subnet " << s
+    LOG(WARNING) << JobTag(job->id, job->rounds_done) << " subnet=" << s
                  << ": worker " << slot.worker << " " << why
                  << "; subnet goes to the next worker that asks";
     if (it != workers_.end()) it->second.job_id.clear();
@@ -534,13 +530,13 @@ void Coordinator::FinishRoundLocked(Job* job) {
       p.set_test_loss(eval->loss);
       p.set_eval_round(job->rounds_done);
     } else {
-      LOG(ERROR) << job->id << ": evaluation failed: " << eval.status();
+      LOG(ERROR) << JobTag(job->id, job->rounds_done) << " evaluation failed: " << eval.status();
     }
   }
   // Pushes may have been dropped meanwhile.
   p.set_stale_slices_dropped(job->progress.stale_slices_dropped());
   job->progress = p;
-  LOG(INFO) << job->id << " round " << job->rounds_done << "/" << job->total_rounds
+  LOG(INFO) << JobTag(job->id, job->rounds_done) << " of " << job->total_rounds
             << " loss " << loss << " acc " << p.test_accuracy() << " ("
             << round_seconds << " s, " << job->round_bytes_sent << " B out, "
             << job->round_bytes_received << " B in)";
@@ -618,7 +614,7 @@ absl::StatusOr<std::optional<rpc::Task>> Coordinator::GetTask(const std::string&
       worker.round == running_->rounds_done) {
     Slot& slot = running_->slots[worker.subnet];
     if (slot.state == Slot::kAssigned && slot.worker == worker_id) {
-      LOG(WARNING) << running_->id << " round " << worker.round << " subnet " << worker.subnet
+      LOG(WARNING) << JobTag(running_->id, worker.round) << " subnet=" << worker.subnet
                    << ": worker " << worker_id << " abandoned it; reassigning";
       slot.state = Slot::kPending;
       slot.worker.clear();
@@ -687,7 +683,7 @@ absl::StatusOr<std::shared_ptr<const OutgoingSlice>> Coordinator::FetchSlice(
   std::string why;
   Slot* slot = AwaitedSlotLocked(worker_id, tag, &why);
   if (slot == nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat("fetch ", TagString(tag), ": ", why));
+    return absl::FailedPreconditionError(absl::StrCat("fetch ", SliceTagString(tag), ": ", why));
   }
   auto it = workers_.find(worker_id);
   if (it != workers_.end()) it->second.last_seen = absl::Now();
@@ -712,8 +708,8 @@ absl::StatusOr<MlpConfig> Coordinator::ExpectedSliceShape(const std::string& wor
     if (job != nullptr) {
       job->progress.set_stale_slices_dropped(job->progress.stale_slices_dropped() + 1);
     }
-    LOG(WARNING) << "dropped push " << TagString(tag) << ": " << why;
-    return absl::FailedPreconditionError(absl::StrCat("dropped ", TagString(tag), ": ", why));
+    LOG(WARNING) << SliceTagString(tag) << " push dropped: " << why;
+    return absl::FailedPreconditionError(absl::StrCat("dropped ", SliceTagString(tag), ": ", why));
   }
   return slot->shape;
 }
@@ -728,7 +724,7 @@ absl::Status Coordinator::AcceptSlice(const std::string& worker_id, const rpc::S
     if (job != nullptr) {
       job->progress.set_stale_slices_dropped(job->progress.stale_slices_dropped() + 1);
     }
-    return absl::FailedPreconditionError(absl::StrCat("dropped ", TagString(tag), ": ", why));
+    return absl::FailedPreconditionError(absl::StrCat("dropped ", SliceTagString(tag), ": ", why));
   }
   slot->trained = std::move(slice);
   slot->mean_loss = stats.mean_loss();
@@ -751,7 +747,7 @@ absl::Status Coordinator::AcceptSlice(const std::string& worker_id, const rpc::S
 
 void Coordinator::CountRejectedSlice(const rpc::SliceTag& tag, const std::string& reason) {
   absl::MutexLock lock(&mu_);
-  LOG(WARNING) << "rejected push " << TagString(tag) << ": " << reason;
+  LOG(WARNING) << SliceTagString(tag) << " push rejected: " << reason;
   Job* job = FindJobLocked(tag.job_id());
   if (job != nullptr) {
     job->progress.set_stale_slices_dropped(job->progress.stale_slices_dropped() + 1);

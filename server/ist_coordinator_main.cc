@@ -156,6 +156,10 @@ int main(int argc, char** argv) {
   // Slices travel in 1 MiB chunks; these limits leave room and are explicit.
   builder.SetMaxReceiveMessageSize(8 << 20);
   builder.SetMaxSendMessageSize(8 << 20);
+  // Accept the workers' keepalive pings (every 20 s, also between calls);
+  // the default policy would answer them with GOAWAY.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.RegisterService(&worker_service);
   builder.RegisterService(&job_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

@@ -9,6 +9,7 @@
 #include "common/dataset_registry.h"
 #include "common/grpc_status.h"
 #include "common/job_spec.h"
+#include "common/log_tags.h"
 #include "common/slice_codec.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
@@ -21,11 +22,6 @@ void SetDeadline(grpc::ClientContext* context, absl::Duration timeout) {
                         std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout)));
 }
 
-std::string TagString(const rpc::SliceTag& t) {
-  return absl::StrCat(t.job_id(), " round ", t.round(), " subnet ", t.subnet(),
-                      " attempt ", t.attempt());
-}
-
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> CoordinatorChannel(
@@ -35,6 +31,13 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CoordinatorChannel(
   args.SetMaxSendMessageSize(8 << 20);
   // Reconnect quickly after a coordinator restart.
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  // Detect a dead connection (peer gone, link stalled) within ~30 s instead
+  // of waiting for a task's deadline; the coordinator allows these pings
+  // (server/ist_coordinator_main.cc).
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   return MakeChannel(address, security, args);
 }
 
@@ -95,14 +98,14 @@ absl::Status WorkerAgent::DoTask(const rpc::Task& task) {
   MlpConfig subnet_config = config.model;
   subnet_config.layer_sizes.assign(task.subnet_layers().begin(), task.subnet_layers().end());
   if (subnet_config.layer_sizes.size() != config.model.layer_sizes.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(TagString(tag), ": subnet has ",
+    return absl::InvalidArgumentError(absl::StrCat(SliceTagString(tag), ": subnet has ",
                                                    subnet_config.layer_sizes.size(),
                                                    " layers, the model ",
                                                    config.model.layer_sizes.size()));
   }
   RETURN_IF_ERROR(ValidateMlpConfig(subnet_config));
   if (task.first_step() != tag.round() * config.local_steps) {
-    return absl::InvalidArgumentError(absl::StrCat(TagString(tag), ": first_step ",
+    return absl::InvalidArgumentError(absl::StrCat(SliceTagString(tag), ": first_step ",
                                                    task.first_step(), " is not round * R"));
   }
   ASSIGN_OR_RETURN(std::shared_ptr<const DenseDataset> train,
@@ -176,10 +179,10 @@ absl::Status WorkerAgent::DoTask(const rpc::Task& task) {
     bytes_sent_ += header.total_bytes();
   }
   if (response.accepted()) {
-    VLOG(1) << TagString(tag) << ": trained " << result.steps_run << " steps in " << seconds
+    VLOG(1) << SliceTagString(tag) << ": trained " << result.steps_run << " steps in " << seconds
             << " s, loss " << result.mean_loss;
   } else {
-    LOG(WARNING) << TagString(tag) << ": coordinator dropped the slice: " << response.reason();
+    LOG(WARNING) << SliceTagString(tag) << ": coordinator dropped the slice: " << response.reason();
   }
   return absl::OkStatus();
 }
@@ -211,7 +214,7 @@ absl::StatusOr<bool> WorkerAgent::RunOnce() {
   heartbeat.join();
   ++tasks_done_;
   if (!done.ok()) {
-    return absl::Status(done.code(), absl::StrCat(TagString(response.task().tag()), ": ",
+    return absl::Status(done.code(), absl::StrCat(SliceTagString(response.task().tag()), ": ",
                                                   done.message()));
   }
   return true;
