@@ -42,6 +42,14 @@ int64_t MlpConfig::NumParameters() const {
   return n;
 }
 
+int64_t MlpConfig::NumScalars() const {
+  int64_t n = NumParameters();
+  if (running_stats()) {
+    for (int l = 0; l < num_layers(); ++l) n += 2 * int64_t{layer_sizes[l + 1]};
+  }
+  return n;
+}
+
 std::string MlpConfig::ShapeString() const {
   return absl::StrJoin(layer_sizes, "-");
 }

@@ -43,6 +43,9 @@ struct MlpConfig {
   }
   // Number of trainable weights (Linear weights + BatchNorm gamma/beta).
   int64_t NumParameters() const;
+  // Every float32 of MlpParams for this shape: the parameters, plus the
+  // running statistics in kRunningStatistics mode.
+  int64_t NumScalars() const;
   // "784-1024-1024-10".
   std::string ShapeString() const;
 };

@@ -66,10 +66,7 @@ MlpConfig SliceConfig(const IstTrainingConfig& config, const RoundPlan& plan, in
 }
 
 int64_t SliceScalars(const IstTrainingConfig& config, const RoundPlan& plan, int s) {
-  if (plan.mode == TrainingMode::kIst) return SubnetScalars(config.model, plan.partition, s);
-  MlpParams<float> shape;
-  shape.ResizeFor(config.model);
-  return shape.NumScalars();
+  return SliceConfig(config, plan, s).NumScalars();
 }
 
 void ExtractSlice(const IstTrainingConfig& config, const RoundPlan& plan,

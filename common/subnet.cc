@@ -234,12 +234,7 @@ absl::Status MergeSubnets(const MlpConfig& full_config,
 
 int64_t SubnetScalars(const MlpConfig& full, const SubnetPartition& p,
                       int subnet) {
-  const MlpConfig sub = SubnetConfig(full, p, subnet);
-  int64_t n = sub.NumParameters();
-  if (sub.running_stats()) {
-    for (int l = 0; l < sub.num_layers(); ++l) n += 2 * int64_t{sub.layer_sizes[l + 1]};
-  }
-  return n;
+  return SubnetConfig(full, p, subnet).NumScalars();
 }
 
 }  // namespace ist

@@ -703,14 +703,7 @@ absl::StatusOr<MlpConfig> Coordinator::ExpectedSliceShape(const std::string& wor
   absl::MutexLock lock(&mu_);
   std::string why;
   Slot* slot = AwaitedSlotLocked(worker_id, tag, &why);
-  if (slot == nullptr) {
-    Job* job = FindJobLocked(tag.job_id());
-    if (job != nullptr) {
-      job->progress.set_stale_slices_dropped(job->progress.stale_slices_dropped() + 1);
-    }
-    LOG(WARNING) << SliceTagString(tag) << " push dropped: " << why;
-    return absl::FailedPreconditionError(absl::StrCat("dropped ", SliceTagString(tag), ": ", why));
-  }
+  if (slot == nullptr) return DropPushLocked(tag, why);
   return slot->shape;
 }
 
@@ -719,13 +712,7 @@ absl::Status Coordinator::AcceptSlice(const std::string& worker_id, const rpc::S
   absl::MutexLock lock(&mu_);
   std::string why;
   Slot* slot = AwaitedSlotLocked(worker_id, tag, &why);
-  if (slot == nullptr) {
-    Job* job = FindJobLocked(tag.job_id());
-    if (job != nullptr) {
-      job->progress.set_stale_slices_dropped(job->progress.stale_slices_dropped() + 1);
-    }
-    return absl::FailedPreconditionError(absl::StrCat("dropped ", SliceTagString(tag), ": ", why));
-  }
+  if (slot == nullptr) return DropPushLocked(tag, why);
   slot->trained = std::move(slice);
   slot->mean_loss = stats.mean_loss();
   if (auto w = workers_.find(worker_id); w != workers_.end()) {
@@ -747,11 +734,16 @@ absl::Status Coordinator::AcceptSlice(const std::string& worker_id, const rpc::S
 
 void Coordinator::CountRejectedSlice(const rpc::SliceTag& tag, const std::string& reason) {
   absl::MutexLock lock(&mu_);
-  LOG(WARNING) << SliceTagString(tag) << " push rejected: " << reason;
+  DropPushLocked(tag, reason).IgnoreError();
+}
+
+absl::Status Coordinator::DropPushLocked(const rpc::SliceTag& tag, const std::string& why) {
   Job* job = FindJobLocked(tag.job_id());
   if (job != nullptr) {
     job->progress.set_stale_slices_dropped(job->progress.stale_slices_dropped() + 1);
   }
+  LOG(WARNING) << SliceTagString(tag) << " push dropped: " << why;
+  return absl::FailedPreconditionError(absl::StrCat("dropped ", SliceTagString(tag), ": ", why));
 }
 
 bool Coordinator::Heartbeat(const rpc::HeartbeatRequest& request) {

@@ -150,6 +150,10 @@ class Coordinator {
   void EndJobLocked(Job* job, rpc::JobState state, const std::string& error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Job* FindJobLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts a push that will not be merged against its job, logs it, and
+  // returns the FailedPrecondition to answer with.
+  absl::Status DropPushLocked(const rpc::SliceTag& tag, const std::string& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Slot* AwaitedSlotLocked(const std::string& worker_id, const rpc::SliceTag& tag,
                           std::string* why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   rpc::JobStatus StatusLocked(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
