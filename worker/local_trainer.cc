@@ -44,8 +44,7 @@ absl::StatusOr<LocalTrainResult> TrainLocally(const MlpConfig& config,
         absl::StrCat("first_step: must be >= 0, got ", first_step));
   }
   MlpEngine<float> engine(config);
-  SgdOptimizer<float> optimizer(options.sgd);
-  MlpParams<float> grads;
+  MlpParams<float> velocity;  // momentum only; lasts this call
   std::vector<int64_t> indices;
   Eigen::MatrixXf x;
   std::vector<int32_t> y;
@@ -58,15 +57,16 @@ absl::StatusOr<LocalTrainResult> TrainLocally(const MlpConfig& config,
   for (int64_t i = 0; i < options.steps; ++i) {
     batcher.BatchIndices(first_step + i, &indices);
     GatherBatch(data, indices, &x, &y);
-    const float loss = engine.ForwardBackward(
-        *params, x, y, &grads, running ? &batch_mean : nullptr,
+    // Forward, backward and the SGD update in one pass (the update is folded
+    // into the weight-gradient products; see MlpEngine::TrainStep).
+    const float loss = engine.TrainStep(
+        options.sgd, x, y, params, &velocity, running ? &batch_mean : nullptr,
         running ? &batch_var : nullptr);
     if (!std::isfinite(loss)) {
       return absl::DataLossError(absl::StrCat(
           "training diverged: loss is ", loss, " at local step ", i,
           " (global step ", first_step + i, "); try a smaller lr"));
     }
-    optimizer.Step(grads, params);
     if (running) {
       // PyTorch's convention: the running variance is the unbiased one.
       const float unbias = static_cast<float>(x.rows()) / (x.rows() - 1);

@@ -57,8 +57,6 @@ TEST(TrainLocallyTest, TakesExactlyRStepsOnTheBatcherStream) {
   // The same 5 steps by hand, with batches 10..14 of the stream.
   MlpParams<float> manual = start;
   MlpEngine<float> engine(config);
-  SgdOptimizer<float> sgd(options.sgd);
-  MlpParams<float> grads;
   std::vector<int64_t> idx;
   Eigen::MatrixXf x;
   std::vector<int32_t> y;
@@ -66,8 +64,7 @@ TEST(TrainLocallyTest, TakesExactlyRStepsOnTheBatcherStream) {
   for (int step = 10; step < 15; ++step) {
     batcher->BatchIndices(step, &idx);
     GatherBatch(data, idx, &x, &y);
-    loss_sum += engine.ForwardBackward(manual, x, y, &grads);
-    sgd.Step(grads, &manual);
+    loss_sum += engine.TrainStep(options.sgd, x, y, &manual);
     if (step == 13) {
       // R - 1 steps (the reference code's off-by-one) is a different model.
       EXPECT_FALSE(IdenticalParams(manual, trained));

@@ -50,11 +50,12 @@ void MlpEngine<T>::Forward(const MlpParams<T>& params, const Matrix& x,
 }
 
 template <typename T>
-T MlpEngine<T>::ForwardBackward(const MlpParams<T>& params, const Matrix& x,
-                                const std::vector<int32_t>& y,
-                                MlpParams<T>* grads,
-                                std::vector<Vector>* batch_mean,
-                                std::vector<Vector>* batch_var) {
+template <typename BnSink, typename WeightSink>
+T MlpEngine<T>::Pass(const MlpParams<T>& params, const Matrix& x,
+                     const std::vector<int32_t>& y,
+                     std::vector<Vector>* batch_mean,
+                     std::vector<Vector>* batch_var, BnSink&& bn_sink,
+                     WeightSink&& weight_sink) {
   const int num_layers = config_.num_layers();
   const Eigen::Index batch = x.rows();
   CHECK_GE(batch, 2) << "BatchNorm needs at least 2 samples per batch";
@@ -87,21 +88,16 @@ T MlpEngine<T>::ForwardBackward(const MlpParams<T>& params, const Matrix& x,
   }
   loss /= T(batch);
 
-  grads->weights.resize(num_layers);
-  grads->gamma.resize(config_.num_hidden());
-  grads->beta.resize(config_.num_hidden());
-  grads->running_mean.clear();
-  grads->running_var.clear();
-
   for (int l = num_layers - 1; l >= 0; --l) {
     const Matrix& xhat = xhat_[l];
     // grad_out_ holds d(loss)/d(BatchNorm output) of layer l.
     if (l + 1 < num_layers) {
       // Through ReLU (act = 0 where the unit was off) and the affine part.
       grad_out_.array() *= (act_[l + 1].array() > T(0)).template cast<T>();
-      grads->gamma[l] = (grad_out_.array() * xhat.array()).colwise().sum().transpose();
-      grads->beta[l] = grad_out_.colwise().sum().transpose();
+      dgamma_ = (grad_out_.array() * xhat.array()).colwise().sum().transpose();
+      dbeta_ = grad_out_.colwise().sum().transpose();
       grad_out_.array().rowwise() *= params.gamma[l].transpose().array();
+      bn_sink(l, dgamma_, dbeta_);
     }
     // Through the normalisation: dz = inv_std * (g - mean(g) - xhat *
     // mean(g * xhat)), column by column.
@@ -113,14 +109,84 @@ T MlpEngine<T>::ForwardBackward(const MlpParams<T>& params, const Matrix& x,
     grad_out_.array().rowwise() *= inv_std_[l].array();
 
     const Matrix& input = (l == 0) ? x : act_[l];
-    grads->weights[l].noalias() = grad_out_.transpose() * input;
     if (l > 0) {
       grad_in_.resize(batch, input.cols());
       grad_in_.noalias() = grad_out_ * params.weights[l];
-      grad_out_.swap(grad_in_);
     }
+    weight_sink(l, grad_out_, input);
+    if (l > 0) grad_out_.swap(grad_in_);
   }
   return loss;
+}
+
+template <typename T>
+T MlpEngine<T>::ForwardBackward(const MlpParams<T>& params, const Matrix& x,
+                                const std::vector<int32_t>& y,
+                                MlpParams<T>* grads,
+                                std::vector<Vector>* batch_mean,
+                                std::vector<Vector>* batch_var) {
+  grads->weights.resize(config_.num_layers());
+  grads->gamma.resize(config_.num_hidden());
+  grads->beta.resize(config_.num_hidden());
+  grads->running_mean.clear();
+  grads->running_var.clear();
+  return Pass(
+      params, x, y, batch_mean, batch_var,
+      [grads](int l, const Vector& dgamma, const Vector& dbeta) {
+        grads->gamma[l] = dgamma;
+        grads->beta[l] = dbeta;
+      },
+      [grads](int l, const Matrix& dz, const Matrix& input) {
+        grads->weights[l].noalias() = dz.transpose() * input;
+      });
+}
+
+template <typename T>
+T MlpEngine<T>::TrainStep(const SgdOptions& sgd, const Matrix& x,
+                          const std::vector<int32_t>& y, MlpParams<T>* params,
+                          MlpParams<T>* velocity,
+                          std::vector<Vector>* batch_mean,
+                          std::vector<Vector>* batch_var) {
+  const T lr = static_cast<T>(sgd.learning_rate);
+  const T m = static_cast<T>(sgd.momentum);
+  const T wd = static_cast<T>(sgd.weight_decay);
+  if (m != T(0)) {
+    CHECK(velocity != nullptr) << "momentum needs a velocity buffer";
+    if (velocity->weights.size() != params->weights.size()) {
+      velocity->weights = params->weights;
+      velocity->gamma = params->gamma;
+      velocity->beta = params->beta;
+      velocity->running_mean.clear();
+      velocity->running_var.clear();
+      velocity->SetZero();
+    }
+  }
+  return Pass(
+      *params, x, y, batch_mean, batch_var,
+      [&](int l, const Vector& dgamma, const Vector& dbeta) {
+        if (m == T(0)) {
+          params->gamma[l].noalias() -= lr * dgamma;
+          params->beta[l].noalias() -= lr * dbeta;
+          return;
+        }
+        velocity->gamma[l] = m * velocity->gamma[l] + dgamma;
+        velocity->beta[l] = m * velocity->beta[l] + dbeta;
+        params->gamma[l].noalias() -= lr * velocity->gamma[l];
+        params->beta[l].noalias() -= lr * velocity->beta[l];
+      },
+      [&](int l, const Matrix& dz, const Matrix& input) {
+        Matrix& w = params->weights[l];
+        if (m == T(0)) {
+          if (wd != T(0)) w *= (T(1) - lr * wd);
+          w.noalias() -= lr * (dz.transpose() * input);  // one GEMM into w
+          return;
+        }
+        Matrix& v = velocity->weights[l];
+        v *= m;
+        v.noalias() += dz.transpose() * input;  // one GEMM into v
+        if (wd != T(0)) v.noalias() += wd * w;
+        w.noalias() -= lr * v;
+      });
 }
 
 template <typename T>

@@ -6,6 +6,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "worker/sgd.h"
 
 namespace ist {
 namespace {
@@ -179,6 +180,46 @@ TEST(MlpEngineTest, RunningStatisticsModeUsesRunningStatsAtTestTime) {
   const Eigen::RowVectorXd v =
       (z0.rowwise() - mu).array().square().colwise().mean().matrix();
   EXPECT_LT((var[0].transpose() - v).cwiseAbs().maxCoeff(), 1e-12);
+}
+
+// TrainStep folds the SGD update into the weight-gradient products; it must
+// give what ForwardBackward + SgdOptimizer::Step give, for plain SGD, weight
+// decay and momentum, over several steps (in double, so that rounding
+// differences stay far below the tolerance while a wrong update would not).
+TEST(MlpEngineTest, TrainStepEqualsForwardBackwardThenSgdStep) {
+  const MlpConfig config = Config({7, 9, 8, 4});
+  const MatrixD x = RandomInput(16, 7, 11);
+  std::vector<int32_t> y(16);
+  for (int i = 0; i < 16; ++i) y[i] = (i * 5) % 4;
+  struct Case { double lr, momentum, wd; };
+  for (const Case c : {Case{0.1, 0, 0}, Case{0.05, 0, 0.01}, Case{0.05, 0.9, 0},
+                       Case{0.05, 0.9, 0.01}}) {
+    SgdOptions sgd;
+    sgd.learning_rate = c.lr;
+    sgd.momentum = c.momentum;
+    sgd.weight_decay = c.wd;
+    MlpParams<double> fused = RandomParams(config, 3), split = fused;
+    const MlpParams<double> start = fused;
+    MlpEngine<double> engine(config);
+    SgdOptimizer<double> optimizer(sgd);
+    MlpParams<double> grads, velocity;
+    for (int step = 0; step < 4; ++step) {
+      const double loss_split = engine.ForwardBackward(split, x, y, &grads);
+      optimizer.Step(grads, &split);
+      const double loss_fused = engine.TrainStep(sgd, x, y, &fused, &velocity);
+      EXPECT_NEAR(loss_fused, loss_split, 1e-12) << step;
+    }
+    for (size_t l = 0; l < fused.weights.size(); ++l) {
+      EXPECT_LT((fused.weights[l] - split.weights[l]).cwiseAbs().maxCoeff(), 1e-12)
+          << "lr " << c.lr << " momentum " << c.momentum << " layer " << l;
+      EXPECT_GT((fused.weights[l] - start.weights[l]).cwiseAbs().maxCoeff(), 1e-4);
+    }
+    for (size_t l = 0; l < fused.gamma.size(); ++l) {
+      EXPECT_LT((fused.gamma[l] - split.gamma[l]).cwiseAbs().maxCoeff(), 1e-12);
+      EXPECT_LT((fused.beta[l] - split.beta[l]).cwiseAbs().maxCoeff(), 1e-12);
+      EXPECT_GT((fused.beta[l] - start.beta[l]).cwiseAbs().maxCoeff(), 1e-6);
+    }
+  }
 }
 
 }  // namespace
