@@ -56,6 +56,8 @@ struct CoordinatorOptions {
 };
 
 // What FetchSlice streams: an immutable copy made at the start of a round.
+// (The coordinator reuses its storage in a later round only once no
+// handler holds it any more.)
 struct OutgoingSlice {
   MlpParams<float> params;
 };
@@ -115,6 +117,10 @@ class Coordinator {
       const std::string& worker_id, const rpc::SliceTag& tag);
   // Records that `bytes` of a slice were streamed to a worker.
   void CountBytesSent(const rpc::SliceTag& tag, int64_t bytes);
+  // Adds CPU seconds a slice handler spent encoding/sending or
+  // receiving/decoding the slice `tag` to its round's "own work" (logged per
+  // round, see FinishRoundLocked); ignored if that round is no longer open.
+  void CountCodecSeconds(const rpc::SliceTag& tag, double cpu_seconds);
   // The shape a pushed slice must have, or FailedPrecondition if `tag` is
   // not an attempt the coordinator is waiting for (stale, duplicate, wrong
   // worker); such a push is counted as dropped.

@@ -1,5 +1,7 @@
 #include "server/grpc_services.h"
 
+#include <time.h>
+
 #include <algorithm>
 #include <string>
 
@@ -12,6 +14,14 @@ namespace {
 
 bool Terminal(rpc::JobState s) {
   return s == rpc::SUCCEEDED || s == rpc::FAILED || s == rpc::CANCELLED;
+}
+
+// CPU seconds used by the calling thread: a handler's own work, without the
+// time it was blocked on the network or the peer.
+double ThreadCpuSeconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
 }  // namespace
@@ -43,6 +53,7 @@ grpc::Status WorkerServiceImpl::GetTask(grpc::ServerContext* context,
 grpc::Status WorkerServiceImpl::FetchSlice(grpc::ServerContext* context,
                                            const rpc::FetchSliceRequest* request,
                                            grpc::ServerWriter<rpc::SliceChunk>* writer) {
+  const double cpu_start = ThreadCpuSeconds();
   auto slice = coordinator_->FetchSlice(request->worker_id(), request->tag());
   if (!slice.ok()) return ToGrpcStatus(slice.status());
   rpc::SliceHeader header;
@@ -51,6 +62,7 @@ grpc::Status WorkerServiceImpl::FetchSlice(grpc::ServerContext* context,
                                 [&](const rpc::SliceChunk& chunk) {
                                   return !context->IsCancelled() && writer->Write(chunk);
                                 });
+  coordinator_->CountCodecSeconds(request->tag(), ThreadCpuSeconds() - cpu_start);
   if (!sent) return grpc::Status(grpc::StatusCode::CANCELLED, "slice stream broken");
   coordinator_->CountBytesSent(request->tag(), header.total_bytes());
   return grpc::Status::OK;
@@ -59,6 +71,7 @@ grpc::Status WorkerServiceImpl::FetchSlice(grpc::ServerContext* context,
 grpc::Status WorkerServiceImpl::PushSlice(grpc::ServerContext* context,
                                           grpc::ServerReader<rpc::PushSliceChunk>* reader,
                                           rpc::PushSliceResponse* response) {
+  const double cpu_start = ThreadCpuSeconds();
   rpc::PushSliceChunk message;
   if (!reader->Read(&message)) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty slice stream");
@@ -83,6 +96,8 @@ grpc::Status WorkerServiceImpl::PushSlice(grpc::ServerContext* context,
   absl::Status status = decoder.Add(message.chunk());
   while (status.ok() && reader->Read(&message)) status = decoder.Add(message.chunk());
   if (status.ok()) status = decoder.Finish();
+  // Before AcceptSlice: the last accepted slice may close the round.
+  coordinator_->CountCodecSeconds(tag, ThreadCpuSeconds() - cpu_start);
   if (!status.ok()) {
     coordinator_->CountRejectedSlice(tag, std::string(status.message()));
     response->set_accepted(false);
