@@ -28,6 +28,7 @@
 #include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -68,6 +69,15 @@ using Clock = std::chrono::steady_clock;
 
 double Since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// User + system CPU seconds of this process (both ends of both transports
+// live here; the coordinator's round loop is idle while they are timed).
+double ProcessCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return t.tv_sec + 1e-6 * t.tv_usec; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
 double Median(std::vector<double> v) {
@@ -330,7 +340,8 @@ int Run() {
               FLAGS_layers.c_str(), FLAGS_subnets, port,
               static_cast<long long>(ist::kDefaultChunkBytes),
               static_cast<long long>(FLAGS_push_chunk_bytes));
-  std::vector<double> grpc_rates, tcp_rates, fetch_rates, push_rates, ratios;
+  std::vector<double> grpc_rates, tcp_rates, fetch_rates, push_rates, ratios, grpc_cpu,
+      tcp_cpu;
   const auto start = Clock::now();
   for (int rep = 0; rep < FLAGS_reps && Since(start) < FLAGS_max_seconds; ++rep) {
     auto plan = ist::PlanRound(*config, rep);
@@ -353,6 +364,7 @@ int Run() {
       tasks.push_back(*std::move(task));
     }
     // Baseline: the same bytes per slice, both ways.
+    const double tcp_cpu0 = ProcessCpuSeconds();
     for (int64_t bytes : expected) {
       tcp_send.resize(bytes, 1);
       tcp_recv.resize(bytes);
@@ -364,6 +376,8 @@ int Run() {
       tcp_bytes += 2 * bytes;
       tcp_seconds += s;
     }
+    const double grpc_cpu0 = ProcessCpuSeconds();
+    tcp_cpu.push_back((grpc_cpu0 - tcp_cpu0) / (tcp_bytes / 1e9));
     for (int w = 0; w < FLAGS_subnets; ++w) {
       auto t = FetchAndPush(stub.get(), workers[w], tasks[w], FLAGS_push_chunk_bytes);
       if (!t.ok()) {
@@ -380,6 +394,7 @@ int Run() {
       fetch_s += t->fetch_seconds;
       push_s += t->push_seconds;
     }
+    grpc_cpu.push_back((ProcessCpuSeconds() - grpc_cpu0) / (grpc_bytes / 1e9));
     const double grpc_mbs = grpc_bytes / 1e6 / grpc_seconds;
     const double tcp_mbs = tcp_bytes / 1e6 / tcp_seconds;
     grpc_rates.push_back(grpc_mbs);
@@ -388,10 +403,11 @@ int Run() {
     fetch_rates.push_back(grpc_bytes / 2 / 1e6 / fetch_s);
     push_rates.push_back(grpc_bytes / 2 / 1e6 / push_s);
     std::printf("rep %d: grpc %lld B in %.4f s = %.1f MB/s (fetch %.1f, push %.1f MB/s); "
-                "tcp %lld B in %.4f s = %.1f MB/s; grpc/tcp %.3f\n",
+                "tcp %lld B in %.4f s = %.1f MB/s; grpc/tcp %.3f; CPU s per GB moved: grpc %.2f, "
+                "tcp %.2f\n",
                 rep, static_cast<long long>(grpc_bytes), grpc_seconds, grpc_mbs,
                 fetch_rates.back(), push_rates.back(), static_cast<long long>(tcp_bytes),
-                tcp_seconds, tcp_mbs, grpc_mbs / tcp_mbs);
+                tcp_seconds, tcp_mbs, grpc_mbs / tcp_mbs, grpc_cpu.back(), tcp_cpu.back());
     std::fflush(stdout);
   }
   // The ratio reported is the median of the per-repetition ratios (each
@@ -402,6 +418,10 @@ int Run() {
   std::printf("median of %zu: grpc %.1f MB/s (fetch %.1f, push %.1f), tcp %.1f MB/s; "
               "median ratio %.3f (ratio of medians %.3f)\n",
               grpc_rates.size(), g, Median(fetch_rates), Median(push_rates), t, r, g / t);
+  // CPU per byte does not depend on how busy the machine is; throughput
+  // does, and the path that needs more CPU per byte loses more under load.
+  std::printf("median CPU seconds per GB moved (both ends): grpc %.2f, tcp %.2f (%.1fx)\n",
+              Median(grpc_cpu), Median(tcp_cpu), Median(grpc_cpu) / Median(tcp_cpu));
   // One machine-readable line for bench/run_all.sh.
   std::printf("RESULT transfer grpc_MBps=%.1f tcp_MBps=%.1f ratio=%.3f target=0.5 met=%s\n", g,
               t, r, r >= 0.5 ? "yes" : "no");
@@ -413,9 +433,9 @@ int Run() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // As server/ist_coordinator_main.cc: blocks of 1 MiB or more get their
+  // As server/ist_coordinator_main.cc: blocks of 4 MiB or more get their
   // own mappings (so the coordinator's side behaves as in the daemon).
-  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   google::InitGoogleLogging(argv[0]);
   FLAGS_minloglevel = google::GLOG_WARNING;

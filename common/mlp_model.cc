@@ -96,6 +96,12 @@ absl::Status ParseLayerSizes(const std::string& text, std::vector<int>* sizes) {
 
 template <typename T>
 void MlpParams<T>::ResizeFor(const MlpConfig& config) {
+  ShapeFor(config);
+  SetZero();
+}
+
+template <typename T>
+void MlpParams<T>::ShapeFor(const MlpConfig& config) {
   const auto& n = config.layer_sizes;
   weights.resize(config.num_layers());
   for (int l = 0; l < config.num_layers(); ++l) weights[l].resize(n[l + 1], n[l]);
@@ -112,7 +118,6 @@ void MlpParams<T>::ResizeFor(const MlpConfig& config) {
     running_mean[l].resize(n[l + 1]);
     running_var[l].resize(n[l + 1]);
   }
-  SetZero();
 }
 
 template <typename T>

@@ -75,6 +75,10 @@ struct MlpParams {
 
   // Shapes everything for `config` and fills it with zeros (gamma too).
   void ResizeFor(const MlpConfig& config);
+  // Shapes everything for `config` and leaves the values unspecified: for a
+  // buffer about to be overwritten whole (SliceDecoder, which rejects a
+  // slice unless every byte arrived).
+  void ShapeFor(const MlpConfig& config);
   void SetZero();
   int64_t NumScalars() const;
 };

@@ -91,7 +91,7 @@ grpc::Status WorkerServiceImpl::PushSlice(grpc::ServerContext* context,
     return grpc::Status::OK;
   }
   MlpParams<float> slice;
-  slice.ResizeFor(*shape);
+  slice.ShapeFor(*shape);  // no zero fill: the decoder must write every byte
   SliceDecoder decoder(&slice);
   absl::Status status = decoder.Add(message.chunk());
   while (status.ok() && reader->Read(&message)) status = decoder.Add(message.chunk());

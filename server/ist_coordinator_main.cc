@@ -90,9 +90,11 @@ int main(int argc, char** argv) {
   // dynamic mmap threshold they end up in per-thread arenas that keep freed
   // memory, and resident memory grows with the number of threads that ever
   // held a slice (bench/memory.sh measured +64 MiB in the third round of a
-  // 784-4096-4096-10 job). A fixed threshold keeps every block of 1 MiB or
-  // more in its own mapping, returned to the OS when freed.
-  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  // 784-4096-4096-10 job). A fixed threshold keeps every block of 4 MiB or
+  // more in its own mapping, returned to the OS when freed. (Not 1 MiB: the
+  // 1 MiB chunk buffers of every slice message would then be mapped and
+  // page-faulted afresh per message; bench/transfer_bench showed it.)
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
   gflags::SetUsageMessage("IST coordinator: runs jobs, hands subnet slices to workers");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
