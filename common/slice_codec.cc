@@ -186,15 +186,46 @@ absl::Status SliceDecoder::Finish() const {
   return absl::OkStatus();
 }
 
+namespace {
+
+// splitmix64's finalizer: every input bit reaches every output bit.
+uint64_t Mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
 uint64_t ParamsFingerprint(const MlpParams<float>& params) {
-  uint64_t h = 0xcbf29ce484222325ULL;
+  // Four independent FNV-1a-64 lanes over 8-byte little-endian words (lane
+  // i takes words i, i+4, ...; a tensor's last < 32 bytes go byte by byte
+  // into lane 0), each lane then mixed and folded in lane order. One FNV
+  // step per 8 bytes in four independent chains, instead of one serial step
+  // per byte: ~10x less time per round on the coordinator (measured by
+  // bench/coordinator_share.sh). Every step is a bijection of the lane, so
+  // a change in a single word always changes the fingerprint.
+  constexpr uint64_t kPrime = 0x100000001b3ULL;
+  uint64_t lane[4] = {0xcbf29ce484222325ULL, 0x84222325cbf29ce4ULL, 0xcbf29ce4cbf29ce4ULL,
+                      0x8422232584222325ULL};
   for (const TensorView& v : TensorViews(const_cast<MlpParams<float>*>(&params))) {
     const unsigned char* p = reinterpret_cast<const unsigned char*>(v.data);
-    for (int64_t i = 0; i < v.bytes(); ++i) {
-      h ^= p[i];
-      h *= 0x100000001b3ULL;
+    const int64_t n = v.bytes();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+      for (int k = 0; k < 4; ++k) {
+        uint64_t word;
+        std::memcpy(&word, p + i + 8 * k, 8);
+        lane[k] = (lane[k] ^ word) * kPrime;
+      }
     }
+    for (; i < n; ++i) lane[0] = (lane[0] ^ p[i]) * kPrime;
+    lane[1] = (lane[1] ^ static_cast<uint64_t>(n)) * kPrime;  // tensor boundary
   }
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (uint64_t x : lane) h = Mix64(h ^ Mix64(x));
   return h;
 }
 

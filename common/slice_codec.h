@@ -88,8 +88,10 @@ class SliceDecoder {
   rpc::SliceHeader header_;
 };
 
-// 64-bit FNV-1a over every tensor's bytes in canonical order: a cheap model
-// fingerprint to compare runs bit for bit.
+// A cheap 64-bit model fingerprint to compare runs bit for bit: four
+// interleaved FNV-1a lanes over every tensor's bytes in canonical order
+// (8-byte words), mixed and folded (slice_codec.cc says exactly how). The
+// same parameters give the same value on every little-endian machine.
 uint64_t ParamsFingerprint(const MlpParams<float>& params);
 
 }  // namespace ist

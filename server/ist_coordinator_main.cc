@@ -86,15 +86,15 @@ bool ValidateFlags(std::string* error) {
 
 int main(int argc, char** argv) {
   // Slices, trained slices and data sets are tens of MB each and are
-  // allocated and freed by different gRPC threads every round. With glibc's
-  // dynamic mmap threshold they end up in per-thread arenas that keep freed
-  // memory, and resident memory grows with the number of threads that ever
-  // held a slice (bench/memory.sh measured +64 MiB in the third round of a
-  // 784-4096-4096-10 job). A fixed threshold keeps every block of 4 MiB or
-  // more in its own mapping, returned to the OS when freed. (Not 1 MiB: the
-  // 1 MiB chunk buffers of every slice message would then be mapped and
-  // page-faulted afresh per message; bench/transfer_bench showed it.)
-  mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  // allocated and freed by different gRPC threads every round. In glibc's
+  // per-thread arenas, memory freed in one arena is not reused by another,
+  // and resident memory grew with the number of threads that ever held a
+  // slice (bench/memory.sh: +64 MiB in the third round of a 784-4096-4096-10
+  // job, 336-355 MiB peak against a 303 MiB budget). One arena lets every
+  // thread reuse what another freed. (A fixed M_MMAP_THRESHOLD also cured
+  // it, but every fresh slice buffer then was mapped and page-faulted anew:
+  // transfer_bench measured ~1.45x the CPU per GB moved.)
+  mallopt(M_ARENA_MAX, 1);
   gflags::SetUsageMessage("IST coordinator: runs jobs, hands subnet slices to workers");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
