@@ -50,12 +50,12 @@ step train_step 300 "$BIN/bench/train_step_bench" --layers=784,4096,4096,10 --ba
   --steps=20 --threads=1
 
 # ---- PyTorch comparison: the lead's bench/vs_pytorch.sh -------------------
-# It prints lines "threads N: ist X ms/step, pytorch Y ms/step, ist/pytorch R";
-# each becomes one row below. PYTORCH_TARGET is the ist/pytorch ratio the
-# issue asks for (<= it is "met"); adjust it here if the issue says otherwise.
+# Each row of its table (one network shape at one thread count) becomes one
+# row below. PYTORCH_TARGET is the ist/pytorch ratio issue 8 asks for: ours
+# no slower than PyTorch at the same thread count (<= 1 is "met").
 PYTORCH_TARGET=1.0
 if [ "${IST_WITH_PYTORCH:-0}" = 1 ]; then
-  step vs_pytorch 600 ./bench/vs_pytorch.sh
+  step vs_pytorch 900 ./bench/vs_pytorch.sh
 fi
 # ---------------------------------------------------------------------------
 
@@ -113,11 +113,14 @@ else fail_row "train step 4096 b128 1 thread" "vs PyTorch below"; FAILED=1; fi
 if [ "${IST_WITH_PYTORCH:-0}" = 1 ]; then
   f="$OUT/vs_pytorch.txt"
   found=0
-  while read -r n ist pt r; do
+  # vs_pytorch.sh's table rows: layers threads ist_ms torch_ms ist/torch
+  # torch_default_ms ist/that (same threads for both, then PyTorch with only
+  # torch.set_num_threads, whose OpenBLAS pool uses every core).
+  while read -r layers n ist pt r dflt r2; do
     found=1
     met=$(awk -v r="$r" -v t="$PYTORCH_TARGET" 'BEGIN { print (r <= t) ? "yes" : "no" }')
-    row "train step vs PyTorch, $n thr" "$ist ms/step ist" "$pt ms/step PyTorch" "$r" "<= $PYTORCH_TARGET" "$met"
-  done < <(sed -n 's/^threads \([0-9]*\): ist \([0-9.]*\) ms\/step, pytorch \([0-9.]*\) ms\/step, ist\/pytorch \([0-9.]*\).*/\1 \2 \3 \4/p' "$f" 2>/dev/null)
+    row "step vs PyTorch ${layers//,/-} ${n}thr" "$ist ms/step ist" "$pt ms/step PyTorch" "$r" "<= $PYTORCH_TARGET" "$met"
+  done < <(grep -E '^784,[0-9,]+ +[0-9]+ ' "$f" 2>/dev/null)
   [ "$found" = 1 ] || { fail_row "train step vs PyTorch" "<= $PYTORCH_TARGET"; FAILED=1; }
 else
   row "train step vs PyTorch" "not run" "-" "-" "<= $PYTORCH_TARGET" "-"

@@ -38,13 +38,19 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
 fi
-if ! update-alternatives --query libblas.so.3-x86_64-linux-gnu | grep -q "^Value: .*openblas"; then
+# (Read the whole answer first: `grep -q` in a pipe would close it early and,
+# under pipefail, fail the check by SIGPIPE.)
+blas=$(update-alternatives --query libblas.so.3-x86_64-linux-gnu)
+if ! grep -q "^Value: .*openblas" <<<"$blas"; then
   echo "vs_pytorch: libblas.so.3 does not point at OpenBLAS; PyTorch would be measured at its worst" >&2
-  update-alternatives --query libblas.so.3-x86_64-linux-gnu | grep -E "^(Value|Alternative):" >&2
+  grep -E "^(Value|Alternative):" <<<"$blas" >&2
   exit 1
 fi
-bazel build -c opt //bench:train_step_bench 2>&1 | tail -n 1
-BENCH=bazel-bin/bench/train_step_bench
+if [ "${IST_NO_BUILD:-0}" != 1 ]; then
+  bazel build -c opt //bench:train_step_bench 2>&1 | tail -n 1
+fi
+# Not bazel-bin: that link follows whichever configuration was built last.
+BENCH=bazel-out/k8-opt/bin/bench/train_step_bench
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 field() { sed -n "s/^$1: //p"; }
