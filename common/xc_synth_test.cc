@@ -16,6 +16,7 @@ XcSynthOptions Small() {
   o.labels = 3000;
   o.mean_labels = 5;
   o.mean_features = 60;
+  o.label_zipf = 1.0;
   o.seed = 7;
   return o;
 }
