@@ -259,6 +259,39 @@ T SparseMlpEngine<T>::TrainStep(const SparseDataset& batch, T learning_rate,
 }
 
 template <typename T>
+TopKAccumulator<T>::TopKAccumulator(int64_t n, int k)
+    : n_(n),
+      k_(k),
+      score_(n * k, -std::numeric_limits<T>::infinity()),
+      top_(n * k, -1) {
+  CHECK_GE(k, 1);
+}
+
+template <typename T>
+void TopKAccumulator<T>::AddBlock(int c0,
+                                  const typename MlpParams<T>::Matrix& scores) {
+  CHECK_EQ(scores.cols(), n_);
+  const int k = k_;
+  for (int64_t i = 0; i < n_; ++i) {
+    T* s = &score_[i * k];
+    int32_t* t = &top_[i * k];
+    for (Eigen::Index r = 0; r < scores.rows(); ++r) {
+      const T v = scores(r, i);
+      if (std::isnan(v)) continue;
+      if (!(v > s[k - 1]) && t[k - 1] >= 0) continue;
+      int pos = k - 1;
+      while (pos > 0 && (v > s[pos - 1] || t[pos - 1] < 0)) {
+        s[pos] = s[pos - 1];
+        t[pos] = t[pos - 1];
+        --pos;
+      }
+      s[pos] = v;
+      t[pos] = c0 + static_cast<int32_t>(r);
+    }
+  }
+}
+
+template <typename T>
 void SparseMlpEngine<T>::TopK(const MlpParams<T>& params,
                               const SparseDataset& batch, int k,
                               std::vector<int32_t>* top) {
@@ -272,29 +305,23 @@ void SparseMlpEngine<T>::TopK(const MlpParams<T>& params,
     out_mean_.resize(classes);
     out_inv_std_.resize(classes);
   }
-  std::vector<T> score(b * k, -std::numeric_limits<T>::infinity());
-  top->assign(b * k, -1);
+  TopKAccumulator<T> acc(b, k);
   for (int c0 = 0; c0 < classes; c0 += options_.class_block) {
     const int n = std::min(options_.class_block, classes - c0);
     OutputBlock(params, c0, n);
-    for (int64_t i = 0; i < b; ++i) {
-      T* s = &score[i * k];
-      int32_t* t = &(*top)[i * k];
-      for (int r = 0; r < n; ++r) {
-        const T v = zb_(r, i);
-        if (!(v > s[k - 1]) && t[k - 1] >= 0) continue;  // also skips NaN
-        if (std::isnan(v)) continue;
-        int pos = k - 1;
-        while (pos > 0 && (v > s[pos - 1] || t[pos - 1] < 0)) {
-          s[pos] = s[pos - 1];
-          t[pos] = t[pos - 1];
-          --pos;
-        }
-        s[pos] = v;
-        t[pos] = c0 + r;
-      }
-    }
+    acc.AddBlock(c0, zb_);
   }
+  top->swap(*acc.mutable_top());
+}
+
+template <typename T>
+void SparseMlpEngine<T>::HiddenActivations(const MlpParams<T>& params,
+                                           const SparseDataset& batch,
+                                           Matrix* at) {
+  CHECK_GE(batch.num_samples(), 2) << "BatchNorm needs at least 2 samples";
+  HiddenForward(params, batch);
+  for (int32_t j : touched_) column_pos_[j] = -1;
+  *at = at_;
 }
 
 void PrecisionAtK::Add(const SparseDataset& batch,
@@ -428,5 +455,7 @@ absl::StatusOr<XcTrainResult> TrainXcLocally(SparseMlpEngine<float>* engine,
 
 template class SparseMlpEngine<float>;
 template class SparseMlpEngine<double>;
+template class TopKAccumulator<float>;
+template class TopKAccumulator<double>;
 
 }  // namespace ist

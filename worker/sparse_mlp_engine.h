@@ -108,6 +108,13 @@ class SparseMlpEngine {
   void TopK(const MlpParams<T>& params, const SparseDataset& batch, int k,
             std::vector<int32_t>* top);
 
+  // The hidden activations ReLU(BN(W1 x)) of `batch`, transposed: *at is
+  // H x batch (one column per sample). Only weights[0], gamma[0] and
+  // beta[0] of `params` are read, so a parameter server shard can pass its
+  // own neurons' rows: BatchNorm is per neuron.
+  void HiddenActivations(const MlpParams<T>& params, const SparseDataset& batch,
+                         Matrix* at);
+
  private:
   // Hidden layer forward into at_ (H x B, transposed: one column per
   // sample). Fills the touched-column list.
@@ -127,6 +134,26 @@ class SparseMlpEngine {
   RowVector lse_, target_weight_;
   std::vector<int32_t> touched_;
   std::vector<int32_t> column_pos_;  // size inputs(), -1 = untouched
+};
+
+// Keeps the k best (score, class) pairs of each of n samples while class
+// blocks stream by, best first, ties to the lower class id; NaN scores are
+// skipped. Classes must arrive in increasing order for the tie rule.
+template <typename T>
+class TopKAccumulator {
+ public:
+  TopKAccumulator(int64_t n, int k);
+  // scores is num_classes_in_block x n: row r is class c0 + r.
+  void AddBlock(int c0, const typename MlpParams<T>::Matrix& scores);
+  // Row-major n x k class ids (-1 where fewer than k classes were seen).
+  const std::vector<int32_t>& top() const { return top_; }
+  std::vector<int32_t>* mutable_top() { return &top_; }
+
+ private:
+  int64_t n_;
+  int k_;
+  std::vector<T> score_;
+  std::vector<int32_t> top_;
 };
 
 // Precision@k for k = 1, 3, 5 as the XC literature reports it:
@@ -174,6 +201,8 @@ absl::StatusOr<XcTrainResult> TrainXcLocally(SparseMlpEngine<float>* engine,
 
 extern template class SparseMlpEngine<float>;
 extern template class SparseMlpEngine<double>;
+extern template class TopKAccumulator<float>;
+extern template class TopKAccumulator<double>;
 
 }  // namespace ist
 
