@@ -38,8 +38,9 @@ class XcShardApi {
   // FailedPrecondition unless `round` is the shard's open round.
   virtual absl::Status FetchPiece(int64_t round, int subnet,
                                   MlpParams<float>* piece) = 0;
-  // Stages a trained piece. InvalidArgument for a wrong shape or non-finite
-  // values, FailedPrecondition for a round that is not open.
+  // Stages a trained piece (replacing an earlier attempt's). InvalidArgument
+  // for a wrong shape or non-finite values, FailedPrecondition for a round
+  // that is not open or an attempt older than one already staged.
   virtual absl::Status PushPiece(int64_t round, int subnet, int attempt,
                                  const MlpParams<float>& piece) = 0;
   // Merges the staged pieces of attempts[s] for every subnet s and opens

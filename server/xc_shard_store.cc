@@ -154,6 +154,12 @@ absl::StatusOr<std::vector<int32_t>> XcShardStore::OwnedNeuronsLocked(int64_t ro
   return OwnedPart(layout_, options_.shard, partition_.blocks[0][subnet]);
 }
 
+absl::StatusOr<int> XcShardStore::PieceWidth(int64_t round, int subnet) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(std::vector<int32_t> neurons, OwnedNeuronsLocked(round, subnet));
+  return static_cast<int>(neurons.size());
+}
+
 absl::Status XcShardStore::FetchPiece(int64_t round, int subnet, MlpParams<float>* piece) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(std::vector<int32_t> neurons, OwnedNeuronsLocked(round, subnet));
@@ -188,6 +194,11 @@ absl::Status XcShardStore::PushPiece(int64_t round, int subnet, int attempt,
   if (!AllFinite(piece)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "shard ", options_.shard, ": piece of subnet ", subnet, " has NaN or Inf"));
+  }
+  if (auto it = staged_.find(subnet); it != staged_.end() && it->second.attempt > attempt) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "shard ", options_.shard, ": round ", round, " subnet ", subnet, " attempt ", attempt,
+        " is stale (attempt ", it->second.attempt, " was pushed)"));
   }
   staged_[subnet] = Staged{attempt, piece};
   return absl::OkStatus();

@@ -76,6 +76,10 @@ class XcShardStore : public XcShardApi {
   int64_t ModelScalars() const;
   int64_t StagedScalars();
 
+  // Neurons this shard owns of subnet `subnet` in open round `round` (the
+  // width a pushed piece must have); errors as FetchPiece.
+  absl::StatusOr<int> PieceWidth(int64_t round, int subnet);
+
   // Tests only: writes the owned rows/columns into a full model.
   void CopyInto(MlpParams<float>* full);
 
