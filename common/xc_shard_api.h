@@ -42,7 +42,7 @@ class XcShardApi {
   // for a wrong shape or non-finite values, FailedPrecondition for a round
   // that is not open or an attempt older than one already staged.
   virtual absl::Status PushPiece(int64_t round, int subnet, int attempt,
-                                 const MlpParams<float>& piece) = 0;
+                                 MlpParams<float> piece) = 0;
   // Merges the staged pieces of attempts[s] for every subnet s and opens
   // round + 1. FailedPrecondition (nothing merged) if one is missing.
   // Committing a round that is already committed is OK (idempotent retry).

@@ -109,7 +109,7 @@ grpc::Status XcShardServiceImpl::PushPiece(grpc::ServerContext*,
                         absl::StrCat("shard ", store_->options().shard, ": piece of round ",
                                      round, " subnet ", subnet, ": ", s.message()));
   }
-  return ToGrpcStatus(store_->PushPiece(round, subnet, attempt, piece));
+  return ToGrpcStatus(store_->PushPiece(round, subnet, attempt, std::move(piece)));
 }
 
 grpc::Status XcShardServiceImpl::CommitRound(grpc::ServerContext*,
@@ -220,7 +220,7 @@ absl::Status XcShardClient::FetchPiece(int64_t round, int subnet, MlpParams<floa
 }
 
 absl::Status XcShardClient::PushPiece(int64_t round, int subnet, int attempt,
-                                      const MlpParams<float>& piece) {
+                                      MlpParams<float> piece) {
   const std::string what = absl::StrCat("push of round ", round, " subnet ", subnet);
   grpc::ClientContext context;
   SetDeadline(&context, options_.transfer_timeout);

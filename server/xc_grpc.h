@@ -72,7 +72,7 @@ class XcShardClient final : public XcShardApi {
   absl::StatusOr<XcShardInfo> Info() override;
   absl::Status FetchPiece(int64_t round, int subnet, MlpParams<float>* piece) override;
   absl::Status PushPiece(int64_t round, int subnet, int attempt,
-                         const MlpParams<float>& piece) override;
+                         MlpParams<float> piece) override;
   absl::Status CommitRound(int64_t round, const std::vector<int32_t>& attempts) override;
   absl::StatusOr<Eigen::MatrixXf> HiddenActivations(int eval_batch) override;
   absl::StatusOr<Eigen::MatrixXf> OutputRows(int c0, int n) override;

@@ -5,6 +5,9 @@
 #include <cstring>
 #include <random>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "absl/strings/str_cat.h"
 #include "common/model_file.h"
 #include "common/round_plan.h"
@@ -26,11 +29,6 @@ uint64_t GetU64(const char* p) {
   uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v |= uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
   return v;
-}
-
-void PutFloats(std::string* out, const float* data, int64_t n) {
-  // Little-endian hosts only (x86-64, as the slice codec assumes).
-  out->append(reinterpret_cast<const char*>(data), n * sizeof(float));
 }
 
 bool AllFinite(const MlpParams<float>& p) {
@@ -178,7 +176,7 @@ absl::Status XcShardStore::FetchPiece(int64_t round, int subnet, MlpParams<float
 }
 
 absl::Status XcShardStore::PushPiece(int64_t round, int subnet, int attempt,
-                                     const MlpParams<float>& piece) {
+                                     MlpParams<float> piece) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(std::vector<int32_t> neurons, OwnedNeuronsLocked(round, subnet));
   const MlpConfig& model = options_.job.model;
@@ -200,7 +198,7 @@ absl::Status XcShardStore::PushPiece(int64_t round, int subnet, int attempt,
         "shard ", options_.shard, ": round ", round, " subnet ", subnet, " attempt ", attempt,
         " is stale (attempt ", it->second.attempt, " was pushed)"));
   }
-  staged_[subnet] = Staged{attempt, piece};
+  staged_[subnet] = Staged{attempt, std::move(piece)};  // no copy
   return absl::OkStatus();
 }
 
@@ -291,33 +289,62 @@ absl::Status XcShardStore::Checkpoint(int64_t round) {
     return absl::FailedPreconditionError(
         absl::StrCat("shard ", options_.shard, " has no checkpoint directory"));
   }
-  std::string bytes;
+  const std::string path = XcShardCheckpointPath(options_, round);
+  const std::string tmp = absl::StrCat(path, ".tmp");
   {
+    // Streamed straight from the parameters (no second copy in memory),
+    // CRC-32 accumulated on the way.
     absl::MutexLock lock(&mu_);
     if (round != round_) {
       return absl::FailedPreconditionError(absl::StrCat(
           "shard ", options_.shard, ": checkpoint of round ", round, " asked, ", round_,
           " rounds are committed"));
     }
+    FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (f == nullptr) {
+      return absl::InternalError(absl::StrCat("cannot create ", tmp, ": ", std::strerror(errno)));
+    }
+    uLong crc = crc32(0L, Z_NULL, 0);
+    bool ok = true;
+    auto write = [&](const void* data, size_t n) {
+      crc = crc32(crc, static_cast<const Bytef*>(data), n);
+      ok = ok && std::fwrite(data, 1, n, f) == n;
+    };
     const MlpConfig& m = options_.job.model;
-    bytes.reserve(8 + 8 * kHeaderFields + options_.job_id.size() + 4 * ModelScalars() + 4);
-    bytes.append(kMagic, 8);
+    std::string head(kMagic, 8);
     const uint64_t fields[kHeaderFields] = {
         static_cast<uint64_t>(options_.shard), static_cast<uint64_t>(options_.num_shards),
         static_cast<uint64_t>(m.inputs()),     static_cast<uint64_t>(m.layer_sizes[1]),
         static_cast<uint64_t>(m.outputs()),    static_cast<uint64_t>(options_.job.num_subnets),
         options_.job.seed,                     static_cast<uint64_t>(round_),
         static_cast<uint64_t>(owned_),         options_.job_id.size()};
-    for (uint64_t f : fields) PutU64(&bytes, f);
-    bytes += options_.job_id;
-    PutFloats(&bytes, part_.weights[0].data(), part_.weights[0].size());
-    PutFloats(&bytes, part_.gamma[0].data(), part_.gamma[0].size());
-    PutFloats(&bytes, part_.beta[0].data(), part_.beta[0].size());
-    PutFloats(&bytes, part_.weights[1].data(), part_.weights[1].size());
+    for (uint64_t v : fields) PutU64(&head, v);
+    head += options_.job_id;
+    write(head.data(), head.size());
+    write(part_.weights[0].data(), 4 * part_.weights[0].size());
+    write(part_.gamma[0].data(), 4 * part_.gamma[0].size());
+    write(part_.beta[0].data(), 4 * part_.beta[0].size());
+    write(part_.weights[1].data(), 4 * part_.weights[1].size());
+    unsigned char tail[4];
+    for (int i = 0; i < 4; ++i) tail[i] = static_cast<unsigned char>((crc >> (8 * i)) & 0xff);
+    ok = ok && std::fwrite(tail, 1, 4, f) == 4;
+    ok = (std::fflush(f) == 0) && ok && ::fsync(fileno(f)) == 0;
+    ok = (std::fclose(f) == 0) && ok;
+    if (!ok) {
+      const std::string why = std::strerror(errno);
+      std::remove(tmp.c_str());
+      return absl::InternalError(absl::StrCat("cannot write ", tmp, ": ", why));
+    }
   }
-  const uint32_t crc = crc32(0L, reinterpret_cast<const Bytef*>(bytes.data()), bytes.size());
-  for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<char>((crc >> (8 * i)) & 0xff));
-  RETURN_IF_ERROR(WriteFileAtomically(XcShardCheckpointPath(options_, round), bytes));
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot rename ", tmp, " to ", path, ": ", std::strerror(errno)));
+  }
+  const int dfd = ::open(options_.checkpoint_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
   // Keep this checkpoint and the one before it.
   std::vector<int64_t> remove;
   {

@@ -85,12 +85,14 @@ absl::StatusOr<XcTrainResult> RunPartitionedXcTask(
                    RunXcSubnetTask(config, PieceConfig(config.model, k), train,
                                    shards_of_data, round, subnet, &subnet_params));
   RETURN_IF_ERROR(SplitIntoPieces(config.model, subnet_params, sizes, &pieces));
+  subnet_params = MlpParams<float>();  // the pieces are the only copy now
   for (size_t m = 0; m < shards.size(); ++m) {
-    absl::Status s = shards[m]->PushPiece(round, subnet, attempt, pieces[m]);
+    const int64_t bytes = 4 * pieces[m].NumScalars();
+    absl::Status s = shards[m]->PushPiece(round, subnet, attempt, std::move(pieces[m]));
     if (!s.ok()) {
       return absl::Status(s.code(), absl::StrCat("push to shard ", m, ": ", s.message()));
     }
-    if (bytes_out != nullptr) *bytes_out += 4 * pieces[m].NumScalars();
+    if (bytes_out != nullptr) *bytes_out += bytes;
   }
   return result;
 }
