@@ -2,7 +2,7 @@
 // Classification Repository's format (common/xc_synth.h) and prints its
 // shape statistics.
 //
-//   bazel run -c opt //common:xc_synth -- --train_out=/tmp/xc/train.txt \
+//   bazel run -c opt //common:xc_synth -- --train_out=/tmp/xc/train.txt
 //       --test_out=/tmp/xc/test.txt --samples=300000 --test_samples=20000
 #include <cstdio>
 #include <string>

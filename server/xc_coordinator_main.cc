@@ -3,9 +3,9 @@
 // server/xc_shard_store.h). Holds no model parameters; prints one line per
 // round and P@1/3/5, time and bytes at the end, then exits.
 //
-//   ist_xc_coordinator --listen=127.0.0.1:7100 \
-//       --shards=127.0.0.1:7101,127.0.0.1:7102 --layers=100000-256-100000 \
-//       --subnets=2 --local_steps=20 --batch=128 --lr=0.1 --rounds=50 \
+//   ist_xc_coordinator --listen=127.0.0.1:7100
+//       --shards=127.0.0.1:7101,127.0.0.1:7102 --layers=100000-256-100000
+//       --subnets=2 --local_steps=20 --batch=128 --lr=0.1 --rounds=50
 //       --train_data=/tmp/xc/train.txt --test_data=/tmp/xc/test.txt
 #include <sys/stat.h>
 

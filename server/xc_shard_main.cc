@@ -3,8 +3,8 @@
 // neurons [m H / M, (m + 1) H / M) of the model and serves
 // proto/xc_service.proto's XcShardService to workers and the coordinator.
 //
-//   ist_shard --listen=127.0.0.1:7101 --shard=0 --num_shards=2 \
-//       --layers=100000-256-100000 --subnets=2 --seed=1 \
+//   ist_shard --listen=127.0.0.1:7101 --shard=0 --num_shards=2
+//       --layers=100000-256-100000 --subnets=2 --seed=1
 //       --test_data=/tmp/xc/test.txt --checkpoint_dir=/tmp/xc/ckpt
 #include <sys/stat.h>
 
