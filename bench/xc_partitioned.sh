@@ -88,3 +88,5 @@ for ((m = 0; m < SHARDS; m++)); do grep -h "serving on port" "$OUT/logs/shard$m.
 for ((m = 0; m < SHARDS; m++)); do
   echo "shard $m peak RSS: $(grep VmHWM /proc/${PIDS[$m]}/status | awk '{print $2/1024 " MiB"}')"
 done
+sleep 3  # the workers exit once the coordinator said the job is finished
+for ((w = 0; w < WORKERS; w++)); do grep -h "^worker " "$OUT/logs/worker$w.log" || true; done

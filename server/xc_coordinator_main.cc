@@ -7,6 +7,7 @@
 //       --shards=127.0.0.1:7101,127.0.0.1:7102 --layers=100000-256-100000
 //       --subnets=2 --local_steps=20 --batch=128 --lr=0.1 --rounds=50
 //       --train_data=/tmp/xc/train.txt --test_data=/tmp/xc/test.txt
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -54,6 +55,15 @@ int Fail(const std::string& what) {
   std::fprintf(stderr, "ist_xc_coordinator: %s\n", what.c_str());
   return 2;
 }
+// "cpu 12.3 s, peak RSS 456 MiB" for this process (getrusage).
+std::string UsageLine() {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  const double cpu = u.ru_utime.tv_sec + u.ru_utime.tv_usec / 1e6 + u.ru_stime.tv_sec +
+                     u.ru_stime.tv_usec / 1e6;
+  return absl::StrFormat("cpu %.1f s, peak RSS %d MiB", cpu, u.ru_maxrss / 1024);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -148,6 +158,7 @@ int main(int argc, char** argv) {
       summary->eval_seconds, static_cast<long long>(summary->bytes),
       summary->bytes / 1e6 / std::max<int64_t>(1, summary->rounds_done),
       static_cast<long long>(summary->reassigned));
+  std::printf("coordinator %s\n", UsageLine().c_str());
   if (test != nullptr) {
     std::printf("final P@1 %.4f P@3 %.4f P@5 %.4f on %lld samples\n", summary->final_eval.p_at_1,
                 summary->final_eval.p_at_3, summary->final_eval.p_at_5,
