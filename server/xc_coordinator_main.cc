@@ -7,6 +7,7 @@
 //       --shards=127.0.0.1:7101,127.0.0.1:7102 --layers=100000-256-100000
 //       --subnets=2 --local_steps=20 --batch=128 --lr=0.1 --rounds=50
 //       --train_data=/tmp/xc/train.txt --test_data=/tmp/xc/test.txt
+#include <malloc.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -68,6 +69,10 @@ std::string UsageLine() {
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("coordinator of a partitioned XC job");
+  // Tensors of tens of MiB come and go every round; a fixed mmap threshold
+  // returns them to the system instead of leaving them in per-thread
+  // malloc arenas (glibc's dynamic threshold grows up to 32 MiB).
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   google::InitGoogleLogging(argv[0]);
   FLAGS_logtostderr = true;

@@ -6,6 +6,7 @@
 //   ist_shard --listen=127.0.0.1:7101 --shard=0 --num_shards=2
 //       --layers=100000-256-100000 --subnets=2 --seed=1
 //       --test_data=/tmp/xc/test.txt --checkpoint_dir=/tmp/xc/ckpt
+#include <malloc.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -53,6 +54,10 @@ std::string UsageLine() {
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("one parameter-server shard of a partitioned XC job");
+  // Tensors of tens of MiB come and go every round; a fixed mmap threshold
+  // returns them to the system instead of leaving them in per-thread
+  // malloc arenas (glibc's dynamic threshold grows up to 32 MiB).
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   google::InitGoogleLogging(argv[0]);
   FLAGS_logtostderr = true;

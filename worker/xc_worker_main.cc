@@ -2,6 +2,7 @@
 // jobs (worker/xc_worker_agent.h). Exits when the coordinator's job is over.
 //
 //   ist_xc_worker --coordinator=127.0.0.1:7100
+#include <malloc.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -37,6 +38,10 @@ std::string UsageLine() {
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("worker of partitioned XC jobs");
+  // Tensors of tens of MiB come and go every round; a fixed mmap threshold
+  // returns them to the system instead of leaving them in per-thread
+  // malloc arenas (glibc's dynamic threshold grows up to 32 MiB).
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   google::InitGoogleLogging(argv[0]);
   FLAGS_logtostderr = true;
