@@ -143,6 +143,11 @@ class LibsvmParser {
                                    base_),
                    token);
     }
+    const int64_t bound = max_features_ > 0 ? max_features_ : kMaxDim;
+    if (index - base_ >= bound) {  // before the shift below can overflow
+      return Error(absl::StrFormat("feature index %d exceeds the %d features", index, bound),
+                   token);
+    }
     index += 1 - base_;  // 1-based from here on
     if (index <= *previous) {
       return Error(absl::StrFormat("feature index %d does not increase "
