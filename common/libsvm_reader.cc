@@ -29,7 +29,8 @@ class LibsvmParser {
   LibsvmParser(absl::string_view name, const LibsvmOptions& options)
       : name_(name),
         max_features_(options.num_features),
-        max_classes_(options.num_classes) {}
+        max_classes_(options.num_classes),
+        base_(options.zero_based ? 0 : 1) {}
 
   absl::Status Line(int64_t line_number, absl::string_view line) {
     line_ = line_number;
@@ -137,19 +138,27 @@ class LibsvmParser {
         !absl::SimpleAtoi(token.substr(0, colon), &index)) {
       return Error("expected index:value", token);
     }
-    if (index < 1) {
-      return Error(absl::StrFormat("feature index %d is not 1-based", index),
+    if (index < base_) {
+      return Error(absl::StrFormat("feature index %d is not %d-based", index,
+                                   base_),
                    token);
     }
+    const int64_t bound = max_features_ > 0 ? max_features_ : kMaxDim;
+    if (index - base_ >= bound) {  // before the shift below can overflow
+      return Error(absl::StrFormat("feature index %d exceeds the %d features", index, bound),
+                   token);
+    }
+    index += 1 - base_;  // 1-based from here on
     if (index <= *previous) {
       return Error(absl::StrFormat("feature index %d does not increase "
                                    "(previous %d)",
-                                   index, *previous),
+                                   index - 1 + base_, *previous - 1 + base_),
                    token);
     }
     if (index > (max_features_ > 0 ? max_features_ : kMaxDim)) {
       return Error(
-          absl::StrFormat("feature index %d exceeds the %d features", index,
+          absl::StrFormat("feature index %d exceeds the %d features",
+                          index - 1 + base_,
                           max_features_ > 0 ? max_features_ : kMaxDim),
           token);
     }
@@ -167,6 +176,7 @@ class LibsvmParser {
   const absl::string_view name_;
   int64_t max_features_;  // 0: unbounded
   int64_t max_classes_;   // 0: unbounded
+  const int64_t base_;    // first valid feature index in the file (0 or 1)
   int64_t declared_samples_ = -1;
   int64_t seen_features_ = 0;
   int64_t seen_classes_ = 0;

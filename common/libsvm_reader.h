@@ -4,7 +4,7 @@
 //   [l1,l2,...] idx:val idx:val ...     # comment to end of line
 //
 // with zero or more comma-separated non-negative integer labels and 1-based
-// feature indices strictly increasing within the line. Blank and
+// (or, with LibsvmOptions::zero_based, 0-based) feature indices strictly increasing within the line. Blank and
 // comment-only lines are skipped. If the first such line is exactly three
 // non-negative integers "num_samples num_features num_labels" it is a header,
 // and the sample count, feature indices and labels are checked against it.
@@ -28,6 +28,11 @@ struct LibsvmOptions {
   // an upper bound enforced on every line (must agree with any header).
   int64_t num_features = 0;
   int64_t num_classes = 0;
+  // Feature indices start at 0 instead of 1. The Extreme Classification
+  // Repository's files (Amazon-670k and the others, as pyxclib reads them)
+  // are 0-based; classic LIBSVM files are 1-based. Stored indices are
+  // 0-based either way.
+  bool zero_based = false;
 };
 
 // Parses `text` into a SparseDataset with 0-based feature indices.

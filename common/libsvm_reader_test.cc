@@ -115,5 +115,27 @@ TEST(ReadLibsvmDatasetTest, File) {
             absl::StatusCode::kNotFound);
 }
 
+// The Extreme Classification Repository's layout (Amazon-670k): header
+// "samples features labels", then "l1,l2 f:v ..." with 0-based features.
+TEST(ParseLibsvmTest, ZeroBasedExtremeClassificationFile) {
+  LibsvmOptions zero;
+  zero.zero_based = true;
+  auto ds = ParseLibsvm(
+      "2 135909 670091\n"
+      "12,670090 0:0.25 135908:1\n"
+      "5 7:0.5\n",
+      "amazon.txt", zero);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_EQ(ds->num_features, 135909);
+  EXPECT_EQ(ds->num_classes, 670091);
+  EXPECT_THAT(ds->indices, ElementsAre(0, 135908, 7));
+  EXPECT_THAT(ds->labels, ElementsAre(12, 670090, 5));
+  ExpectInvalid("1 10 3\n0 10:1\n", "feature index 10 exceeds the 10 features", zero);
+  ExpectInvalid("0 3:1 2:1\n", "feature index 2 does not increase (previous 3)", zero);
+  ExpectInvalid("0 -1:1\n", "feature index -1 is not 0-based", zero);
+  // The same file read as 1-based fails on index 0 and names it.
+  ExpectInvalid("1 10 3\n0 0:1\n", "feature index 0 is not 1-based");
+}
+
 }  // namespace
 }  // namespace ist

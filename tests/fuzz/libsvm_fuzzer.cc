@@ -1,5 +1,6 @@
 // libFuzzer target: ist::ParseLibsvm. The first byte chooses the options
-// (num_features, num_classes, some of them invalid); the rest is the text.
+// (num_features, num_classes, some of them invalid; zero_based); the rest is
+// the text.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -13,6 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ist::LibsvmOptions options;
   options.num_features = kCounts[data[0] & 7];
   options.num_classes = kCounts[(data[0] >> 3) & 7];
+  options.zero_based = (data[0] >> 6) & 1;
   const absl::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
   absl::StatusOr<ist::SparseDataset> d =
       ist::ParseLibsvm(text, "fuzz.svm", options);
