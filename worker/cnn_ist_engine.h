@@ -29,6 +29,10 @@ class LocalCnnEngine {
   // counts the floats sent to workers this round (= returned).
   absl::StatusOr<RoundReport> RunRound();
 
+  // The learning rate of the rounds that follow (a schedule, e.g. cosine,
+  // set by the caller between rounds). Must be finite and > 0.
+  void set_learning_rate(double lr) { config_.sgd.learning_rate = lr; }
+
   int64_t round() const { return round_; }
   const CnnParams<float>& model() const { return model_; }
   const CnnTrainingConfig& config() const { return config_; }

@@ -38,7 +38,9 @@ DEFINE_int32(blocks_per_stage, 2, "basic residual blocks per stage");
 DEFINE_int32(subnets, 2, "S: subnets / replicas (simulated workers) per round");
 DEFINE_int64(local_steps, 20, "R: local SGD steps per round (data_parallel: 1)");
 DEFINE_int32(batch, 128, "minibatch size per worker");
-DEFINE_double(lr, 0.05, "learning rate");
+DEFINE_double(lr, 0.05, "learning rate (peak, with --lr_schedule=cosine)");
+DEFINE_string(lr_schedule, "constant",
+              "constant, or cosine: round r of N uses lr * (1 + cos(pi * r / N)) / 2");
 DEFINE_double(momentum, 0.9, "SGD momentum (buffer lasts one round)");
 DEFINE_double(weight_decay, 5e-4, "L2 weight decay on conv and Linear weights");
 DEFINE_double(epochs, 3, "epochs of training samples, summed over workers");
@@ -94,6 +96,10 @@ absl::StatusOr<CnnTrainingConfig> ParseFlags() {
   if (!(FLAGS_epochs > 0 && FLAGS_epochs <= 1000)) {
     return absl::InvalidArgumentError("--epochs: must be in (0, 1000]");
   }
+  if (FLAGS_lr_schedule != "constant" && FLAGS_lr_schedule != "cosine") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--lr_schedule: must be 'constant' or 'cosine', got '", FLAGS_lr_schedule, "'"));
+  }
   if (FLAGS_eval_every < 1) return absl::InvalidArgumentError("--eval_every: must be >= 1");
   return c;
 }
@@ -114,18 +120,22 @@ absl::StatusOr<ModeSummary> Train(const std::string& name, const CnnTrainingConf
   const int64_t per_round = SamplesPerRound(config);
   const int64_t rounds = static_cast<int64_t>(
       std::ceil(FLAGS_epochs * train.num_samples() / static_cast<double>(per_round)));
-  std::printf("%s: %s (%lld floats), S=%d, R=%lld, batch=%d, lr=%g, momentum=%g: "
+  std::printf("%s: %s (%lld floats), S=%d, R=%lld, batch=%d, lr=%g (%s), momentum=%g: "
               "%lld rounds of %lld samples\n",
               name.c_str(), config.model.ShapeString().c_str(),
               static_cast<long long>(config.model.NumScalars()), config.num_subnets,
               static_cast<long long>(config.local_steps), config.batch_size,
-              config.sgd.learning_rate, config.sgd.momentum,
+              config.sgd.learning_rate, FLAGS_lr_schedule.c_str(), config.sgd.momentum,
               static_cast<long long>(rounds), static_cast<long long>(per_round));
   std::fflush(stdout);
   ModeSummary summary;
   summary.mode = name;
   const auto start = std::chrono::steady_clock::now();
   for (int64_t r = 0; r < rounds; ++r) {
+    if (FLAGS_lr_schedule == "cosine") {
+      engine->set_learning_rate(config.sgd.learning_rate * 0.5 *
+                                (1 + std::cos(M_PI * r / static_cast<double>(rounds))));
+    }
     const auto t0 = std::chrono::steady_clock::now();
     ASSIGN_OR_RETURN(RoundReport report, engine->RunRound());
     summary.train_seconds +=
