@@ -86,4 +86,55 @@ absl::Status MergeCnnSlices(const CnnTrainingConfig& config,
   return AverageCnnReplicas(config.model, trained, full);
 }
 
+MlpConfig CnnAsOpaqueMlp(const CnnConfig& config) {
+  MlpConfig m;
+  m.layer_sizes = {config.inputs(), config.num_classes};
+  m.bn_mode = config.bn_mode;
+  m.bn_epsilon = config.bn_epsilon;
+  m.bn_momentum = config.bn_momentum;
+  for (const CnnTensorSpec& t : MakeCnnLayout(config).tensors) {
+    m.tensor_shapes.emplace_back(t.rows, t.cols);
+  }
+  return m;
+}
+
+CnnTrainingConfig CnnJobOf(const IstTrainingConfig& c) {
+  CnnTrainingConfig job;
+  job.mode = c.mode;
+  if (c.cnn.has_value()) job.model = *c.cnn;
+  job.num_subnets = c.num_subnets;
+  job.local_steps = c.local_steps;
+  job.batch_size = c.batch_size;
+  job.sgd = c.sgd;
+  job.seed = c.seed;
+  return job;
+}
+
+IstTrainingConfig AsTrainingConfig(const CnnTrainingConfig& job) {
+  IstTrainingConfig c;
+  c.mode = job.mode;
+  c.cnn = job.model;
+  c.model = CnnAsOpaqueMlp(job.model);
+  c.num_subnets = job.num_subnets;
+  c.local_steps = job.local_steps;
+  c.batch_size = job.batch_size;
+  c.sgd = job.sgd;
+  c.seed = job.seed;
+  return c;
+}
+
+void PackCnnParams(CnnParams<float> cnn, MlpParams<float>* out) {
+  out->weights = std::move(cnn.tensors);
+  out->gamma.clear();
+  out->beta.clear();
+  out->running_mean.clear();
+  out->running_var.clear();
+}
+
+CnnParams<float> UnpackCnnParams(const MlpParams<float>& packed) {
+  CnnParams<float> p;
+  p.tensors = packed.weights;
+  return p;
+}
+
 }  // namespace ist

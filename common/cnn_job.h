@@ -61,6 +61,25 @@ absl::Status MergeCnnSlices(const CnnTrainingConfig& config,
                             const std::vector<const CnnParams<float>*>& trained,
                             CnnParams<float>* full);
 
+// ---- The bridge to the MLP-shaped machinery (coordinator, workers, slice
+// codec, model files): a CNN model travels as an MlpParams whose `weights`
+// are the CNN's tensors in MakeCnnLayout order, described by an MlpConfig
+// with tensor_shapes set (common/mlp_model.h). ----
+
+// The tensor-list MlpConfig of `config`: layer_sizes {C*H*W, classes},
+// tensor_shapes from MakeCnnLayout, bn_mode/epsilon/momentum copied.
+MlpConfig CnnAsOpaqueMlp(const CnnConfig& config);
+
+// The CNN job of a training config whose `cnn` is set.
+CnnTrainingConfig CnnJobOf(const IstTrainingConfig& config);
+
+// An IstTrainingConfig for `job` (cnn set, model = CnnAsOpaqueMlp).
+IstTrainingConfig AsTrainingConfig(const CnnTrainingConfig& job);
+
+// Moves/copies between the two containers (same tensors, same order).
+void PackCnnParams(CnnParams<float> cnn, MlpParams<float>* out);
+CnnParams<float> UnpackCnnParams(const MlpParams<float>& packed);
+
 }  // namespace ist
 
 #endif  // IST_COMMON_CNN_JOB_H_

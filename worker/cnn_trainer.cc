@@ -186,4 +186,12 @@ absl::StatusOr<LocalTrainResult> RunCnnSubnetTask(
                          config.local_steps, config.sgd, slice);
 }
 
+absl::StatusOr<EvalResult> EvaluateJobModel(const IstTrainingConfig& config,
+                                            const MlpParams<float>& model,
+                                            const DenseDataset& data, int eval_batch) {
+  if (!config.cnn.has_value()) return Evaluate(config.model, model, data, eval_batch);
+  return EvaluateCnn(*config.cnn, UnpackCnnParams(model), data,
+                     std::min(eval_batch, 500));  // bounds the im2col buffers
+}
+
 }  // namespace ist

@@ -64,6 +64,12 @@ absl::StatusOr<LocalTrainResult> RunCnnSubnetTask(
     const DenseDataset& train, const std::vector<ShardBatcher>& shards,
     int64_t round, int subnet, CnnParams<float>* slice);
 
+// Evaluates a job's model as the coordinator holds it: a CNN job's packed
+// tensor list (config.cnn set) with EvaluateCnn, an MLP with Evaluate.
+absl::StatusOr<EvalResult> EvaluateJobModel(const IstTrainingConfig& config,
+                                            const MlpParams<float>& model,
+                                            const DenseDataset& data, int eval_batch);
+
 }  // namespace ist
 
 #endif  // IST_WORKER_CNN_TRAINER_H_
