@@ -10,6 +10,7 @@
 #include "common/cnn_job.h"
 #include "common/dataset_registry.h"
 #include "common/job_spec.h"
+#include "common/round_plan.h"
 #include "common/model_file.h"
 #include "common/slice_codec.h"
 #include "gmock/gmock.h"
@@ -168,6 +169,22 @@ TEST(CnnJobSpecTest, BadResNetSpecsNameTheField) {
   EXPECT_EQ(config->cnn->num_blocks(), 4);
   EXPECT_EQ(config->cnn->ShapeString(), "resnet 1x28x28 stem32/pool b32,32,64s2,64 ->10");
   EXPECT_EQ(config->model.NumScalars(), config->cnn->NumScalars());
+}
+
+// Model files (export and checkpoints) of a ResNet job round-trip exactly,
+// and a truncated one is refused.
+TEST(CnnJobSpecTest, ModelFilesRoundTrip) {
+  const rpc::JobSpec spec = WithDefaults(ResNetSpec("ist"));
+  auto config = TrainingConfigFromSpec(spec);
+  ASSERT_TRUE(config.ok()) << config.status();
+  const MlpParams<float> model = InitialModel(*config);
+  ASSERT_EQ(model.weights.size(), MakeCnnLayout(*config->cnn).tensors.size());
+  const std::string bytes = EncodeModelFile("job-7", spec, 3, model);
+  auto decoded = DecodeModelFile(bytes, "test");
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->round, 3);
+  EXPECT_TRUE(IdenticalParams(decoded->params, model));
+  EXPECT_FALSE(DecodeModelFile(bytes.substr(0, bytes.size() - 8), "test").ok());
 }
 
 }  // namespace
