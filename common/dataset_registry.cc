@@ -10,6 +10,7 @@
 #include "absl/strings/string_view.h"
 #include "common/csv_reader.h"
 #include "common/idx_reader.h"
+#include "common/image_dir_reader.h"
 #include "common/status_macros.h"
 
 namespace ist {
@@ -17,6 +18,7 @@ namespace {
 
 constexpr absl::string_view kIdxPrefix = "idx:";
 constexpr absl::string_view kCsvPrefix = "csv:";
+constexpr absl::string_view kImagesPrefix = "images:";
 
 absl::Status BadName(const std::string& name, absl::string_view reason) {
   return absl::InvalidArgumentError(
@@ -72,9 +74,13 @@ absl::Status ValidateDatasetName(const std::string& name) {
     return ValidateRelativePath(name, absl::string_view(name).substr(
                                           kCsvPrefix.size()));
   }
+  if (absl::StartsWith(name, kImagesPrefix)) {
+    return ValidateRelativePath(name, absl::string_view(name).substr(
+                                          kImagesPrefix.size()));
+  }
   return absl::InvalidArgumentError(absl::StrCat(
       "dataset: unknown data set '", name,
-      "' (known: fashion-mnist, idx:<dir>, csv:<prefix>)"));
+      "' (known: fashion-mnist, idx:<dir>, csv:<prefix>, images:<dir>)"));
 }
 
 absl::StatusOr<DenseDataset> LoadDataset(const std::string& name,
@@ -87,6 +93,12 @@ absl::StatusOr<DenseDataset> LoadDataset(const std::string& name,
                                    : name.substr(kIdxPrefix.size());
     absl::StatusOr<DenseDataset> data =
         LoadFashionMnist(absl::StrCat(data_dir, "/", subdir), train);
+    if (!data.ok()) return InDataset(name, data.status());
+    return data;
+  }
+  if (absl::StartsWith(name, kImagesPrefix)) {
+    absl::StatusOr<DenseDataset> data = ReadImageDirectory(absl::StrCat(
+        data_dir, "/", name.substr(kImagesPrefix.size()), train ? "/train" : "/test"));
     if (!data.ok()) return InDataset(name, data.status());
     return data;
   }

@@ -9,6 +9,9 @@
 //                    labels-idx1}-ubyte, .gz or plain) in <data_dir>/<subdir>
 //   "csv:<prefix>"   <data_dir>/<prefix>-train.csv and <data_dir>/<prefix>-test.csv
 //                    (or the same names + ".gz"): label in column 0, no header
+//   "images:<subdir>"  <data_dir>/<subdir>/train and <data_dir>/<subdir>/test,
+//                    each a tree <class>/<image>.pgm|.ppm
+//                    (common/image_dir_reader.h)
 //
 // <subdir> and <prefix> are relative paths: not empty, not absolute, no empty
 // component ("a//b", "a/") and no ".." component.

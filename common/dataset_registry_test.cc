@@ -55,7 +55,7 @@ TEST(ValidateDatasetNameTest, RejectsUnknown) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(s.message(),
             "dataset: unknown data set 'foo' (known: fashion-mnist, "
-            "idx:<dir>, csv:<prefix>)");
+            "idx:<dir>, csv:<prefix>, images:<dir>)");
   ExpectError(ValidateDatasetName(""), absl::StatusCode::kInvalidArgument,
               "unknown data set ''");
   ExpectError(ValidateDatasetName("Fashion-MNIST"),

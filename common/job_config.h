@@ -5,8 +5,10 @@
 #define IST_COMMON_JOB_CONFIG_H_
 
 #include <cstdint>
+#include <optional>
 
 #include "absl/status/status.h"
+#include "common/cnn_model.h"
 #include "common/mlp_model.h"
 
 namespace ist {
@@ -38,6 +40,10 @@ struct IstTrainingConfig {
   int batch_size = 128;
   SgdOptions sgd;
   uint64_t seed = 1;        // every random choice derives from it
+  // Set for a convolutional job (issue 10): the ResNet trained; `model` is
+  // then its tensor list (MlpConfig::tensor_shapes, see common/cnn_job.h)
+  // and every round-plan function works on channel-partitioned subnets.
+  std::optional<CnnConfig> cnn;
 };
 
 // OK, or InvalidArgument naming the bad field (for example a hidden layer

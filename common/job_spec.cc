@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/dataset_registry.h"
+#include "common/cnn_job.h"
 #include "common/mlp_model.h"
 #include "common/status_macros.h"
 #include "google/protobuf/io/tokenizer.h"
@@ -52,7 +53,42 @@ IstTrainingConfig ToConfig(const rpc::JobSpec& spec) {
   c.sgd.momentum = spec.momentum();
   c.sgd.weight_decay = spec.weight_decay();
   c.seed = spec.seed();
+  if (spec.model() == "resnet") {
+    const rpc::ResNetSpec& r = spec.resnet();
+    CnnConfig cnn = MakeResNetConfig(
+        r.image_size() == 3 ? r.image(0) : 0, r.image_size() == 3 ? r.image(1) : 0,
+        r.image_size() == 3 ? r.image(2) : 0, r.classes(), r.stem_channels(),
+        std::vector<int>(r.stage_channels().begin(), r.stage_channels().end()),
+        r.blocks_per_stage(), !r.no_stem_pool());
+    cnn.bn_mode = c.model.bn_mode;
+    c.cnn = cnn;
+    c.model = CnnAsOpaqueMlp(cnn);
+  }
   return c;
+}
+
+absl::Status ValidateResNet(const rpc::JobSpec& spec) {
+  if (!spec.layers().empty()) {
+    return Invalid("layers", "must be empty for model 'resnet' (the shape is in resnet)",
+                   absl::StrCat("'", absl::StrJoin(spec.layers(), "-"), "'"));
+  }
+  const rpc::ResNetSpec& r = spec.resnet();
+  if (r.image_size() != 3) {
+    return Invalid("resnet.image", "must be C, H, W", absl::StrCat(r.image_size(), " entries"));
+  }
+  if (r.stage_channels().empty() || r.stage_channels_size() > 16) {
+    return Invalid("resnet.stage_channels", "must have 1 to 16 entries",
+                   r.stage_channels_size());
+  }
+  for (int c : r.stage_channels()) {
+    if (c < 1 || c > 4096) return Invalid("resnet.stage_channels", "entries must be in [1, 4096]", c);
+  }
+  if (r.blocks_per_stage() < 1 || r.blocks_per_stage() > 64) {
+    return Invalid("resnet.blocks_per_stage", "must be in [1, 64]", r.blocks_per_stage());
+  }
+  const absl::Status s = ValidateCnnConfig(*ToConfig(spec).cnn);
+  if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("resnet.", s.message()));
+  return absl::OkStatus();
 }
 
 absl::Status ValidateLayers(const rpc::JobSpec& spec) {
@@ -156,6 +192,18 @@ rpc::JobSpec WithDefaults(const rpc::JobSpec& spec) {
   if (out.eval_every() == 0) out.set_eval_every(5);
   if (out.bn_mode().empty()) out.set_bn_mode("batch");
   if (out.rounds() == 0 && out.epochs() == 0) out.set_epochs(1);
+  if (out.model() == "resnet") {
+    rpc::ResNetSpec* r = out.mutable_resnet();
+    if (r->image().empty()) {
+      for (int d : {1, 28, 28}) r->add_image(d);
+    }
+    if (r->stem_channels() == 0) r->set_stem_channels(32);
+    if (r->stage_channels().empty()) {
+      for (int c : {32, 64}) r->add_stage_channels(c);
+    }
+    if (r->blocks_per_stage() == 0) r->set_blocks_per_stage(2);
+    if (r->classes() == 0) r->set_classes(10);
+  }
   return out;
 }
 
@@ -179,7 +227,10 @@ absl::Status ValidateJobSpec(const rpc::JobSpec& spec) {
     return Invalid("bn_mode", "must be 'batch' or 'running'",
                    absl::StrCat("'", spec.bn_mode(), "'"));
   }
-  RETURN_IF_ERROR(ValidateLayers(spec));
+  if (spec.model() != "" && spec.model() != "mlp" && spec.model() != "resnet") {
+    return Invalid("model", "must be 'mlp' or 'resnet'", absl::StrCat("'", spec.model(), "'"));
+  }
+  RETURN_IF_ERROR(spec.model() == "resnet" ? ValidateResNet(spec) : ValidateLayers(spec));
   RETURN_IF_ERROR(ValidateDatasetName(spec.dataset()));
   // Model shape, lr/momentum/weight_decay, workers (range and hidden
   // widths), local_steps and batch_size; its messages use the proto's names.

@@ -35,6 +35,10 @@ bool SameBitsAll(const std::vector<V>& a, const std::vector<V>& b) {
 
 int64_t MlpConfig::NumParameters() const {
   int64_t n = 0;
+  if (opaque()) {
+    for (const auto& [rows, cols] : tensor_shapes) n += rows * cols;
+    return n;
+  }
   for (int l = 0; l < num_layers(); ++l) {
     n += int64_t{layer_sizes[l]} * layer_sizes[l + 1];
   }
@@ -44,17 +48,33 @@ int64_t MlpConfig::NumParameters() const {
 
 int64_t MlpConfig::NumScalars() const {
   int64_t n = NumParameters();
-  if (running_stats()) {
+  if (running_stats() && !opaque()) {
     for (int l = 0; l < num_layers(); ++l) n += 2 * int64_t{layer_sizes[l + 1]};
   }
   return n;
 }
 
 std::string MlpConfig::ShapeString() const {
+  if (opaque()) {
+    return absl::StrCat(absl::StrJoin(layer_sizes, "-"), " (", tensor_shapes.size(),
+                        " tensors)");
+  }
   return absl::StrJoin(layer_sizes, "-");
 }
 
 absl::Status ValidateMlpConfig(const MlpConfig& config) {
+  if (config.opaque()) {
+    if (config.layer_sizes.size() != 2 || config.inputs() < 1 || config.outputs() < 2) {
+      return absl::InvalidArgumentError(
+          "layers: a tensor-list model needs {inputs, outputs >= 2}");
+    }
+    for (const auto& [rows, cols] : config.tensor_shapes) {
+      if (rows < 1 || cols < 1) {
+        return absl::InvalidArgumentError("model: a tensor has an empty shape");
+      }
+    }
+    return absl::OkStatus();
+  }
   if (config.layer_sizes.size() < 3) {
     return absl::InvalidArgumentError(absl::StrCat(
         "layers: need inputs, at least one hidden layer and outputs, got '",
@@ -102,6 +122,17 @@ void MlpParams<T>::ResizeFor(const MlpConfig& config) {
 
 template <typename T>
 void MlpParams<T>::ShapeFor(const MlpConfig& config) {
+  if (config.opaque()) {
+    weights.resize(config.tensor_shapes.size());
+    for (size_t i = 0; i < weights.size(); ++i) {
+      weights[i].resize(config.tensor_shapes[i].first, config.tensor_shapes[i].second);
+    }
+    gamma.clear();
+    beta.clear();
+    running_mean.clear();
+    running_var.clear();
+    return;
+  }
   const auto& n = config.layer_sizes;
   weights.resize(config.num_layers());
   for (int l = 0; l < config.num_layers(); ++l) weights[l].resize(n[l + 1], n[l]);

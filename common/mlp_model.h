@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "Eigen/Core"
@@ -33,7 +34,15 @@ struct MlpConfig {
   BatchNormMode bn_mode = BatchNormMode::kBatchStatistics;
   double bn_epsilon = 1e-5;
   double bn_momentum = 0.1;  // kRunningStatistics only
+  // Not an MLP (issue 10): when non-empty, the model is an opaque list of
+  // (rows, cols) float tensors held in MlpParams::weights in this order
+  // (gamma, beta and the running statistics stay empty), and layer_sizes
+  // is just {inputs, outputs} for the data-set checks. The CNN path uses
+  // this to travel through the coordinator, slice codec and model files
+  // unchanged (common/cnn_job.h, CnnAsOpaqueMlp).
+  std::vector<std::pair<int64_t, int64_t>> tensor_shapes;
 
+  bool opaque() const { return !tensor_shapes.empty(); }
   int num_layers() const { return static_cast<int>(layer_sizes.size()) - 1; }
   int num_hidden() const { return static_cast<int>(layer_sizes.size()) - 2; }
   int inputs() const { return layer_sizes.front(); }

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/job_spec.h"
 #include "common/slice_codec.h"
 #include "common/status_macros.h"
 
@@ -47,6 +48,10 @@ absl::Status ErrnoError(const std::string& what, const std::string& path) {
 }  // namespace
 
 MlpConfig ModelConfigFromSpec(const rpc::JobSpec& spec) {
+  if (spec.model() == "resnet") {  // issue 10: the ResNet's tensor list
+    absl::StatusOr<IstTrainingConfig> c = TrainingConfigFromSpec(spec);
+    return c.ok() ? c->model : MlpConfig();
+  }
   MlpConfig config;
   config.layer_sizes.assign(spec.layers().begin(), spec.layers().end());
   config.bn_mode = spec.bn_mode() == "running" ? BatchNormMode::kRunningStatistics
@@ -116,8 +121,8 @@ absl::StatusOr<ModelFile> DecodeModelFile(absl::string_view bytes,
   // not make us allocate a huge model. Stops adding once past the payload, so
   // the sum cannot overflow (each term < 2^51).
   const MlpConfig& c = file.config;
-  uint64_t need = 0;
-  for (int l = 0; l < c.num_layers() && need <= payload.size(); ++l) {
+  uint64_t need = c.opaque() ? 4 * static_cast<uint64_t>(c.NumScalars()) : 0;
+  for (int l = 0; l < c.num_layers() && need <= payload.size() && !c.opaque(); ++l) {
     const uint64_t in = c.layer_sizes[l], out = c.layer_sizes[l + 1];
     need += 4 * (in * out + (l < c.num_hidden() ? 2 * out : 0) +
                  (c.running_stats() ? 2 * out : 0));

@@ -48,6 +48,10 @@ absl::StatusOr<RoundPlan> PlanRound(const IstTrainingConfig& config, int64_t rou
   RoundPlan plan;
   plan.mode = config.mode;
   plan.num_slices = config.num_subnets;
+  if (config.cnn.has_value()) {
+    ASSIGN_OR_RETURN(plan.cnn, PlanCnnRound(CnnJobOf(config), round));
+    return plan;
+  }
   if (config.mode == TrainingMode::kIst) {
     ASSIGN_OR_RETURN(plan.partition,
                      DrawPartition(config.model, config.num_subnets,
@@ -57,10 +61,18 @@ absl::StatusOr<RoundPlan> PlanRound(const IstTrainingConfig& config, int64_t rou
 }
 
 MlpParams<float> InitialModel(const IstTrainingConfig& config) {
+  if (config.cnn.has_value()) {
+    MlpParams<float> packed;
+    PackCnnParams(InitialCnnModel(CnnJobOf(config)), &packed);
+    return packed;
+  }
   return InitMlpParams<float>(config.model, DeriveSeed(config.seed, 0, 0, SeedPurpose::kInit));
 }
 
 MlpConfig SliceConfig(const IstTrainingConfig& config, const RoundPlan& plan, int s) {
+  if (config.cnn.has_value()) {
+    return CnnAsOpaqueMlp(CnnSliceConfig(CnnJobOf(config), plan.cnn, s));
+  }
   return plan.mode == TrainingMode::kIst ? SubnetConfig(config.model, plan.partition, s)
                                          : config.model;
 }
@@ -71,6 +83,12 @@ int64_t SliceScalars(const IstTrainingConfig& config, const RoundPlan& plan, int
 
 void ExtractSlice(const IstTrainingConfig& config, const RoundPlan& plan,
                   const MlpParams<float>& full, int s, MlpParams<float>* slice) {
+  if (config.cnn.has_value()) {
+    CnnParams<float> out;
+    ExtractCnnSlice(CnnJobOf(config), plan.cnn, UnpackCnnParams(full), s, &out);
+    PackCnnParams(std::move(out), slice);
+    return;
+  }
   if (plan.mode == TrainingMode::kIst) {
     ExtractSubnet(config.model, full, plan.partition, s, slice);
   } else {
@@ -81,6 +99,18 @@ void ExtractSlice(const IstTrainingConfig& config, const RoundPlan& plan,
 absl::Status MergeSlices(const IstTrainingConfig& config, const RoundPlan& plan,
                          const std::vector<const MlpParams<float>*>& trained,
                          MlpParams<float>* full) {
+  if (config.cnn.has_value()) {
+    std::vector<CnnParams<float>> copies(trained.size());
+    std::vector<const CnnParams<float>*> pointers;
+    for (size_t s = 0; s < trained.size(); ++s) {
+      if (trained[s] != nullptr) copies[s] = UnpackCnnParams(*trained[s]);
+      pointers.push_back(trained[s] != nullptr ? &copies[s] : nullptr);
+    }
+    CnnParams<float> merged = UnpackCnnParams(*full);
+    RETURN_IF_ERROR(MergeCnnSlices(CnnJobOf(config), plan.cnn, pointers, &merged));
+    PackCnnParams(std::move(merged), full);
+    return absl::OkStatus();
+  }
   if (plan.mode == TrainingMode::kIst) {
     return MergeSubnets(config.model, plan.partition, trained, full);
   }

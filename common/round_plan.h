@@ -13,7 +13,9 @@
 //                  model down and up per worker per step).
 //
 // The coordinator and the one-process engine both call these, so they
-// compute the same thing.
+// compute the same thing. For a CNN job (config.cnn set) every function
+// below forwards to common/cnn_job.h on the packed tensor list, so a
+// distributed CNN run computes what LocalCnnEngine computes.
 #ifndef IST_COMMON_ROUND_PLAN_H_
 #define IST_COMMON_ROUND_PLAN_H_
 
@@ -21,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/cnn_job.h"
 #include "common/job_config.h"
 #include "common/mlp_model.h"
 #include "common/subnet.h"
@@ -31,6 +34,7 @@ struct RoundPlan {
   TrainingMode mode = TrainingMode::kIst;
   int num_slices = 0;
   SubnetPartition partition;  // kIst only: this round's random partition
+  CnnRoundPlan cnn;           // config.cnn set: the CNN round (channel groups)
 };
 
 // The plan of `round` (0-based); the IST partition derives from

@@ -17,6 +17,7 @@
 #include "common/status_macros.h"
 #include "glog/logging.h"
 #include "server/checkpoint.h"
+#include "worker/cnn_trainer.h"
 #include "worker/local_trainer.h"
 
 namespace ist {
@@ -387,7 +388,7 @@ absl::StatusOr<std::string> Coordinator::ExportModel(const std::string& job_id) 
 
 absl::StatusOr<rpc::EvaluateResponse> Coordinator::Evaluate(
     const rpc::EvaluateRequest& request) {
-  MlpConfig config;
+  IstTrainingConfig config;
   MlpParams<float> model;
   std::shared_ptr<const DenseDataset> data;
   std::string dataset;
@@ -402,7 +403,7 @@ absl::StatusOr<rpc::EvaluateResponse> Coordinator::Evaluate(
       return absl::FailedPreconditionError(
           absl::StrCat(job->id, " has not started: there is no model yet"));
     }
-    config = job->config.model;
+    config = job->config;
     model = job->model;
     round = job->rounds_done;
     dataset = request.dataset().empty() ? job->spec.dataset() : request.dataset();
@@ -417,7 +418,7 @@ absl::StatusOr<rpc::EvaluateResponse> Coordinator::Evaluate(
                      LoadDataset(dataset, options_.data_dir, request.split() == "train"));
     data = std::make_shared<const DenseDataset>(std::move(loaded));
   }
-  ASSIGN_OR_RETURN(EvalResult eval, ist::Evaluate(config, model, *data, options_.eval_batch));
+  ASSIGN_OR_RETURN(EvalResult eval, EvaluateJobModel(config, model, *data, options_.eval_batch));
   rpc::EvaluateResponse response;
   response.set_accuracy(eval.accuracy);
   response.set_loss(eval.loss);
@@ -577,11 +578,11 @@ void Coordinator::FinishRoundLocked(Job* job) {
   if (last || job->rounds_done % job->spec.eval_every() == 0) {
     // Only this thread writes the model, so it can be read without the lock
     // while RPCs go on.
-    const MlpConfig config = job->config.model;
+    const IstTrainingConfig config = job->config;
     const MlpParams<float>* model = &job->model;
     std::shared_ptr<const DenseDataset> test = job->test;
     mu_.Unlock();
-    absl::StatusOr<EvalResult> eval = ist::Evaluate(config, *model, *test, options_.eval_batch);
+    absl::StatusOr<EvalResult> eval = EvaluateJobModel(config, *model, *test, options_.eval_batch);
     mu_.Lock();
     if (eval.ok()) {
       p.set_test_accuracy(eval->accuracy);

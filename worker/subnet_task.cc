@@ -1,7 +1,9 @@
 #include "worker/subnet_task.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/cnn_job.h"
 #include "common/status_macros.h"
+#include "worker/cnn_trainer.h"
 
 namespace ist {
 
@@ -37,6 +39,17 @@ absl::StatusOr<LocalTrainResult> RunSubnetTask(
   }
   if (round < 0) {
     return absl::InvalidArgumentError(absl::StrCat("round: ", round, " < 0"));
+  }
+  if (config.cnn.has_value()) {  // issue 10: a packed CNN slice
+    const CnnTrainingConfig job = CnnJobOf(config);
+    ASSIGN_OR_RETURN(CnnRoundPlan plan, PlanCnnRound(job, round));
+    CnnParams<float> cnn = UnpackCnnParams(*slice);
+    ASSIGN_OR_RETURN(LocalTrainResult result,
+                     TrainCnnLocally(CnnSliceConfig(job, plan, subnet), train,
+                                     shards.batcher(subnet), round * config.local_steps,
+                                     config.local_steps, config.sgd, &cnn));
+    PackCnnParams(std::move(cnn), slice);
+    return result;
   }
   LocalTrainOptions options;
   options.steps = config.local_steps;

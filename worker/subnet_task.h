@@ -32,7 +32,9 @@ class JobShards {
 
 // Trains `slice` (subnet `subnet` of round `round`, shaped `subnet_config`)
 // for exactly config.local_steps steps, continuing shard `subnet`'s batch
-// stream at step round * local_steps.
+// stream at step round * local_steps. For a CNN job (config.cnn set) the
+// slice is the packed tensor list of the round's CNN slice (common/cnn_job.h)
+// and is trained with TrainCnnLocally; `subnet_config` is then unused.
 absl::StatusOr<LocalTrainResult> RunSubnetTask(
     const IstTrainingConfig& config, const MlpConfig& subnet_config,
     const DenseDataset& train, const JobShards& shards, int64_t round,

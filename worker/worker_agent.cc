@@ -10,6 +10,7 @@
 #include "common/grpc_status.h"
 #include "common/job_spec.h"
 #include "common/log_tags.h"
+#include "common/round_plan.h"
 #include "common/slice_codec.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
@@ -102,6 +103,10 @@ absl::Status WorkerAgent::DoTask(const rpc::Task& task) {
                                                    subnet_config.layer_sizes.size(),
                                                    " layers, the model ",
                                                    config.model.layer_sizes.size()));
+  }
+  if (config.cnn.has_value()) {  // issue 10: the round's CNN slice shape
+    ASSIGN_OR_RETURN(RoundPlan plan, PlanRound(config, tag.round()));
+    subnet_config = SliceConfig(config, plan, tag.subnet());
   }
   RETURN_IF_ERROR(ValidateMlpConfig(subnet_config));
   if (task.first_step() != tag.round() * config.local_steps) {

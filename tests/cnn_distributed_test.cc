@@ -1,0 +1,191 @@
+// Issue 10 distributed: a `model: "resnet"` job on a coordinator and real
+// worker processes on 127.0.0.1 must equal the one-process CNN engine
+// (worker/cnn_ist_engine.h) bit for bit after every round, in all three
+// modes, with the bytes on the wire those of the CNN slices.
+#include <chrono>
+#include <map>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/cnn_job.h"
+#include "common/dataset_registry.h"
+#include "common/job_spec.h"
+#include "common/round_plan.h"
+#include "common/model_file.h"
+#include "common/slice_codec.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/local_cluster.h"
+#include "worker/cnn_ist_engine.h"
+#include "worker/cnn_trainer.h"
+#include "worker/compute_threads.h"
+
+namespace ist {
+namespace {
+
+using testing::HasSubstr;
+
+std::string DataDir() {
+  const char* runfiles = std::getenv("TEST_SRCDIR");
+  return runfiles == nullptr ? std::string("/usr/share/datasets")
+                             : std::string(runfiles) + "/system/share/datasets";
+}
+
+rpc::JobSpec ResNetSpec(const std::string& mode) {
+  rpc::JobSpec spec;
+  spec.set_model("resnet");
+  rpc::ResNetSpec* r = spec.mutable_resnet();
+  r->set_stem_channels(8);
+  r->add_stage_channels(8);
+  r->add_stage_channels(12);
+  r->set_blocks_per_stage(1);
+  spec.set_dataset("fashion-mnist");
+  spec.set_mode(mode);
+  spec.set_workers(2);
+  spec.set_local_steps(mode == "data_parallel" ? 1 : 3);
+  spec.set_rounds(mode == "data_parallel" ? 6 : 4);
+  spec.set_batch_size(32);
+  spec.set_lr(0.05);
+  spec.set_momentum(0.9);
+  spec.set_seed(77);
+  spec.set_eval_every(2);
+  return spec;
+}
+
+struct WatchedRun {
+  std::map<int64_t, rpc::JobProgress> rounds;
+  rpc::JobProgress last;
+};
+
+WatchedRun Watch(LocalCluster* cluster, const std::string& job_id) {
+  WatchedRun run;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(240));
+  rpc::WatchJobRequest request;
+  request.set_job_id(job_id);
+  auto reader = cluster->jobs()->WatchJob(&context, request);
+  rpc::JobProgress p;
+  while (reader->Read(&p)) {
+    run.rounds[p.round()] = p;
+    run.last = p;
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  return run;
+}
+
+uint64_t Fingerprint(const CnnParams<float>& cnn) {
+  MlpParams<float> packed;
+  PackCnnParams(cnn, &packed);
+  return ParamsFingerprint(packed);
+}
+
+class CnnDistributedTest : public testing::TestWithParam<std::string> {};
+
+TEST_P(CnnDistributedTest, EveryRoundEqualsTheOneProcessCnnEngine) {
+  const std::string mode = GetParam();
+  SetComputeThreads(1);
+  auto cluster = LocalCluster::Start();
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE((*cluster)->AddWorker().ok());
+  const rpc::JobSpec spec = ResNetSpec(mode);
+  auto job_id = (*cluster)->Submit(spec);
+  ASSERT_TRUE(job_id.ok()) << job_id.status();
+  const WatchedRun run = Watch(cluster->get(), *job_id);
+  ASSERT_EQ(run.last.state(), rpc::SUCCEEDED) << run.last.error();
+  ASSERT_EQ(run.last.round(), spec.rounds());
+
+  auto config = TrainingConfigFromSpec(WithDefaults(spec));
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_TRUE(config->cnn.has_value());
+  const CnnTrainingConfig job = CnnJobOf(*config);
+  auto train = LoadDataset("fashion-mnist", DataDir(), true);
+  ASSERT_TRUE(train.ok()) << train.status();
+  auto engine = LocalCnnEngine::Create(job, &*train);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  for (int64_t r = 1; r <= spec.rounds(); ++r) {
+    auto plan = PlanCnnRound(job, r - 1);
+    ASSERT_TRUE(plan.ok());
+    auto report = (*engine)->RunRound();
+    ASSERT_TRUE(report.ok()) << report.status();
+    auto it = run.rounds.find(r);
+    ASSERT_NE(it, run.rounds.end()) << "WatchJob skipped round " << r;
+    EXPECT_EQ(it->second.model_fingerprint(), Fingerprint((*engine)->model())) << "round " << r;
+    int64_t bytes = 0;
+    for (int s = 0; s < 2; ++s) bytes += 4 * CnnSliceConfig(job, *plan, s).NumScalars();
+    EXPECT_EQ(bytes, 4 * report->slice_floats);
+    EXPECT_EQ(it->second.round_bytes_sent(), bytes) << "round " << r;
+    EXPECT_EQ(it->second.round_bytes_received(), bytes) << "round " << r;
+    if (mode == "ist") {
+      EXPECT_LT(bytes, 2 * 4 * job.model.NumScalars());
+    }
+  }
+  // The exported model file holds the same tensors.
+  auto bytes = (*cluster)->ExportModelBytes(*job_id);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  auto exported = DecodeModelFile(*bytes, *job_id);
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  MlpParams<float> packed;
+  PackCnnParams((*engine)->model(), &packed);
+  EXPECT_TRUE(IdenticalParams(exported->params, packed));
+  EXPECT_EQ(run.last.eval_round(), spec.rounds());
+  // The coordinator's evaluation is the CNN's (a few rounds of a tiny net
+  // are barely above chance, so compare values, not a threshold).
+  auto test = LoadDataset("fashion-mnist", DataDir(), false);
+  ASSERT_TRUE(test.ok());
+  auto eval = EvaluateCnn(job.model, (*engine)->model(), *test, 500);
+  ASSERT_TRUE(eval.ok());
+  EXPECT_DOUBLE_EQ(run.last.test_accuracy(), eval->accuracy);
+  EXPECT_NEAR(run.last.test_loss(), eval->loss, 1e-9);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, CnnDistributedTest,
+                         testing::Values("ist", "local_sgd", "data_parallel"));
+
+TEST(CnnJobSpecTest, BadResNetSpecsNameTheField) {
+  rpc::JobSpec spec = WithDefaults(ResNetSpec("ist"));
+  EXPECT_TRUE(ValidateJobSpec(spec).ok()) << ValidateJobSpec(spec);
+  rpc::JobSpec s = spec;
+  s.set_workers(9);  // more subnets than the 8 inner channels of block 0
+  EXPECT_THAT(ValidateJobSpec(s).message(), HasSubstr("workers: residual block 0 has 8"));
+  s = spec;
+  s.add_layers(784);
+  EXPECT_THAT(ValidateJobSpec(s).message(), HasSubstr("layers: must be empty"));
+  s = spec;
+  s.mutable_resnet()->clear_image();
+  s.mutable_resnet()->add_image(28);
+  EXPECT_THAT(ValidateJobSpec(s).message(), HasSubstr("resnet.image"));
+  s = spec;
+  s.set_model("vgg");
+  EXPECT_THAT(ValidateJobSpec(s).message(), HasSubstr("model: must be 'mlp' or 'resnet'"));
+  s = spec;
+  s.mutable_resnet()->set_stem_channels(-1);
+  EXPECT_THAT(ValidateJobSpec(s).message(), HasSubstr("resnet.stem_channels"));
+  // Defaults: 1x28x28, stem 32, stages 32,64, 2 blocks per stage.
+  rpc::JobSpec d;
+  d.set_model("resnet");
+  d = WithDefaults(d);
+  auto config = TrainingConfigFromSpec(d);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->cnn->num_blocks(), 4);
+  EXPECT_EQ(config->cnn->ShapeString(), "resnet 1x28x28 stem32/pool b32,32,64s2,64 ->10");
+  EXPECT_EQ(config->model.NumScalars(), config->cnn->NumScalars());
+}
+
+// Model files (export and checkpoints) of a ResNet job round-trip exactly,
+// and a truncated one is refused.
+TEST(CnnJobSpecTest, ModelFilesRoundTrip) {
+  const rpc::JobSpec spec = WithDefaults(ResNetSpec("ist"));
+  auto config = TrainingConfigFromSpec(spec);
+  ASSERT_TRUE(config.ok()) << config.status();
+  const MlpParams<float> model = InitialModel(*config);
+  ASSERT_EQ(model.weights.size(), MakeCnnLayout(*config->cnn).tensors.size());
+  const std::string bytes = EncodeModelFile("job-7", spec, 3, model);
+  auto decoded = DecodeModelFile(bytes, "test");
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->round, 3);
+  EXPECT_TRUE(IdenticalParams(decoded->params, model));
+  EXPECT_FALSE(DecodeModelFile(bytes.substr(0, bytes.size() - 8), "test").ok());
+}
+
+}  // namespace
+}  // namespace ist
