@@ -268,8 +268,17 @@ TEST(DistributedIstTest, MetricsAreScrapedWithPlausibleValues) {
   EXPECT_EQ(*MetricValue(*coordinator, "ist_coordinator_workers{state=\"idle\"}"), 1);
   EXPECT_EQ(*MetricValue(*coordinator, "ist_coordinator_slices_dropped_total" + j), 0);
 
-  auto worker = HttpGet(std::stoi(wport), "/metrics");
-  ASSERT_TRUE(worker.ok()) << worker.status();
+  // The worker counts a task when its PushSlice call returns, which can be
+  // just after the coordinator has merged the slice and finished the job:
+  // scrape until the last task is counted (bounded: 5 s).
+  absl::StatusOr<std::string> worker;
+  for (int i = 0; i < 50; ++i) {
+    worker = HttpGet(std::stoi(wport), "/metrics");
+    ASSERT_TRUE(worker.ok()) << worker.status();
+    absl::StatusOr<double> tasks = MetricValue(*worker, "ist_worker_tasks_total");
+    if (tasks.ok() && *tasks >= 8) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   EXPECT_EQ(*MetricValue(*worker, "ist_worker_tasks_total"), 8);  // 2 subnets x 4 rounds
   EXPECT_EQ(*MetricValue(*worker, "ist_worker_bytes_sent_total"), p.total_bytes_received());
   EXPECT_EQ(*MetricValue(*worker, "ist_worker_bytes_received_total"), p.total_bytes_sent());
