@@ -123,34 +123,11 @@ absl::StatusOr<EvalResult> EvaluateCnn(const CnnConfig& config,
   RETURN_IF_ERROR(ValidateCnnConfig(config));
   RETURN_IF_ERROR(CheckCnnData(config, data));
   RETURN_IF_ERROR(CheckCnnShapes(config, params));
-  if (eval_batch < 2) {
-    return absl::InvalidArgumentError(absl::StrCat("eval_batch: must be >= 2, got ", eval_batch));
-  }
-  const int64_t n = data.num_samples();
-  if (n < 2) return absl::InvalidArgumentError("evaluation data set has fewer than 2 samples");
   CnnEngine<float> engine(config);
-  Eigen::MatrixXf x, log_probs;
-  EvalResult result;
-  double loss_sum = 0;
-  int64_t correct = 0;
-  for (int64_t begin = 0; begin < n;) {
-    int64_t end = std::min(n, begin + eval_batch);
-    if (n - end < eval_batch) end = n;
-    x = data.features.middleRows(begin, end - begin);
-    engine.Predict(params, x, &log_probs);
-    for (int64_t i = 0; i < log_probs.rows(); ++i) {
-      const int32_t label = data.labels[begin + i];
-      Eigen::Index best = 0;
-      log_probs.row(i).maxCoeff(&best);
-      correct += (best == label);
-      loss_sum -= log_probs(i, label);
-    }
-    begin = end;
-  }
-  result.samples = n;
-  result.loss = loss_sum / n;
-  result.accuracy = static_cast<double>(correct) / n;
-  return result;
+  return EvaluateInChunks(data, eval_batch,
+                          [&](const Eigen::MatrixXf& x, Eigen::MatrixXf* log_probs) {
+                            engine.Predict(params, x, log_probs);
+                          });
 }
 
 absl::StatusOr<std::vector<ShardBatcher>> MakeCnnShards(const CnnTrainingConfig& config,

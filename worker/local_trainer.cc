@@ -1,5 +1,6 @@
 #include "worker/local_trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -85,11 +86,9 @@ absl::StatusOr<LocalTrainResult> TrainLocally(const MlpConfig& config,
   return result;
 }
 
-absl::StatusOr<EvalResult> Evaluate(const MlpConfig& config,
-                                    const MlpParams<float>& params,
-                                    const DenseDataset& data, int eval_batch) {
-  RETURN_IF_ERROR(ValidateMlpConfig(config));
-  RETURN_IF_ERROR(CheckData(config, data));
+absl::StatusOr<EvalResult> EvaluateInChunks(
+    const DenseDataset& data, int eval_batch,
+    const std::function<void(const Eigen::MatrixXf& x, Eigen::MatrixXf* log_probs)>& predict) {
   if (eval_batch < 2) {
     return absl::InvalidArgumentError(
         absl::StrCat("eval_batch: must be >= 2, got ", eval_batch));
@@ -98,7 +97,6 @@ absl::StatusOr<EvalResult> Evaluate(const MlpConfig& config,
   if (n < 2) {
     return absl::InvalidArgumentError("evaluation data set has fewer than 2 samples");
   }
-  MlpEngine<float> engine(config);
   Eigen::MatrixXf x, log_probs;
   EvalResult result;
   double loss_sum = 0;
@@ -107,7 +105,7 @@ absl::StatusOr<EvalResult> Evaluate(const MlpConfig& config,
     int64_t end = std::min(n, begin + eval_batch);
     if (n - end < eval_batch) end = n;  // fold a short remainder in
     x = data.features.middleRows(begin, end - begin);
-    engine.Predict(params, x, &log_probs);
+    predict(x, &log_probs);
     for (int64_t i = 0; i < log_probs.rows(); ++i) {
       const int32_t label = data.labels[begin + i];
       Eigen::Index best = 0;
@@ -121,6 +119,18 @@ absl::StatusOr<EvalResult> Evaluate(const MlpConfig& config,
   result.loss = loss_sum / n;
   result.accuracy = static_cast<double>(correct) / n;
   return result;
+}
+
+absl::StatusOr<EvalResult> Evaluate(const MlpConfig& config,
+                                    const MlpParams<float>& params,
+                                    const DenseDataset& data, int eval_batch) {
+  RETURN_IF_ERROR(ValidateMlpConfig(config));
+  RETURN_IF_ERROR(CheckData(config, data));
+  MlpEngine<float> engine(config);
+  return EvaluateInChunks(data, eval_batch,
+                          [&](const Eigen::MatrixXf& x, Eigen::MatrixXf* log_probs) {
+                            engine.Predict(params, x, log_probs);
+                          });
 }
 
 }  // namespace ist

@@ -4,6 +4,7 @@
 #define IST_WORKER_LOCAL_TRAINER_H_
 
 #include <cstdint>
+#include <functional>
 
 #include "absl/status/statusor.h"
 #include "common/dataset.h"
@@ -42,6 +43,16 @@ struct EvalResult {
   double accuracy = 0;  // fraction of samples whose arg-max is the label
   int64_t samples = 0;
 };
+
+// Runs `predict` (features of a chunk -> its log-probabilities, one row
+// per sample) over all of `data` in consecutive chunks of `eval_batch`
+// samples (a remainder shorter than eval_batch joins the last chunk) and
+// returns the mean NLL and accuracy. InvalidArgument if eval_batch < 2 or
+// `data` has fewer than 2 samples. Shared by Evaluate and the CNN's
+// EvaluateCnn.
+absl::StatusOr<EvalResult> EvaluateInChunks(
+    const DenseDataset& data, int eval_batch,
+    const std::function<void(const Eigen::MatrixXf& x, Eigen::MatrixXf* log_probs)>& predict);
 
 // Evaluates on all of `data` in consecutive chunks of `eval_batch` samples
 // (a remainder shorter than eval_batch joins the last chunk). With batch
