@@ -3,16 +3,16 @@
 // the same run (issue 8: gRPC >= 0.5 of TCP).
 //
 // Why the real coordinator in-process: the slice, the service handlers
-// (server/grpc_services.cc FetchSlice/PushSlice), the codec
-// (common/slice_codec.h), the chunk size, the message limits and the
+// (server/grpc_services.cc SliceServiceImpl), the zero-copy codec
+// (common/slice_wire.h, common/slice_stream.h), the chunk size, the message limits and the
 // channel arguments (worker/worker_agent.h CoordinatorChannel) are all the
 // production ones. The bench submits a 784-4096-4096-10 S=2 job to a real
 // Coordinator served on 127.0.0.1:0, registers two workers, takes both
 // subnets of each round with GetTask and, for each, times
-//   fetch: FetchSlice stream -> SliceDecoder into a freshly shaped
-//          MlpParams (exactly what worker/worker_agent.cc does), and
-//   push:  EncodeSlice -> PushSlice stream -> the coordinator's decoder,
-//          checks and AcceptSlice, until the response arrives.
+//   fetch: SliceStreamClient::Fetch into a freshly shaped MlpParams
+//          (exactly what worker/worker_agent.cc does), and
+//   push:  SliceStreamClient::Push -> the coordinator's decoder, checks
+//          and AcceptSlice, until the response arrives.
 // Training is skipped: the fetched slice is pushed back unchanged. The slice
 // size is checked against SliceScalars of the coordinator's own round plan.
 //
@@ -47,6 +47,7 @@
 #include "common/mlp_model.h"
 #include "common/round_plan.h"
 #include "common/slice_codec.h"
+#include "common/slice_stream.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
@@ -177,39 +178,27 @@ struct Transfer {
   double push_seconds = 0;
 };
 
-// Fetches the tagged slice as worker/worker_agent.cc does and pushes it
-// straight back. Error on any failure or a rejected push.
-absl::StatusOr<Transfer> FetchAndPush(ist::rpc::WorkerService::Stub* stub,
+// Fetches the tagged slice as worker/worker_agent.cc does (the same
+// SliceStreamClient calls) and pushes it straight back. Error on any
+// failure or a rejected push.
+absl::StatusOr<Transfer> FetchAndPush(const ist::SliceStreamClient& slices,
                                       const std::string& worker_id, const ist::rpc::Task& task,
                                       int64_t push_chunk_bytes) {
   Transfer t;
   ist::MlpConfig shape;
   shape.layer_sizes.assign(task.subnet_layers().begin(), task.subnet_layers().end());
-  ist::MlpParams<float> slice;
+  auto slice = std::make_shared<ist::MlpParams<float>>();
   auto t0 = Clock::now();
-  slice.ResizeFor(shape);  // the worker shapes its buffers first: part of the fetch
+  slice->ShapeFor(shape);  // the worker shapes its buffers first: part of the fetch
   {
     ist::rpc::FetchSliceRequest request;
     request.set_worker_id(worker_id);
     *request.mutable_tag() = task.tag();
     grpc::ClientContext context;
     SetDeadline(&context, 60);
-    auto reader = stub->FetchSlice(&context, request);
-    ist::SliceDecoder decoder(&slice);
-    ist::rpc::SliceChunk chunk;
-    absl::Status decoded;
-    while (reader->Read(&chunk)) {
-      decoded = decoder.Add(chunk);
-      if (!decoded.ok()) {
-        context.TryCancel();
-        break;
-      }
-    }
-    const absl::Status finished = ist::FromGrpcStatus(reader->Finish());
-    if (!finished.ok()) return finished;
-    if (!decoded.ok()) return decoded;
-    if (absl::Status s = decoder.Finish(); !s.ok()) return s;
-    t.bytes = decoder.bytes_received();
+    absl::StatusOr<int64_t> received = slices.Fetch(&context, request, slice.get());
+    if (!received.ok()) return received.status();
+    t.bytes = *received;
   }
   t.fetch_seconds = Since(t0);
 
@@ -218,25 +207,11 @@ absl::StatusOr<Transfer> FetchAndPush(ist::rpc::WorkerService::Stub* stub,
   {
     grpc::ClientContext context;
     SetDeadline(&context, 60);
-    auto writer = stub->PushSlice(&context, &response);
-    ist::rpc::SliceHeader header;
-    ist::DescribeSlice(slice, task.tag(), &header);
-    ist::rpc::PushSliceChunk message;
-    message.set_worker_id(worker_id);
-    message.mutable_stats()->set_steps(task.spec().local_steps());
-    bool first = true;
-    ist::EncodeSlice(slice, header, push_chunk_bytes, [&](const ist::rpc::SliceChunk& chunk) {
-      if (!first) {
-        message.clear_worker_id();
-        message.clear_stats();
-      }
-      first = false;
-      *message.mutable_chunk() = chunk;
-      return writer->Write(message);
-    });
-    writer->WritesDone();
-    const absl::Status finished = ist::FromGrpcStatus(writer->Finish());
-    if (!finished.ok()) return finished;
+    ist::rpc::TrainStats stats;
+    stats.set_steps(task.spec().local_steps());
+    const absl::Status pushed = slices.Push(&context, worker_id, stats, std::move(slice),
+                                            task.tag(), push_chunk_bytes, &response);
+    if (!pushed.ok()) return pushed;
   }
   t.push_seconds = Since(t0);
   if (!response.accepted()) {
@@ -285,6 +260,7 @@ int Run() {
   options.data_dir = FLAGS_data_dir;
   ist::Coordinator coordinator(options);
   ist::WorkerServiceImpl service(&coordinator);
+  ist::SliceServiceImpl slice_service(&coordinator);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -294,6 +270,7 @@ int Run() {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.RegisterService(&service);
+  builder.RegisterService(&slice_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     std::fprintf(stderr, "cannot serve on 127.0.0.1\n");
@@ -305,6 +282,7 @@ int Run() {
     return 1;
   }
   auto stub = ist::rpc::WorkerService::NewStub(*channel);
+  const ist::SliceStreamClient slices(*channel);
 
   auto job = coordinator.SubmitJob(spec);
   if (!job.ok()) {
@@ -383,7 +361,7 @@ int Run() {
     const double grpc_cpu0 = ProcessCpuSeconds();
     tcp_cpu.push_back((grpc_cpu0 - tcp_cpu0) / (tcp_bytes / 1e9));
     for (int w = 0; w < FLAGS_subnets; ++w) {
-      auto t = FetchAndPush(stub.get(), workers[w], tasks[w], FLAGS_push_chunk_bytes);
+      auto t = FetchAndPush(slices, workers[w], tasks[w], FLAGS_push_chunk_bytes);
       if (!t.ok()) {
         std::fprintf(stderr, "rep %d: %s\n", rep, std::string(t.status().message()).c_str());
         return 1;

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace ist {
 
@@ -33,6 +34,14 @@ std::vector<TensorView> TensorViews(MlpParams<float>* p) {
   return views;
 }
 
+int64_t SliceBytes(const MlpParams<float>& params) {
+  int64_t total = 0;
+  for (const TensorView& v : TensorViews(const_cast<MlpParams<float>*>(&params))) {
+    total += v.bytes();
+  }
+  return total;
+}
+
 void DescribeSlice(const MlpParams<float>& params, const rpc::SliceTag& tag,
                    rpc::SliceHeader* header) {
   header->Clear();
@@ -48,46 +57,7 @@ void DescribeSlice(const MlpParams<float>& params, const rpc::SliceTag& tag,
   header->set_total_bytes(total);
 }
 
-bool EncodeSlice(const MlpParams<float>& params, const rpc::SliceHeader& header,
-                 int64_t chunk_bytes,
-                 const std::function<bool(const rpc::SliceChunk&)>& emit) {
-  // TensorViews needs a mutable object only to hand out pointers; nothing
-  // is written through them here.
-  std::vector<TensorView> views =
-      TensorViews(const_cast<MlpParams<float>*>(&params));
-  chunk_bytes = std::max<int64_t>(chunk_bytes, 4);
-  rpc::SliceChunk chunk;
-  *chunk.mutable_header() = header;
-  int64_t offset = 0;
-  std::string* data = chunk.mutable_data();
-  data->reserve(chunk_bytes);
-  bool first = true;
-  auto flush = [&]() {
-    chunk.set_offset(offset - static_cast<int64_t>(data->size()));
-    if (!emit(chunk)) return false;
-    if (first) {
-      chunk.clear_header();
-      first = false;
-    }
-    data->clear();
-    return true;
-  };
-  for (const TensorView& v : views) {
-    const char* src = reinterpret_cast<const char*>(v.data);
-    int64_t left = v.bytes();
-    while (left > 0) {
-      const int64_t n =
-          std::min<int64_t>(left, chunk_bytes - static_cast<int64_t>(data->size()));
-      data->append(src, n);
-      src += n;
-      left -= n;
-      offset += n;
-      if (static_cast<int64_t>(data->size()) == chunk_bytes && !flush()) return false;
-    }
-  }
-  if (!data->empty() || first) return flush();
-  return true;
-}
+// EncodeSlice is in slice_wire.cc, beside the chunking it shares.
 
 SliceDecoder::SliceDecoder(MlpParams<float>* out)
     : out_(out), views_(TensorViews(out)) {
@@ -97,6 +67,17 @@ SliceDecoder::SliceDecoder(MlpParams<float>* out)
 absl::Status SliceDecoder::Add(const rpc::SliceChunk& chunk) {
   return Add(chunk.has_header() ? &chunk.header() : nullptr, chunk.offset(),
              chunk.data());
+}
+
+absl::Status SliceDecoder::Add(const rpc::SliceHeader* header, int64_t offset,
+                               absl::Span<const absl::string_view> pieces) {
+  if (pieces.empty()) return Add(header, offset, absl::string_view());
+  for (absl::string_view piece : pieces) {
+    RETURN_IF_ERROR(Add(header, offset, piece));
+    header = nullptr;  // the first piece took it
+    offset += static_cast<int64_t>(piece.size());
+  }
+  return absl::OkStatus();
 }
 
 absl::Status SliceDecoder::Add(const rpc::SliceHeader* header, int64_t offset,

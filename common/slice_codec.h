@@ -17,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "common/mlp_model.h"
 #include "proto/tensor.pb.h"
 
@@ -37,13 +38,18 @@ struct TensorView {
 // The tensors of `params` in canonical order (pointers into `params`).
 std::vector<TensorView> TensorViews(MlpParams<float>* params);
 
+// Payload bytes of `params`: 4 x its number of floats.
+int64_t SliceBytes(const MlpParams<float>& params);
+
 // Fills `header` with `tag`, the tensors' names and shapes, and the payload
 // size.
 void DescribeSlice(const MlpParams<float>& params, const rpc::SliceTag& tag,
                    rpc::SliceHeader* header);
 
 // Emits `params` as chunks of at most `chunk_bytes` payload; the first chunk
-// carries `header` (see DescribeSlice). Stops and returns false as soon as
+// carries `header` (see DescribeSlice). Copies the payload into each
+// message; the gRPC hot path sends PlanSliceChunks' views instead
+// (slice_wire.h, slice_stream.h). Stops and returns false as soon as
 // `emit` returns false (e.g. the stream broke).
 bool EncodeSlice(const MlpParams<float>& params, const rpc::SliceHeader& header,
                  int64_t chunk_bytes,
@@ -67,6 +73,11 @@ class SliceDecoder {
   // Same as Add for a chunk given as its parts (no copy of `data`).
   absl::Status Add(const rpc::SliceHeader* header, int64_t offset,
                    absl::string_view data);
+
+  // Same for a chunk whose payload is the concatenation of `pieces`
+  // (SliceChunkIn, slice_wire.h).
+  absl::Status Add(const rpc::SliceHeader* header, int64_t offset,
+                   absl::Span<const absl::string_view> pieces);
 
   // OK when every byte arrived and every value is finite; otherwise
   // InvalidArgument ("slice incomplete: 100 of 400 bytes", "slice has NaN or

@@ -50,39 +50,56 @@ grpc::Status WorkerServiceImpl::GetTask(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::FetchSlice(grpc::ServerContext* context,
-                                           const rpc::FetchSliceRequest* request,
-                                           grpc::ServerWriter<rpc::SliceChunk>* writer) {
+grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
+                                          const rpc::HeartbeatRequest* request,
+                                          rpc::HeartbeatResponse* response) {
+  response->set_known(coordinator_->Heartbeat(*request));
+  return grpc::Status::OK;
+}
+
+grpc::Status SliceServiceImpl::FetchSlice(grpc::ServerContext* context,
+                                          const rpc::FetchSliceRequest* request,
+                                          grpc::ServerWriter<SliceChunkOut>* writer) {
   const double cpu_start = ThreadCpuSeconds();
   auto slice = coordinator_->FetchSlice(request->worker_id(), request->tag());
   if (!slice.ok()) return ToGrpcStatus(slice.status());
   rpc::SliceHeader header;
   DescribeSlice((*slice)->params, request->tag(), &header);
-  const bool sent = EncodeSlice((*slice)->params, header, kDefaultChunkBytes,
-                                [&](const rpc::SliceChunk& chunk) {
-                                  return !context->IsCancelled() && writer->Write(chunk);
-                                });
+  // The chunks point into the slice and share its ownership: gRPC may hold
+  // them after this call returns, and the coordinator may drop its copy.
+  bool sent = true;
+  for (const SliceChunkOut& chunk :
+       PlanSliceChunks((*slice)->params, &header, kDefaultChunkBytes, *slice)) {
+    if (context->IsCancelled() || !writer->Write(chunk)) {
+      sent = false;
+      break;
+    }
+  }
   coordinator_->CountCodecSeconds(request->tag(), ThreadCpuSeconds() - cpu_start);
   if (!sent) return grpc::Status(grpc::StatusCode::CANCELLED, "slice stream broken");
   coordinator_->CountBytesSent(request->tag(), header.total_bytes());
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::PushSlice(grpc::ServerContext* context,
-                                          grpc::ServerReader<rpc::PushSliceChunk>* reader,
-                                          rpc::PushSliceResponse* response) {
+grpc::Status SliceServiceImpl::PushSlice(grpc::ServerContext* context,
+                                         grpc::ServerReader<PushSliceChunkIn>* reader,
+                                         rpc::PushSliceResponse* response) {
   const double cpu_start = ThreadCpuSeconds();
-  rpc::PushSliceChunk message;
+  PushSliceChunkIn message;
   if (!reader->Read(&message)) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty slice stream");
   }
-  if (!message.chunk().has_header()) {
+  if (!message.parse_status.ok()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        std::string(message.parse_status.message()));
+  }
+  if (!message.chunk.has_header) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "first slice chunk carries no header");
   }
-  const std::string worker_id = message.worker_id();
-  const rpc::TrainStats stats = message.stats();
-  const rpc::SliceTag tag = message.chunk().header().tag();
+  const std::string worker_id = message.worker_id;
+  const rpc::TrainStats stats = message.stats;
+  const rpc::SliceTag tag = message.chunk.header.tag();
   // Check the tag before reading megabytes: a stale push is dropped at once.
   auto shape = coordinator_->ExpectedSliceShape(worker_id, tag);
   if (!shape.ok()) {
@@ -93,8 +110,9 @@ grpc::Status WorkerServiceImpl::PushSlice(grpc::ServerContext* context,
   MlpParams<float> slice;
   slice.ShapeFor(*shape);  // no zero fill: the decoder must write every byte
   SliceDecoder decoder(&slice);
-  absl::Status status = decoder.Add(message.chunk());
-  while (status.ok() && reader->Read(&message)) status = decoder.Add(message.chunk());
+  absl::Status status = DecodeChunk(message.chunk, &decoder);
+  while (status.ok() && reader->Read(&message)) status = DecodeChunk(message.chunk, &decoder);
+  message.Clear();  // release the last chunk's receive buffers
   if (status.ok()) status = decoder.Finish();
   // Before AcceptSlice: the last accepted slice may close the round.
   coordinator_->CountCodecSeconds(tag, ThreadCpuSeconds() - cpu_start);
@@ -107,13 +125,6 @@ grpc::Status WorkerServiceImpl::PushSlice(grpc::ServerContext* context,
   status = coordinator_->AcceptSlice(worker_id, tag, stats, std::move(slice));
   response->set_accepted(status.ok());
   if (!status.ok()) response->set_reason(std::string(status.message()));
-  return grpc::Status::OK;
-}
-
-grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
-                                          const rpc::HeartbeatRequest* request,
-                                          rpc::HeartbeatResponse* response) {
-  response->set_known(coordinator_->Heartbeat(*request));
   return grpc::Status::OK;
 }
 

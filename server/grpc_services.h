@@ -1,9 +1,10 @@
-// gRPC adapters over Coordinator: the worker service and the job API. They
-// translate messages and statuses and move slice bytes; all decisions are
-// the Coordinator's.
+// gRPC adapters over Coordinator: the worker service, its slice streams
+// and the job API. They translate messages and statuses and move slice
+// bytes; all decisions are the Coordinator's.
 #ifndef IST_SERVER_GRPC_SERVICES_H_
 #define IST_SERVER_GRPC_SERVICES_H_
 
+#include "common/slice_stream.h"
 #include "proto/job.grpc.pb.h"
 #include "proto/worker_service.grpc.pb.h"
 #include "server/coordinator.h"
@@ -22,13 +23,24 @@ class WorkerServiceImpl final : public rpc::WorkerService::Service {
                               rpc::RegisterWorkerResponse* response) override;
   grpc::Status GetTask(grpc::ServerContext* context, const rpc::GetTaskRequest* request,
                        rpc::GetTaskResponse* response) override;
-  grpc::Status FetchSlice(grpc::ServerContext* context, const rpc::FetchSliceRequest* request,
-                          grpc::ServerWriter<rpc::SliceChunk>* writer) override;
-  grpc::Status PushSlice(grpc::ServerContext* context,
-                         grpc::ServerReader<rpc::PushSliceChunk>* reader,
-                         rpc::PushSliceResponse* response) override;
   grpc::Status Heartbeat(grpc::ServerContext* context, const rpc::HeartbeatRequest* request,
                          rpc::HeartbeatResponse* response) override;
+
+ private:
+  Coordinator* coordinator_;
+};
+
+// SliceService: the slices go out and come back through the zero-copy
+// messages of common/slice_stream.h. Register it beside WorkerServiceImpl.
+class SliceServiceImpl final : public SliceServiceBase {
+ public:
+  explicit SliceServiceImpl(Coordinator* coordinator) : coordinator_(coordinator) {}
+
+  grpc::Status FetchSlice(grpc::ServerContext* context, const rpc::FetchSliceRequest* request,
+                          grpc::ServerWriter<SliceChunkOut>* writer) override;
+  grpc::Status PushSlice(grpc::ServerContext* context,
+                         grpc::ServerReader<PushSliceChunkIn>* reader,
+                         rpc::PushSliceResponse* response) override;
 
  private:
   Coordinator* coordinator_;

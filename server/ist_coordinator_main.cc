@@ -157,6 +157,7 @@ int main(int argc, char** argv) {
     }
   }
   ist::WorkerServiceImpl worker_service(coordinator.get());
+  ist::SliceServiceImpl slice_service(coordinator.get());
   ist::JobServiceImpl job_service(coordinator.get());
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -172,6 +173,7 @@ int main(int argc, char** argv) {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.RegisterService(&worker_service);
+  builder.RegisterService(&slice_service);
   builder.RegisterService(&job_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {

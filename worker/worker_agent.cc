@@ -43,7 +43,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CoordinatorChannel(
 }
 
 WorkerAgent::WorkerAgent(WorkerOptions options, std::shared_ptr<grpc::Channel> channel)
-    : options_(std::move(options)), stub_(rpc::WorkerService::NewStub(channel)) {}
+    : options_(std::move(options)), stub_(rpc::WorkerService::NewStub(channel)), slices_(channel) {}
 
 absl::Status WorkerAgent::Register() {
   rpc::RegisterWorkerRequest request;
@@ -121,67 +121,42 @@ absl::Status WorkerAgent::DoTask(const rpc::Task& task) {
     shards_job_ = tag.job_id();
   }
 
-  // Fetch: decode straight into parameters shaped as the task says.
-  MlpParams<float> slice;
-  slice.ResizeFor(subnet_config);
+  // Fetch: decode straight into parameters shaped as the task says (no
+  // zero fill: the decoder writes every byte or the fetch fails).
+  auto slice = std::make_shared<MlpParams<float>>();
+  slice->ShapeFor(subnet_config);
   {
     rpc::FetchSliceRequest request;
     request.set_worker_id(worker_id_);
     *request.mutable_tag() = tag;
     grpc::ClientContext context;
     SetDeadline(&context, task_timeout);
-    auto reader = stub_->FetchSlice(&context, request);
-    SliceDecoder decoder(&slice);
-    rpc::SliceChunk chunk;
-    absl::Status decoded;
-    while (reader->Read(&chunk)) {
-      decoded = decoder.Add(chunk);
-      if (!decoded.ok()) {
-        context.TryCancel();
-        break;
-      }
-    }
-    RETURN_IF_ERROR(FromGrpcStatus(reader->Finish()));
-    RETURN_IF_ERROR(decoded);
-    RETURN_IF_ERROR(decoder.Finish());
-    bytes_received_ += decoder.bytes_received();
+    ASSIGN_OR_RETURN(const int64_t received, slices_.Fetch(&context, request, slice.get()));
+    bytes_received_ += received;
   }
 
   const auto t0 = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(LocalTrainResult result,
                    RunSubnetTask(config, subnet_config, *train, *shards_, tag.round(),
-                                 tag.subnet(), &slice));
+                                 tag.subnet(), slice.get()));
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   train_seconds_.store(train_seconds_.load() + seconds);  // only this thread writes
   if (result.steps_run > 0) last_step_seconds_.store(seconds / result.steps_run);
 
-  // Push.
+  // Push: the chunks point into `slice`, which gRPC holds until it is done.
   rpc::PushSliceResponse response;
   {
     grpc::ClientContext context;
     SetDeadline(&context, task_timeout);
-    auto writer = stub_->PushSlice(&context, &response);
-    rpc::SliceHeader header;
-    DescribeSlice(slice, tag, &header);
-    rpc::PushSliceChunk message;
-    message.set_worker_id(worker_id_);
-    message.mutable_stats()->set_steps(result.steps_run);
-    message.mutable_stats()->set_mean_loss(result.mean_loss);
-    message.mutable_stats()->set_train_seconds(seconds);
-    bool first = true;
-    EncodeSlice(slice, header, options_.chunk_bytes, [&](const rpc::SliceChunk& chunk) {
-      if (!first) {
-        message.clear_worker_id();
-        message.clear_stats();
-      }
-      first = false;
-      *message.mutable_chunk() = chunk;
-      return writer->Write(message);
-    });
-    writer->WritesDone();
-    RETURN_IF_ERROR(FromGrpcStatus(writer->Finish()));
-    bytes_sent_ += header.total_bytes();
+    rpc::TrainStats stats;
+    stats.set_steps(result.steps_run);
+    stats.set_mean_loss(result.mean_loss);
+    stats.set_train_seconds(seconds);
+    const int64_t bytes = SliceBytes(*slice);
+    RETURN_IF_ERROR(slices_.Push(&context, worker_id_, stats, std::move(slice), tag,
+                                 options_.chunk_bytes, &response));
+    bytes_sent_ += bytes;
   }
   if (response.accepted()) {
     VLOG(1) << SliceTagString(tag) << ": trained " << result.steps_run << " steps in " << seconds

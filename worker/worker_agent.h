@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "common/dataset.h"
 #include "common/security.h"
+#include "common/slice_stream.h"
 #include "proto/worker_service.grpc.pb.h"
 #include "worker/subnet_task.h"
 
@@ -71,6 +72,7 @@ class WorkerAgent {
 
   const WorkerOptions options_;
   std::unique_ptr<rpc::WorkerService::Stub> stub_;
+  SliceStreamClient slices_;  // FetchSlice and PushSlice, zero-copy
   std::string worker_id_;
   absl::Duration heartbeat_interval_ = absl::Seconds(2);
   std::map<std::string, std::shared_ptr<const DenseDataset>> datasets_;

@@ -74,17 +74,18 @@ LIBS=(-lprotobuf
       -labsl_log_severity
       -lz -lopenblas -lpthread)
 
-# Only the messages are needed (no gRPC stubs); job.proto imports tensor.proto.
-/usr/bin/protoc -I. "--cpp_out=$GEN" proto/tensor.proto proto/job.proto
+# Only the messages are needed (no gRPC stubs); job.proto imports tensor.proto,
+# worker_service.proto (for slice_wire.cc's PushSliceChunk) both.
+/usr/bin/protoc -I. "--cpp_out=$GEN" proto/tensor.proto proto/job.proto proto/worker_service.proto
 
 # model_file.cc reads a job's model from its spec (job_spec.cc), which
 # brings the data set registry and the ResNet job code with it.
 LIB_SRCS=(common/idx_reader.cc common/csv_reader.cc common/libsvm_reader.cc
-          common/mlp_model.cc common/slice_codec.cc common/model_file.cc
+          common/mlp_model.cc common/slice_codec.cc common/slice_wire.cc common/model_file.cc
           common/job_spec.cc common/job_config.cc common/dataset_registry.cc
           common/image_dir_reader.cc common/cnn_job.cc common/cnn_subnet.cc
           common/cnn_model.cc common/subnet.cc
-          "$GEN/proto/tensor.pb.cc" "$GEN/proto/job.pb.cc")
+          "$GEN/proto/tensor.pb.cc" "$GEN/proto/job.pb.cc" "$GEN/proto/worker_service.pb.cc")
 
 # Object cache key: compiler, flags, library versions and every project
 # header the sources can include; plus each source's own contents.

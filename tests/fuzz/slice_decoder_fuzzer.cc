@@ -1,13 +1,20 @@
-// libFuzzer target: ist::SliceDecoder fed a sequence of serialized
-// rpc::SliceChunk messages (framing in fuzz_common.h) for parameters shaped
-// for a fixed 5-4-3-2 subnet, then Finish(). Chunks keep coming after an
-// error: a decoder must stay safe even if a caller ignores one.
+// libFuzzer target: the slice receive path. A sequence of chunk messages
+// (framing in fuzz_common.h), each parsed by the hand-written wire parser
+// the daemons use (common/slice_wire.h), both as a SliceChunk and nested in
+// a PushSliceChunk, from pieces split where the input says, then fed to a
+// SliceDecoder for parameters shaped for a fixed 5-4-3-2 subnet, then
+// Finish(). Chunks keep coming after an error: a decoder must stay safe
+// even if a caller ignores one. Where both the hand-written parser and
+// protobuf's accept a message, they must agree on every field.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
+#include <vector>
 
 #include "common/slice_codec.h"
+#include "common/slice_wire.h"
 #include "google/protobuf/stubs/logging.h"
 #include "proto/tensor.pb.h"
 #include "tests/fuzz/fuzz_common.h"
@@ -18,11 +25,28 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   return 0;
 }
 
+namespace {
+
+std::string Concat(const std::vector<absl::string_view>& pieces) {
+  std::string s;
+  for (absl::string_view p : pieces) s.append(p.data(), p.size());
+  return s;
+}
+
+bool SameChunk(const ist::SliceChunkIn& a, const ist::SliceChunkIn& b) {
+  return a.has_header == b.has_header &&
+         a.header.SerializeAsString() == b.header.SerializeAsString() && a.offset == b.offset &&
+         Concat(a.payload) == Concat(b.payload);
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   const bool running = (data[0] & 1) != 0;
+  const size_t piece_size = 1 + (data[0] >> 1);  // where the wire splits
   ist::MlpParams<float> params;
-  params.ResizeFor(ist::fuzz::SliceFuzzConfig(running));
+  params.ShapeFor(ist::fuzz::SliceFuzzConfig(running));
   const int64_t total = params.NumScalars() * 4;
   ist::SliceDecoder decoder(&params);
   size_t pos = 1;
@@ -32,11 +56,36 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       len |= uint32_t{data[pos]} << (8 * i);
     }
     const size_t n = std::min<size_t>(len, size - pos);
-    ist::rpc::SliceChunk chunk;
-    const bool parsed = chunk.ParseFromArray(data + pos, static_cast<int>(n));
+    const std::string bytes(reinterpret_cast<const char*>(data + pos), n);
     pos += n;
-    if (!parsed) continue;
-    (void)decoder.Add(chunk);
+    std::vector<absl::string_view> wire;
+    for (size_t i = 0; i < bytes.size(); i += piece_size) {
+      wire.push_back(absl::string_view(bytes).substr(i, piece_size));
+    }
+    ist::SliceChunkIn chunk;
+    chunk.parse_status = ist::ParseSliceChunk(wire, &chunk);
+
+    // The same bytes as PushSliceChunk.chunk must parse the same.
+    std::string push = "\x1a";
+    for (uint64_t v = n; ; v >>= 7) {
+      push.push_back(static_cast<char>(v < 0x80 ? v : (v | 0x80)));
+      if (v < 0x80) break;
+    }
+    push += bytes;
+    ist::PushSliceChunkIn nested;
+    const absl::Status nested_status = ist::ParsePushSliceChunk({push}, &nested);
+    if (nested_status.ok() != chunk.parse_status.ok()) abort();
+    if (nested_status.ok() && !SameChunk(nested.chunk, chunk)) abort();
+
+    ist::rpc::SliceChunk proto;
+    if (chunk.parse_status.ok() && proto.ParseFromString(bytes)) {
+      if (proto.has_header() != chunk.has_header || proto.offset() != chunk.offset ||
+          proto.data() != Concat(chunk.payload) ||
+          proto.header().SerializeAsString() != chunk.header.SerializeAsString()) {
+        abort();
+      }
+    }
+    (void)ist::DecodeChunk(chunk, &decoder);
     if (decoder.bytes_received() < 0 || decoder.bytes_received() > total) abort();
   }
   const absl::Status s = decoder.Finish();
