@@ -2,6 +2,8 @@
 // worker processes on 127.0.0.1 must equal the one-process CNN engine
 // (worker/cnn_ist_engine.h) bit for bit after every round, in all three
 // modes, with the bytes on the wire those of the CNN slices.
+#include <signal.h>
+
 #include <chrono>
 #include <map>
 #include <string>
@@ -140,6 +142,54 @@ TEST_P(CnnDistributedTest, EveryRoundEqualsTheOneProcessCnnEngine) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, CnnDistributedTest,
                          testing::Values("ist", "local_sgd", "data_parallel"));
+
+// A ResNet job survives a coordinator killed mid-job: the restarted
+// coordinator resumes from the checkpoint (a tensor-list model file) and
+// the job ends with exactly the one-process engine's model.
+TEST(CnnRestartTest, KilledCoordinatorResumesAndEndsExactly) {
+  SetComputeThreads(1);
+  const std::string dir = absl::StrCat(TestTmpDir(), "/cnn-ckpt");
+  auto cluster = LocalCluster::Start(
+      {"--checkpoint_dir=" + dir, "--checkpoint_every_rounds=2", "--worker_timeout_s=2"});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE((*cluster)->AddWorker().ok());
+  rpc::JobSpec spec = ResNetSpec("ist");
+  spec.set_rounds(14);
+  spec.set_eval_every(1000);  // only the last round
+  auto job_id = (*cluster)->Submit(spec);
+  ASSERT_TRUE(job_id.ok()) << job_id.status();
+  ASSERT_TRUE((*cluster)->WaitForRound(*job_id, 3, 120).ok());
+  (*cluster)->StopCoordinator(SIGKILL);
+  auto before = (*cluster)->GetJob(*job_id);
+  EXPECT_FALSE(before.ok());  // nobody serves the job API now
+
+  ASSERT_TRUE((*cluster)->RestartCoordinator().ok());
+  auto resumed = (*cluster)->GetJob(*job_id);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_GE(resumed->progress().round(), 2);  // the checkpoint's round or later
+  ASSERT_LT(resumed->progress().round(), spec.rounds()) << "the job ended before the kill";
+  auto status = (*cluster)->WaitForJob(*job_id, 240);
+  ASSERT_TRUE(status.ok()) << status.status();
+  ASSERT_EQ(status->progress().state(), rpc::SUCCEEDED) << status->progress().error();
+  ASSERT_EQ(status->progress().round(), spec.rounds());
+
+  auto config = TrainingConfigFromSpec(WithDefaults(spec));
+  ASSERT_TRUE(config.ok()) << config.status();
+  const CnnTrainingConfig job = CnnJobOf(*config);
+  auto train = LoadDataset("fashion-mnist", DataDir(), true);
+  ASSERT_TRUE(train.ok()) << train.status();
+  auto engine = LocalCnnEngine::Create(job, &*train);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  for (int64_t r = 0; r < spec.rounds(); ++r) ASSERT_TRUE((*engine)->RunRound().ok());
+  EXPECT_EQ(status->progress().model_fingerprint(), Fingerprint((*engine)->model()));
+  auto bytes = (*cluster)->ExportModelBytes(*job_id);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  auto exported = DecodeModelFile(*bytes, *job_id);
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  MlpParams<float> packed;
+  PackCnnParams((*engine)->model(), &packed);
+  EXPECT_TRUE(IdenticalParams(exported->params, packed));
+}
 
 TEST(CnnJobSpecTest, BadResNetSpecsNameTheField) {
   rpc::JobSpec spec = WithDefaults(ResNetSpec("ist"));
