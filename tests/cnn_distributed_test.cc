@@ -81,6 +81,18 @@ uint64_t Fingerprint(const CnnParams<float>& cnn) {
   return ParamsFingerprint(packed);
 }
 
+// The job's exported model file holds exactly `model`'s tensors.
+void ExpectExportedModelIs(LocalCluster* cluster, const std::string& job_id,
+                           const CnnParams<float>& model) {
+  auto bytes = cluster->ExportModelBytes(job_id);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  auto exported = DecodeModelFile(*bytes, job_id);
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  MlpParams<float> packed;
+  PackCnnParams(model, &packed);
+  EXPECT_TRUE(IdenticalParams(exported->params, packed));
+}
+
 class CnnDistributedTest : public testing::TestWithParam<std::string> {};
 
 TEST_P(CnnDistributedTest, EveryRoundEqualsTheOneProcessCnnEngine) {
@@ -122,13 +134,7 @@ TEST_P(CnnDistributedTest, EveryRoundEqualsTheOneProcessCnnEngine) {
     }
   }
   // The exported model file holds the same tensors.
-  auto bytes = (*cluster)->ExportModelBytes(*job_id);
-  ASSERT_TRUE(bytes.ok()) << bytes.status();
-  auto exported = DecodeModelFile(*bytes, *job_id);
-  ASSERT_TRUE(exported.ok()) << exported.status();
-  MlpParams<float> packed;
-  PackCnnParams((*engine)->model(), &packed);
-  EXPECT_TRUE(IdenticalParams(exported->params, packed));
+  ExpectExportedModelIs(cluster->get(), *job_id, (*engine)->model());
   EXPECT_EQ(run.last.eval_round(), spec.rounds());
   // The coordinator's evaluation is the CNN's (a few rounds of a tiny net
   // are barely above chance, so compare values, not a threshold).
@@ -182,13 +188,7 @@ TEST(CnnRestartTest, KilledCoordinatorResumesAndEndsExactly) {
   ASSERT_TRUE(engine.ok()) << engine.status();
   for (int64_t r = 0; r < spec.rounds(); ++r) ASSERT_TRUE((*engine)->RunRound().ok());
   EXPECT_EQ(status->progress().model_fingerprint(), Fingerprint((*engine)->model()));
-  auto bytes = (*cluster)->ExportModelBytes(*job_id);
-  ASSERT_TRUE(bytes.ok()) << bytes.status();
-  auto exported = DecodeModelFile(*bytes, *job_id);
-  ASSERT_TRUE(exported.ok()) << exported.status();
-  MlpParams<float> packed;
-  PackCnnParams((*engine)->model(), &packed);
-  EXPECT_TRUE(IdenticalParams(exported->params, packed));
+  ExpectExportedModelIs(cluster->get(), *job_id, (*engine)->model());
 }
 
 TEST(CnnJobSpecTest, BadResNetSpecsNameTheField) {
