@@ -27,12 +27,6 @@ namespace {
 
 using testing::HasSubstr;
 
-std::string DataDir() {
-  const char* runfiles = std::getenv("TEST_SRCDIR");
-  return runfiles == nullptr ? std::string("/usr/share/datasets")
-                             : std::string(runfiles) + "/system/share/datasets";
-}
-
 rpc::JobSpec ResNetSpec(const std::string& mode) {
   rpc::JobSpec spec;
   spec.set_model("resnet");
@@ -52,27 +46,6 @@ rpc::JobSpec ResNetSpec(const std::string& mode) {
   spec.set_seed(77);
   spec.set_eval_every(2);
   return spec;
-}
-
-struct WatchedRun {
-  std::map<int64_t, rpc::JobProgress> rounds;
-  rpc::JobProgress last;
-};
-
-WatchedRun Watch(LocalCluster* cluster, const std::string& job_id) {
-  WatchedRun run;
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(240));
-  rpc::WatchJobRequest request;
-  request.set_job_id(job_id);
-  auto reader = cluster->jobs()->WatchJob(&context, request);
-  rpc::JobProgress p;
-  while (reader->Read(&p)) {
-    run.rounds[p.round()] = p;
-    run.last = p;
-  }
-  EXPECT_TRUE(reader->Finish().ok());
-  return run;
 }
 
 uint64_t Fingerprint(const CnnParams<float>& cnn) {
@@ -104,7 +77,9 @@ TEST_P(CnnDistributedTest, EveryRoundEqualsTheOneProcessCnnEngine) {
   const rpc::JobSpec spec = ResNetSpec(mode);
   auto job_id = (*cluster)->Submit(spec);
   ASSERT_TRUE(job_id.ok()) << job_id.status();
-  const WatchedRun run = Watch(cluster->get(), *job_id);
+  auto watched = (*cluster)->Watch(*job_id, 240);
+  ASSERT_TRUE(watched.ok()) << watched.status();
+  const WatchedRun& run = *watched;
   ASSERT_EQ(run.last.state(), rpc::SUCCEEDED) << run.last.error();
   ASSERT_EQ(run.last.round(), spec.rounds());
 

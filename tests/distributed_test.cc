@@ -48,28 +48,6 @@ absl::StatusOr<ModelFile> Export(LocalCluster* cluster, const std::string& job_i
   return DecodeModelFile(*bytes, job_id);
 }
 
-// Runs the job distributed, collecting the progress of every round seen.
-struct WatchedRun {
-  std::map<int64_t, rpc::JobProgress> rounds;
-  rpc::JobProgress last;
-};
-
-WatchedRun Watch(LocalCluster* cluster, const std::string& job_id) {
-  WatchedRun run;
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(240));
-  rpc::WatchJobRequest request;
-  request.set_job_id(job_id);
-  auto reader = cluster->jobs()->WatchJob(&context, request);
-  rpc::JobProgress p;
-  while (reader->Read(&p)) {
-    run.rounds[p.round()] = p;
-    run.last = p;
-  }
-  EXPECT_TRUE(reader->Finish().ok());
-  return run;
-}
-
 struct ModeCase {
   std::string mode;
   int workers;
@@ -94,7 +72,9 @@ TEST_P(DistributedIstTest, EveryRoundEqualsTheOneProcessEngine) {
   }
   auto job_id = Submit(cluster->get(), spec);
   ASSERT_TRUE(job_id.ok()) << job_id.status();
-  const WatchedRun run = Watch(cluster->get(), *job_id);
+  auto watched = (*cluster)->Watch(*job_id, 240);
+  ASSERT_TRUE(watched.ok()) << watched.status();
+  const WatchedRun& run = *watched;
   ASSERT_EQ(run.last.state(), rpc::SUCCEEDED) << run.last.error();
   ASSERT_EQ(run.last.round(), spec.rounds());
 

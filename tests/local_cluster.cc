@@ -292,6 +292,26 @@ absl::StatusOr<rpc::JobStatus> LocalCluster::WaitForRound(const std::string& job
                                                   " in ", timeout_s, " s"));
 }
 
+absl::StatusOr<WatchedRun> LocalCluster::Watch(const std::string& job_id, int timeout_s) {
+  WatchedRun run;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_s));
+  rpc::WatchJobRequest request;
+  request.set_job_id(job_id);
+  auto reader = jobs_->WatchJob(&context, request);
+  rpc::JobProgress p;
+  while (reader->Read(&p)) {
+    run.rounds[p.round()] = p;
+    run.last = p;
+  }
+  const grpc::Status finished = reader->Finish();
+  if (!finished.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(finished.error_code()),
+                        absl::StrCat("WatchJob ", job_id, ": ", finished.error_message()));
+  }
+  return run;
+}
+
 absl::StatusOr<rpc::JobStatus> LocalCluster::WaitForJob(const std::string& job_id,
                                                         int timeout_s) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,6 +61,13 @@ std::string RunfilePath(const std::string& relative);
 // Directory of the Fashion-MNIST files' parent ("datasets") in runfiles.
 std::string DataDir();
 
+// What WatchJob streamed for one job: the progress of every round seen
+// and the last message.
+struct WatchedRun {
+  std::map<int64_t, rpc::JobProgress> rounds;
+  rpc::JobProgress last;
+};
+
 class LocalCluster {
  public:
   // Starts the coordinator on a free loopback port and waits until it
@@ -90,6 +98,9 @@ class LocalCluster {
   // (or ended); returns its status then.
   absl::StatusOr<rpc::JobStatus> WaitForRound(const std::string& job_id, int64_t round,
                                               int timeout_s);
+
+  // Follows the job with WatchJob until it ends (at most `timeout_s`).
+  absl::StatusOr<WatchedRun> Watch(const std::string& job_id, int timeout_s);
 
   // Waits (at most `timeout_s`) for the job to end; returns its last status.
   absl::StatusOr<rpc::JobStatus> WaitForJob(const std::string& job_id, int timeout_s);
