@@ -26,38 +26,14 @@
 # for bench/run_all.sh. Set IST_NO_BUILD=1 to skip the bazel build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
 ROUNDS=${IST_SHARE_ROUNDS:-12}
 OUT=$(mktemp -d /tmp/ist-share.XXXXXX)
 
-if [ "${IST_NO_BUILD:-0}" != 1 ]; then
-  bazel build -c opt //server:ist_coordinator //worker:ist_worker //cli:istctl 2>&1 | tail -n 1
-fi
-# Not bazel-bin: that link follows whichever configuration was built last.
-BIN="$ROOT/bazel-out/k8-opt/bin"
-
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-}
-trap cleanup EXIT
-
-"$BIN/server/ist_coordinator" --listen=127.0.0.1:0 --port_file="$OUT/port" --threads=1 \
-  >"$OUT/coordinator.log" 2>&1 &
-CPID=$!
-PIDS+=($CPID)
-for _ in $(seq 200); do [ -s "$OUT/port" ] && break; sleep 0.1; done
-[ -s "$OUT/port" ] || { echo "coordinator_share: coordinator did not start ($OUT)" >&2; exit 1; }
-ADDR="127.0.0.1:$(cat "$OUT/port")"
-for i in 1 2; do
-  "$BIN/worker/ist_worker" --coordinator="$ADDR" --threads=1 --name="share-$i" \
-    >"$OUT/worker-$i.log" 2>&1 &
-  PIDS+=($!)
-done
+# shellcheck source=bench/daemons_lib.sh
+. bench/daemons_lib.sh
+ist_build_daemons
+trap ist_stop_daemons EXIT
+ist_start_daemons share "$OUT" 2
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICKS=$(getconf CLK_TCK)

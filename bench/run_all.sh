@@ -79,9 +79,9 @@ else fail_row "slice transfer S=2 (gRPC vs TCP)" ">= 0.5"; FAILED=1; fi
 f="$OUT/merge.txt"
 for S in 2 4; do
   if [ -n "$(kv "$f" merge_S$S ratio)" ]; then
-    row "plan+extract+merge S=$S" "$(kv "$f" merge_S$S ist_ms) ms" "$(kv "$f" merge_S$S memcpy_ms) ms memcpy" \
+    row "plan+merge+extract (fused) S=$S" "$(kv "$f" merge_S$S ist_ms) ms" "$(kv "$f" merge_S$S memcpy_ms) ms memcpy" \
       "$(kv "$f" merge_S$S ratio)" "<= 3" "$(kv "$f" merge_S$S met)"
-  else fail_row "plan+extract+merge S=$S" "<= 3"; FAILED=1; fi
+  else fail_row "plan+merge+extract (fused) S=$S" "<= 3"; FAILED=1; fi
 done
 
 f="$OUT/coordinator_share.txt"

@@ -136,4 +136,24 @@ absl::Status MergeSlices(const IstTrainingConfig& config, const RoundPlan& plan,
   return absl::OkStatus();
 }
 
+absl::Status MergeThenExtractSlices(const IstTrainingConfig& config, const RoundPlan& plan,
+                                    const std::vector<const MlpParams<float>*>& trained,
+                                    const RoundPlan& next_plan,
+                                    const std::vector<MlpParams<float>*>& next,
+                                    MlpParams<float>* full) {
+  if (static_cast<int>(next.size()) != next_plan.num_slices) {
+    return absl::InvalidArgumentError(absl::StrCat("extract: got ", next.size(),
+                                                   " slices, the round has ",
+                                                   next_plan.num_slices));
+  }
+  if (!config.cnn.has_value() && plan.mode == TrainingMode::kIst &&
+      next_plan.mode == TrainingMode::kIst) {
+    return MergeThenExtract(config.model, plan.partition, trained, next_plan.partition, next,
+                            full);
+  }
+  RETURN_IF_ERROR(MergeSlices(config, plan, trained, full));
+  for (int s = 0; s < next_plan.num_slices; ++s) ExtractSlice(config, next_plan, *full, s, next[s]);
+  return absl::OkStatus();
+}
+
 }  // namespace ist

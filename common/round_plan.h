@@ -62,6 +62,17 @@ absl::Status MergeSlices(const IstTrainingConfig& config, const RoundPlan& plan,
                          const std::vector<const MlpParams<float>*>& trained,
                          MlpParams<float>* full);
 
+// MergeSlices(plan, trained, full) and then ExtractSlice(next_plan, s,
+// next[s]) for every slice of the next round, with the same results. For
+// MLP IST the hidden-to-hidden matrices are visited once for both
+// (MergeThenExtract, common/subnet.h); other models and modes run the two
+// steps one after the other. On error nothing is touched.
+absl::Status MergeThenExtractSlices(const IstTrainingConfig& config, const RoundPlan& plan,
+                                    const std::vector<const MlpParams<float>*>& trained,
+                                    const RoundPlan& next_plan,
+                                    const std::vector<MlpParams<float>*>& next,
+                                    MlpParams<float>* full);
+
 }  // namespace ist
 
 #endif  // IST_COMMON_ROUND_PLAN_H_

@@ -148,14 +148,23 @@ MlpConfig SubnetConfig(const MlpConfig& full, const SubnetPartition& p,
   return sub;
 }
 
-void ExtractSubnet(const MlpConfig& full_config, const MlpParams<float>& full,
-                   const SubnetPartition& p, int s, MlpParams<float>* sub) {
+namespace {
+
+// ExtractSubnet; with `hidden_to_hidden` false the hidden-to-hidden blocks
+// W_l (0 < l < num_hidden) are only shaped, not filled.
+void ExtractInto(const MlpConfig& full_config, const MlpParams<float>& full,
+                 const SubnetPartition& p, int s, bool hidden_to_hidden,
+                 MlpParams<float>* sub) {
   const int num_layers = full_config.num_layers();
   const int num_hidden = full_config.num_hidden();
   sub->weights.resize(num_layers);
   sub->weights[0] = full.weights[0](Block(p, 0, s), Eigen::all);
   for (int l = 1; l < num_hidden; ++l) {
-    sub->weights[l] = full.weights[l](Block(p, l, s), Block(p, l - 1, s));
+    if (hidden_to_hidden) {
+      sub->weights[l] = full.weights[l](Block(p, l, s), Block(p, l - 1, s));
+    } else {
+      sub->weights[l].resize(Block(p, l, s).size(), Block(p, l - 1, s).size());
+    }
   }
   sub->weights[num_layers - 1] =
       full.weights[num_layers - 1](Eigen::all, Block(p, num_hidden - 1, s));
@@ -179,10 +188,8 @@ void ExtractSubnet(const MlpConfig& full_config, const MlpParams<float>& full,
   }
 }
 
-absl::Status MergeSubnets(const MlpConfig& full_config,
-                          const SubnetPartition& p,
-                          const std::vector<const MlpParams<float>*>& trained,
-                          MlpParams<float>* full) {
+absl::Status CheckTrained(const MlpConfig& full_config, const SubnetPartition& p,
+                          const std::vector<const MlpParams<float>*>& trained) {
   if (static_cast<int>(trained.size()) != p.num_subnets) {
     return absl::InvalidArgumentError(
         absl::StrCat("merge: got ", trained.size(), " subnets, partition has ",
@@ -192,6 +199,14 @@ absl::Status MergeSubnets(const MlpConfig& full_config,
     if (trained[s] == nullptr) continue;
     RETURN_IF_ERROR(CheckShapes(SubnetConfig(full_config, p, s), *trained[s], s));
   }
+  return absl::OkStatus();
+}
+
+// MergeSubnets after CheckTrained; with `hidden_to_hidden` false the
+// hidden-to-hidden blocks are left alone.
+void MergeInto(const MlpConfig& full_config, const SubnetPartition& p,
+               const std::vector<const MlpParams<float>*>& trained, bool hidden_to_hidden,
+               MlpParams<float>* full) {
   const int num_layers = full_config.num_layers();
   const int num_hidden = full_config.num_hidden();
   int returned = 0;
@@ -200,7 +215,7 @@ absl::Status MergeSubnets(const MlpConfig& full_config,
     const MlpParams<float>& sub = *trained[s];
     ++returned;
     full->weights[0](Block(p, 0, s), Eigen::all) = sub.weights[0];
-    for (int l = 1; l < num_hidden; ++l) {
+    for (int l = 1; l < num_hidden && hidden_to_hidden; ++l) {
       full->weights[l](Block(p, l, s), Block(p, l - 1, s)) = sub.weights[l];
     }
     full->weights[num_layers - 1](Eigen::all, Block(p, num_hidden - 1, s)) =
@@ -228,6 +243,86 @@ absl::Status MergeSubnets(const MlpConfig& full_config,
     }
     full->running_mean[out] /= static_cast<float>(returned);
     full->running_var[out] /= static_cast<float>(returned);
+  }
+}
+
+// For each neuron of hidden layer h: the subnet whose block holds it and
+// its position in that block.
+struct BlockIndex {
+  std::vector<int32_t> owner, position;
+};
+
+BlockIndex IndexBlocks(const SubnetPartition& p, int h, int width) {
+  BlockIndex index{std::vector<int32_t>(width), std::vector<int32_t>(width)};
+  for (int s = 0; s < p.num_subnets; ++s) {
+    const IndexList& block = Block(p, h, s);
+    for (size_t i = 0; i < block.size(); ++i) {
+      index.owner[block[i]] = s;
+      index.position[block[i]] = static_cast<int32_t>(i);
+    }
+  }
+  return index;
+}
+
+// The hidden-to-hidden matrix W_l, column by column: first this round's
+// trained values are written into the column, then next round's are read
+// out of it while it is still in cache. W_l's columns are the neurons of
+// hidden layer l - 1: each belongs to one subnet of each partition.
+void MergeThenExtractHidden(int l, const SubnetPartition& merge_p,
+                            const std::vector<const MlpParams<float>*>& trained,
+                            const SubnetPartition& next_p,
+                            const std::vector<MlpParams<float>*>& next, Eigen::MatrixXf* w) {
+  const int rows = static_cast<int>(w->rows());
+  const int cols = static_cast<int>(w->cols());
+  const BlockIndex in = IndexBlocks(merge_p, l - 1, cols);
+  const BlockIndex out = IndexBlocks(next_p, l - 1, cols);
+  for (int j = 0; j < cols; ++j) {
+    float* column = w->data() + static_cast<int64_t>(j) * rows;
+    const int s = in.owner[j];
+    if (trained[s] != nullptr) {
+      const IndexList& rows_s = Block(merge_p, l, s);
+      const float* src = trained[s]->weights[l].col(in.position[j]).data();
+      for (size_t i = 0; i < rows_s.size(); ++i) column[rows_s[i]] = src[i];
+    }
+    const int t = out.owner[j];
+    const IndexList& rows_t = Block(next_p, l, t);
+    float* dst = next[t]->weights[l].col(out.position[j]).data();
+    for (size_t i = 0; i < rows_t.size(); ++i) dst[i] = column[rows_t[i]];
+  }
+}
+
+}  // namespace
+
+void ExtractSubnet(const MlpConfig& full_config, const MlpParams<float>& full,
+                   const SubnetPartition& p, int s, MlpParams<float>* sub) {
+  ExtractInto(full_config, full, p, s, /*hidden_to_hidden=*/true, sub);
+}
+
+absl::Status MergeSubnets(const MlpConfig& full_config, const SubnetPartition& p,
+                          const std::vector<const MlpParams<float>*>& trained,
+                          MlpParams<float>* full) {
+  RETURN_IF_ERROR(CheckTrained(full_config, p, trained));
+  MergeInto(full_config, p, trained, /*hidden_to_hidden=*/true, full);
+  return absl::OkStatus();
+}
+
+absl::Status MergeThenExtract(const MlpConfig& full_config, const SubnetPartition& merge_p,
+                              const std::vector<const MlpParams<float>*>& trained,
+                              const SubnetPartition& next_p,
+                              const std::vector<MlpParams<float>*>& next,
+                              MlpParams<float>* full) {
+  RETURN_IF_ERROR(CheckTrained(full_config, merge_p, trained));
+  if (static_cast<int>(next.size()) != next_p.num_subnets) {
+    return absl::InvalidArgumentError(absl::StrCat("extract: got ", next.size(),
+                                                   " slices, partition has ",
+                                                   next_p.num_subnets));
+  }
+  MergeInto(full_config, merge_p, trained, /*hidden_to_hidden=*/false, full);
+  for (int s = 0; s < next_p.num_subnets; ++s) {
+    ExtractInto(full_config, *full, next_p, s, /*hidden_to_hidden=*/false, next[s]);
+  }
+  for (int l = 1; l < full_config.num_hidden(); ++l) {
+    MergeThenExtractHidden(l, merge_p, trained, next_p, next, &full->weights[l]);
   }
   return absl::OkStatus();
 }

@@ -61,6 +61,20 @@ absl::Status MergeSubnets(const MlpConfig& full_config,
                           const std::vector<const MlpParams<float>*>& trained,
                           MlpParams<float>* full);
 
+// MergeSubnets(merge_partition, trained) followed by ExtractSubnet of every
+// subnet of `next_partition` into next[s] (resized), with the same results
+// bit for bit, but each hidden-to-hidden matrix is visited once, column by
+// column, instead of once to write and once more to read: the coordinator's
+// end of one round and start of the next. Checks and errors as
+// MergeSubnets, and InvalidArgument (nothing touched) if next.size() is
+// not next_partition's number of subnets.
+absl::Status MergeThenExtract(const MlpConfig& full_config,
+                              const SubnetPartition& merge_partition,
+                              const std::vector<const MlpParams<float>*>& trained,
+                              const SubnetPartition& next_partition,
+                              const std::vector<MlpParams<float>*>& next,
+                              MlpParams<float>* full);
+
 // Number of float32 values in subnet `subnet`'s slice (what crosses the wire
 // each way per round).
 int64_t SubnetScalars(const MlpConfig& full, const SubnetPartition& partition,

@@ -242,5 +242,62 @@ TEST(MergeSubnetsTest, RejectsWrongShapesWithoutTouchingTheModel) {
               HasSubstr("got 1 subnets"));
 }
 
+// The coordinator's fused end of round r and start of round r + 1 gives
+// exactly what the separate merge and extractions give: a subnet missing,
+// three hidden layers (two hidden-to-hidden matrices), uneven blocks,
+// running statistics, and two different partitions with the same S.
+TEST(MergeThenExtractTest, EqualsMergeThenExtractBitForBit) {
+  for (BatchNormMode mode : {BatchNormMode::kBatchStatistics, BatchNormMode::kRunningStatistics}) {
+    const MlpConfig config = Config({9, 13, 11, 7, 4}, mode);
+    for (int S : {1, 2, 3}) {
+      auto now = DrawPartition(config, S, 5);
+      auto next = DrawPartition(config, S, 6);
+      ASSERT_TRUE(now.ok() && next.ok());
+      const MlpParams<float> model = Numbered(config);
+      // Trained slices: distinct values, shaped for `now`; subnet 0 lost.
+      std::vector<MlpParams<float>> slices(S);
+      std::vector<const MlpParams<float>*> trained;
+      for (int s = 0; s < S; ++s) {
+        ExtractSubnet(config, model, *now, s, &slices[s]);
+        for (auto& w : slices[s].weights) w.array() += 1000.0f * (s + 1);
+        for (auto& v : slices[s].running_mean) v.array() -= 7.0f * (s + 1);
+        trained.push_back(s == 0 && S > 1 ? nullptr : &slices[s]);
+      }
+      MlpParams<float> expected_model = model;
+      ASSERT_TRUE(MergeSubnets(config, *now, trained, &expected_model).ok());
+      std::vector<MlpParams<float>> expected(S), got(S);
+      std::vector<MlpParams<float>*> out;
+      for (int s = 0; s < S; ++s) {
+        ExtractSubnet(config, expected_model, *next, s, &expected[s]);
+        got[s].ResizeFor(Config({1, 1}));  // wrong shapes: must be reshaped
+        out.push_back(&got[s]);
+      }
+      MlpParams<float> fused_model = model;
+      ASSERT_TRUE(MergeThenExtract(config, *now, trained, *next, out, &fused_model).ok());
+      EXPECT_TRUE(IdenticalParams(fused_model, expected_model)) << "S=" << S;
+      for (int s = 0; s < S; ++s) {
+        EXPECT_TRUE(IdenticalParams(got[s], expected[s])) << "S=" << S << " subnet " << s;
+      }
+    }
+  }
+}
+
+TEST(MergeThenExtractTest, RejectsBadInputWithoutTouchingTheModel) {
+  const MlpConfig config = Config({6, 8, 8, 3});
+  auto p = DrawPartition(config, 2, 1);
+  ASSERT_TRUE(p.ok());
+  const MlpParams<float> model = Numbered(config);
+  std::vector<MlpParams<float>> slices(2);
+  for (int s = 0; s < 2; ++s) ExtractSubnet(config, model, *p, s, &slices[s]);
+  MlpParams<float> full = model;
+  MlpParams<float> one;
+  absl::Status s = MergeThenExtract(config, *p, {&slices[0], &slices[1]}, *p, {&one}, &full);
+  EXPECT_THAT(s.message(), HasSubstr("extract: got 1 slices, partition has 2"));
+  slices[1].weights[1].resize(3, 3);
+  s = MergeThenExtract(config, *p, {&slices[0], &slices[1]}, *p, {&one, &one}, &full);
+  EXPECT_THAT(s.message(), HasSubstr("subnet 1: weights[1] has the wrong shape"));
+  EXPECT_TRUE(IdenticalParams(full, model));
+}
+
 }  // namespace
 }  // namespace ist

@@ -72,6 +72,11 @@ struct Coordinator::Job {
   // page-faulting) tens of MB per round. Reused only when no FetchSlice
   // handler still holds it (use_count() == 1 under mu_).
   std::vector<std::shared_ptr<OutgoingSlice>> spare_outgoing;
+  // Set when the last merge also extracted the next round's slices into
+  // spare_outgoing (MergeThenExtractSlices): StartRoundLocked then only
+  // hands them out. `next_plan` is that round's plan.
+  bool next_extracted = false;
+  RoundPlan next_plan;
 };
 
 struct Coordinator::Worker {
@@ -446,6 +451,7 @@ void Coordinator::EndJobLocked(Job* job, rpc::JobState state, const std::string&
   job->round_open = false;
   job->slots.clear();
   job->spare_outgoing.clear();
+  job->next_extracted = false;
   if (running_ == job) running_ = nullptr;
   LOG(INFO) << JobTag(job->id, job->rounds_done) << " " << rpc::JobState_Name(state)
             << (error.empty() ? "" : ": ") << error;
@@ -471,22 +477,24 @@ absl::Status Coordinator::StartRoundLocked(Job* job) {
   job->round_cycle_start = absl::Now();
   job->round_cycle_start_cpu = ProcessCpuSeconds();
   job->round_codec_cpu_seconds = 0;
-  ASSIGN_OR_RETURN(job->plan, PlanRound(job->config, job->rounds_done));
   const int S = job->config.num_subnets;
+  const bool extracted = job->next_extracted;
+  job->next_extracted = false;
+  if (extracted) {
+    job->plan = std::move(job->next_plan);
+  } else {
+    ASSIGN_OR_RETURN(job->plan, PlanRound(job->config, job->rounds_done));
+  }
   job->slots.assign(S, Slot());  // drops the slots' references to last round's slices
-  job->spare_outgoing.resize(S);
+  if (!extracted) {
+    // Same shapes as last round: ExtractSlice overwrites in place.
+    std::vector<MlpParams<float>*> outgoing = SpareOutgoingLocked(job);
+    for (int s = 0; s < S; ++s) ExtractSlice(job->config, job->plan, job->model, s, outgoing[s]);
+  }
   for (int s = 0; s < S; ++s) {
     Slot& slot = job->slots[s];
     slot.shape = SliceConfig(job->config, job->plan, s);
-    // New references to a spare are only made here and in FetchSlice, both
-    // under mu_, so use_count() == 1 means no handler can be reading it.
-    std::shared_ptr<OutgoingSlice>& outgoing = job->spare_outgoing[s];
-    if (outgoing == nullptr || outgoing.use_count() != 1) {
-      outgoing = std::make_shared<OutgoingSlice>();
-    }
-    // Same shapes as last round: ExtractSlice overwrites in place.
-    ExtractSlice(job->config, job->plan, job->model, s, &outgoing->params);
-    slot.outgoing = outgoing;
+    slot.outgoing = job->spare_outgoing[s];
   }
   job->round_plan_extract_seconds = absl::ToDoubleSeconds(absl::Now() - job->round_cycle_start);
   job->slots_done = 0;
@@ -496,6 +504,23 @@ absl::Status Coordinator::StartRoundLocked(Job* job) {
   job->round_bytes_received = 0;
   cv_.SignalAll();  // workers waiting in GetTask
   return absl::OkStatus();
+}
+
+std::vector<MlpParams<float>*> Coordinator::SpareOutgoingLocked(Job* job) {
+  const int S = job->config.num_subnets;
+  job->spare_outgoing.resize(S);
+  std::vector<MlpParams<float>*> params;
+  for (int s = 0; s < S; ++s) {
+    // New references to a spare are only made in StartRoundLocked and in
+    // FetchSlice, both under mu_, so use_count() == 1 means no handler (and
+    // no gRPC send buffer) can be reading it.
+    std::shared_ptr<OutgoingSlice>& outgoing = job->spare_outgoing[s];
+    if (outgoing == nullptr || outgoing.use_count() != 1) {
+      outgoing = std::make_shared<OutgoingSlice>();
+    }
+    params.push_back(&outgoing->params);
+  }
+  return params;
 }
 
 void Coordinator::ReclaimExpiredLocked(Job* job) {
@@ -532,7 +557,25 @@ void Coordinator::FinishRoundLocked(Job* job) {
     loss += slot.mean_loss / job->slots.size();
   }
   const absl::Time merge_start = absl::Now();
-  absl::Status merged = MergeSlices(job->config, job->plan, trained, &job->model);
+  absl::Status merged;
+  if (job->rounds_done + 1 < job->total_rounds && !job->cancel_requested) {
+    // A next round follows: extract its slices in the same pass as this
+    // merge (its plan derives from the seed alone). merge_s then includes
+    // the next round's extraction, and that round's plan_extract_s is ~0.
+    for (Slot& slot : job->slots) slot.outgoing.reset();
+    absl::StatusOr<RoundPlan> next = PlanRound(job->config, job->rounds_done + 1);
+    merged = next.status();
+    if (merged.ok()) {
+      merged = MergeThenExtractSlices(job->config, job->plan, trained, *next,
+                                      SpareOutgoingLocked(job), &job->model);
+    }
+    if (merged.ok()) {
+      job->next_plan = *std::move(next);
+      job->next_extracted = true;
+    }
+  } else {
+    merged = MergeSlices(job->config, job->plan, trained, &job->model);
+  }
   const double merge_seconds = absl::ToDoubleSeconds(absl::Now() - merge_start);
   if (!merged.ok()) {  // shapes were checked on arrival: a bug if it happens
     EndJobLocked(job, rpc::FAILED, absl::StrCat("merge failed: ", merged.message()));

@@ -152,6 +152,9 @@ class Coordinator {
   void StartJobLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status StartRoundLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishRoundLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // job->spare_outgoing sized for the round, each entry free for writing
+  // (replaced by a new one if a handler still holds it); their params.
+  std::vector<MlpParams<float>*> SpareOutgoingLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReclaimExpiredLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EndJobLocked(Job* job, rpc::JobState state, const std::string& error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
