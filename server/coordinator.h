@@ -55,9 +55,10 @@ struct CoordinatorOptions {
   int64_t max_job_memory_bytes = int64_t{8} << 30;
 };
 
-// What FetchSlice streams: an immutable copy made at the start of a round.
-// (The coordinator reuses its storage in a later round only once no
-// handler holds it any more.)
+// What FetchSlice streams: an immutable copy of a slice, made before its
+// round opens (at the previous round's merge, or at the job's first round).
+// The coordinator reuses its storage in a later round only once no handler
+// and no gRPC send buffer holds it any more.
 struct OutgoingSlice {
   MlpParams<float> params;
 };
