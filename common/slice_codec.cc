@@ -138,7 +138,18 @@ absl::Status SliceDecoder::Add(const rpc::SliceHeader* header, int64_t offset,
   while (left > 0) {
     TensorView& v = views_[tensor_];
     const int64_t take = std::min(left, v.bytes() - tensor_offset_);
-    std::memcpy(reinterpret_cast<char*>(v.data) + tensor_offset_, src, take);
+    char* dst = reinterpret_cast<char*>(v.data) + tensor_offset_;
+    std::memcpy(dst, src, take);
+    if (non_finite_tensor_ < 0) {
+      // The floats this piece completes: the one it starts inside (begun by
+      // the previous piece) through the last whose final byte it writes.
+      const int64_t first = tensor_offset_ / 4;
+      const int64_t end = (tensor_offset_ + take) / 4;
+      if (end > first) {
+        const Eigen::Map<const Eigen::ArrayXf> values(v.data + first, end - first);
+        if (!values.isFinite().all()) non_finite_tensor_ = static_cast<int64_t>(tensor_);
+      }
+    }
     src += take;
     left -= take;
     tensor_offset_ += take;
@@ -157,12 +168,9 @@ absl::Status SliceDecoder::Finish() const {
     return absl::InvalidArgumentError(absl::StrCat(
         "slice incomplete: ", received_, " of ", total_, " bytes"));
   }
-  for (const TensorView& v : views_) {
-    const Eigen::Map<const Eigen::ArrayXf> values(v.data, v.rows * v.cols);
-    if (!values.isFinite().all()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("slice has NaN or Inf in ", v.name));
-    }
+  if (non_finite_tensor_ >= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("slice has NaN or Inf in ", views_[non_finite_tensor_].name));
   }
   return absl::OkStatus();
 }

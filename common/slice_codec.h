@@ -95,6 +95,9 @@ class SliceDecoder {
   int64_t received_ = 0;
   size_t tensor_ = 0;          // tensor receiving the next byte
   int64_t tensor_offset_ = 0;  // bytes of it already written
+  // The first tensor in which a written value was NaN or Inf (-1: none).
+  // Checked as each piece is copied, while it is still in cache.
+  int64_t non_finite_tensor_ = -1;
   bool has_header_ = false;
   rpc::SliceHeader header_;
 };

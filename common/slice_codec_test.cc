@@ -4,6 +4,7 @@
 #include <limits>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -120,6 +121,23 @@ TEST(SliceCodecTest, RejectsBrokenStreams) {
   bad.weights[1](0, 1) = std::numeric_limits<float>::quiet_NaN();
   EXPECT_THAT(decode(Encode(bad, 16), config).message(),
               HasSubstr("NaN or Inf in weights/1"));
+  // Values are checked as they are copied: every float of every tensor,
+  // also one split across two chunks (chunk sizes not a multiple of 4), is
+  // caught, and the tensor is named.
+  for (int64_t chunk : {1, 3, 5, 6, 7, 9}) {
+    int tensor = 0;
+    for (TensorView& v : TensorViews(&bad)) {
+      MlpParams<float> one = original;
+      float* value = TensorViews(&one)[tensor].data + (tensor * 7 + chunk) % (v.rows * v.cols);
+      *value = tensor % 2 ? -std::numeric_limits<float>::infinity()
+                          : std::numeric_limits<float>::quiet_NaN();
+      EXPECT_THAT(decode(Encode(one, chunk), config).message(),
+                  HasSubstr(absl::StrCat("NaN or Inf in ", v.name)))
+          << "chunk " << chunk;
+      ++tensor;
+    }
+  }
+  EXPECT_TRUE(decode(Encode(original, 7), config).ok());
   // Found by the fuzzer: huge dimensions whose product overflows int64.
   auto overflow = chunks;
   overflow[0].mutable_header()->mutable_tensors(0)->clear_shape();
