@@ -101,14 +101,15 @@ grpc::Status SliceServiceImpl::PushSlice(grpc::ServerContext* context,
   const rpc::TrainStats stats = message.stats;
   const rpc::SliceTag tag = message.chunk.header.tag();
   // Check the tag before reading megabytes: a stale push is dropped at once.
-  auto shape = coordinator_->ExpectedSliceShape(worker_id, tag);
-  if (!shape.ok()) {
+  // The buffer is last round's slice of this subnet (no zero fill: the
+  // decoder must write every byte).
+  auto buffer = coordinator_->ReceiveBuffer(worker_id, tag);
+  if (!buffer.ok()) {
     response->set_accepted(false);
-    response->set_reason(std::string(shape.status().message()));
+    response->set_reason(std::string(buffer.status().message()));
     return grpc::Status::OK;
   }
-  MlpParams<float> slice;
-  slice.ShapeFor(*shape);  // no zero fill: the decoder must write every byte
+  MlpParams<float> slice = *std::move(buffer);
   SliceDecoder decoder(&slice);
   absl::Status status = DecodeChunk(message.chunk, &decoder);
   while (status.ok() && reader->Read(&message)) status = DecodeChunk(message.chunk, &decoder);
