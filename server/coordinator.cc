@@ -77,9 +77,6 @@ struct Coordinator::Job {
   // hands them out. `next_plan` is that round's plan.
   bool next_extracted = false;
   RoundPlan next_plan;
-  // The last round's trained slices, after their merge: storage the next
-  // round's pushes decode into (ReceiveBuffer) instead of allocating.
-  std::vector<MlpParams<float>> spare_trained;
 };
 
 struct Coordinator::Worker {
@@ -454,7 +451,6 @@ void Coordinator::EndJobLocked(Job* job, rpc::JobState state, const std::string&
   job->round_open = false;
   job->slots.clear();
   job->spare_outgoing.clear();
-  job->spare_trained.clear();
   job->next_extracted = false;
   if (running_ == job) running_ = nullptr;
   LOG(INFO) << JobTag(job->id, job->rounds_done) << " " << rpc::JobState_Name(state)
@@ -586,13 +582,6 @@ void Coordinator::FinishRoundLocked(Job* job) {
     return;
   }
   job->round_open = false;
-  // Merged: the trained slices' storage is free for the next round's pushes.
-  job->spare_trained.resize(job->slots.size());
-  for (size_t s = 0; s < job->slots.size(); ++s) {
-    if (job->slots[s].trained.NumScalars() > 0) {
-      job->spare_trained[s] = std::move(job->slots[s].trained);
-    }
-  }
   job->slots.clear();
   ++job->rounds_done;
   const double round_seconds = absl::ToDoubleSeconds(absl::Now() - job->round_start);
@@ -819,17 +808,13 @@ void Coordinator::CountCodecSeconds(const rpc::SliceTag& tag, double cpu_seconds
   }
 }
 
-absl::StatusOr<MlpParams<float>> Coordinator::ReceiveBuffer(const std::string& worker_id,
-                                                            const rpc::SliceTag& tag) {
+absl::StatusOr<MlpConfig> Coordinator::ExpectedSliceShape(const std::string& worker_id,
+                                                          const rpc::SliceTag& tag) {
   absl::MutexLock lock(&mu_);
   std::string why;
   Slot* slot = AwaitedSlotLocked(worker_id, tag, &why);
   if (slot == nullptr) return DropPushLocked(tag, why);
-  MlpParams<float> buffer;
-  const size_t s = static_cast<size_t>(tag.subnet());
-  if (s < running_->spare_trained.size()) buffer = std::move(running_->spare_trained[s]);
-  buffer.ShapeFor(slot->shape);  // no-op when the spare already has the shape
-  return buffer;
+  return slot->shape;
 }
 
 absl::Status Coordinator::AcceptSlice(const std::string& worker_id, const rpc::SliceTag& tag,

@@ -122,14 +122,11 @@ class Coordinator {
   // receiving/decoding the slice `tag` to its round's "own work" (logged per
   // round, see FinishRoundLocked); ignored if that round is no longer open.
   void CountCodecSeconds(const rpc::SliceTag& tag, double cpu_seconds);
-  // Storage for decoding a push into, shaped as the awaited slice: the
-  // previous round's trained slice of the same subnet when there is one
-  // (no allocation, no page faults), else new. Its values are unspecified;
-  // the decoder overwrites every byte. FailedPrecondition if `tag` is not
-  // an attempt the coordinator is waiting for (stale, duplicate, wrong
+  // The shape a pushed slice must have, or FailedPrecondition if `tag` is
+  // not an attempt the coordinator is waiting for (stale, duplicate, wrong
   // worker); such a push is counted as dropped.
-  absl::StatusOr<MlpParams<float>> ReceiveBuffer(const std::string& worker_id,
-                                                 const rpc::SliceTag& tag);
+  absl::StatusOr<MlpConfig> ExpectedSliceShape(const std::string& worker_id,
+                                               const rpc::SliceTag& tag);
   // Hands in a trained, decoded and checked slice. Merged at the end of the
   // round if `tag` is still the awaited attempt, else dropped
   // (FailedPrecondition saying why).

@@ -3,7 +3,6 @@
 #include "server/coordinator.h"
 
 #include <cstdlib>
-#include <map>
 #include <string>
 
 #include "common/job_spec.h"
@@ -69,58 +68,6 @@ rpc::JobProgress WaitForRound(Coordinator* c, const std::string& job, int64_t ro
   return p;
 }
 
-// A push decodes into the storage of the same subnet's slice of the last
-// round (no allocation per push), shaped as the round expects; a stale tag
-// gets no buffer.
-TEST(CoordinatorTest, PushesReuseLastRoundsTrainedStorage) {
-  CoordinatorOptions options;
-  options.data_dir = DataDir();
-  Coordinator c(options);
-  rpc::JobSpec spec = Spec();
-  spec.set_rounds(3);
-  auto job = c.SubmitJob(spec);
-  ASSERT_TRUE(job.ok()) << job.status();
-  const std::string a = Register(&c, "a"), b = Register(&c, "b");
-  std::map<int, const float*> storage;  // subnet -> data of its first weight matrix
-  std::map<int, Eigen::MatrixXf> last_pushed;
-  for (int64_t round = 0; round < 2; ++round) {
-    for (const std::string& w : {a, b}) {
-      const rpc::Task t = Take(&c, w);
-      ASSERT_EQ(t.tag().round(), round);
-      const MlpParams<float> trained = FakeTrain(&c, w, t);
-      auto buffer = c.ReceiveBuffer(w, t.tag());
-      ASSERT_TRUE(buffer.ok()) << buffer.status();
-      ASSERT_EQ(buffer->weights.size(), trained.weights.size());
-      for (size_t l = 0; l < trained.weights.size(); ++l) {
-        ASSERT_EQ(buffer->weights[l].rows(), trained.weights[l].rows());
-        ASSERT_EQ(buffer->weights[l].cols(), trained.weights[l].cols());
-      }
-      ASSERT_EQ(buffer->NumScalars(), trained.NumScalars());
-      if (round == 1) {
-        // The same memory, still holding what was pushed into it last round
-        // (freed and reallocated memory would have malloc's bookkeeping in
-        // its first bytes).
-        const int s = t.tag().subnet();
-        EXPECT_EQ(buffer->weights[0].data(), storage[s]) << "subnet " << s;
-        EXPECT_TRUE(buffer->weights[0] == last_pushed[s]) << "subnet " << s;
-      }
-      // What the gRPC handler does: decode into the buffer, hand it in.
-      MlpParams<float> slice = *std::move(buffer);
-      for (size_t l = 0; l < slice.weights.size(); ++l) slice.weights[l] = trained.weights[l];
-      slice.gamma = trained.gamma;
-      slice.beta = trained.beta;
-      storage[t.tag().subnet()] = slice.weights[0].data();
-      last_pushed[t.tag().subnet()] = slice.weights[0];
-      ASSERT_TRUE(c.AcceptSlice(w, t.tag(), rpc::TrainStats(), std::move(slice)).ok());
-    }
-    WaitForRound(&c, *job, round + 1);
-  }
-  rpc::SliceTag stale;
-  stale.set_job_id(*job);
-  stale.set_round(0);
-  EXPECT_THAT(c.ReceiveBuffer(a, stale).status().message(), HasSubstr("not the open round"));
-}
-
 TEST(CoordinatorTest, MergesAwaitedSlicesAndDropsStaleAndDuplicates) {
   CoordinatorOptions options;
   options.data_dir = DataDir();
@@ -141,7 +88,7 @@ TEST(CoordinatorTest, MergesAwaitedSlicesAndDropsStaleAndDuplicates) {
   EXPECT_EQ(c.FetchSlice(b, ta.tag()).status().code(), absl::StatusCode::kFailedPrecondition);
   rpc::SliceTag wrong_round = ta.tag();
   wrong_round.set_round(7);
-  EXPECT_THAT(c.ReceiveBuffer(a, wrong_round).status().message(),
+  EXPECT_THAT(c.ExpectedSliceShape(a, wrong_round).status().message(),
               HasSubstr("round 7 is not the open round 0"));
 
   const MlpParams<float> pa = FakeTrain(&c, a, ta), pb = FakeTrain(&c, b, tb);

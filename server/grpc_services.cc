@@ -101,15 +101,14 @@ grpc::Status SliceServiceImpl::PushSlice(grpc::ServerContext* context,
   const rpc::TrainStats stats = message.stats;
   const rpc::SliceTag tag = message.chunk.header.tag();
   // Check the tag before reading megabytes: a stale push is dropped at once.
-  // The buffer is last round's slice of this subnet (no zero fill: the
-  // decoder must write every byte).
-  auto buffer = coordinator_->ReceiveBuffer(worker_id, tag);
-  if (!buffer.ok()) {
+  auto shape = coordinator_->ExpectedSliceShape(worker_id, tag);
+  if (!shape.ok()) {
     response->set_accepted(false);
-    response->set_reason(std::string(buffer.status().message()));
+    response->set_reason(std::string(shape.status().message()));
     return grpc::Status::OK;
   }
-  MlpParams<float> slice = *std::move(buffer);
+  MlpParams<float> slice;
+  slice.ShapeFor(*shape);  // no zero fill: the decoder must write every byte
   SliceDecoder decoder(&slice);
   absl::Status status = DecodeChunk(message.chunk, &decoder);
   while (status.ok() && reader->Read(&message)) status = DecodeChunk(message.chunk, &decoder);
