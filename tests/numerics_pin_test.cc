@@ -1,0 +1,232 @@
+// Pins the numerics of every model family: short runs of an MLP with 2 and
+// with 3 hidden layers, a ResNet and a sparse (extreme-classification) MLP,
+// each in one process and distributed, must end with exactly the model
+// fingerprints recorded before the code was restructured. A refactor that
+// changes any float of any family fails here.
+//
+// To re-record after a deliberate change of numerics, run the test and copy
+// the "got" values it prints; say why in the commit.
+#include <cstdint>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "common/dataset_registry.h"
+#include "common/job_spec.h"
+#include "common/model_file.h"
+#include "common/round_plan.h"
+#include "common/slice_codec.h"
+#include "common/xc_synth.h"
+#include "gtest/gtest.h"
+#include "server/xc_rounds.h"
+#include "server/xc_shard_store.h"
+#include "tests/local_cluster.h"
+#include "worker/cnn_ist_engine.h"
+#include "worker/compute_threads.h"
+#include "worker/ist_engine.h"
+#include "worker/xc_task.h"
+
+namespace ist {
+namespace {
+
+constexpr int kRounds = 3;
+
+rpc::JobSpec MlpSpec(std::vector<int> layers) {
+  rpc::JobSpec spec;
+  for (int n : layers) spec.add_layers(n);
+  spec.set_dataset("fashion-mnist");
+  spec.set_workers(2);
+  spec.set_local_steps(3);
+  spec.set_rounds(kRounds);
+  spec.set_batch_size(32);
+  spec.set_lr(0.05);
+  spec.set_seed(11);
+  spec.set_eval_every(kRounds);
+  return spec;
+}
+
+rpc::JobSpec Mlp2Spec() { return MlpSpec({784, 32, 24, 10}); }
+
+rpc::JobSpec Mlp3Spec() {
+  rpc::JobSpec spec = MlpSpec({784, 32, 24, 16, 10});
+  spec.set_momentum(0.9);
+  spec.set_weight_decay(1e-4);
+  spec.set_bn_mode("running");
+  return spec;
+}
+
+rpc::JobSpec ResNetSpec() {
+  rpc::JobSpec spec;
+  spec.set_model("resnet");
+  rpc::ResNetSpec* r = spec.mutable_resnet();
+  r->set_stem_channels(8);
+  r->add_stage_channels(8);
+  r->add_stage_channels(12);
+  r->set_blocks_per_stage(1);
+  spec.set_dataset("fashion-mnist");
+  spec.set_workers(2);
+  spec.set_local_steps(2);
+  spec.set_rounds(kRounds);
+  spec.set_batch_size(16);
+  spec.set_lr(0.05);
+  spec.set_momentum(0.9);
+  spec.set_seed(11);
+  spec.set_eval_every(kRounds);
+  return spec;
+}
+
+// The recorded fingerprints (ParamsFingerprint of the model after kRounds).
+constexpr uint64_t kMlp2 = 0xd8ff6bc462e53373;
+constexpr uint64_t kMlp3 = 0x8c9489e64ee9160d;
+constexpr uint64_t kResNet = 0x1b13968191f1050f;
+constexpr uint64_t kSparse = 0x60e95d11cb76fec5;
+
+std::string Hex(uint64_t v) { return absl::StrFormat("0x%016x", v); }
+
+const DenseDataset& Train() {
+  static const DenseDataset* train = [] {
+    auto d = LoadDataset("fashion-mnist", DataDir(), true);
+    EXPECT_TRUE(d.ok()) << d.status();
+    return new DenseDataset(std::move(*d));
+  }();
+  return *train;
+}
+
+uint64_t OneProcessFingerprint(const rpc::JobSpec& spec) {
+  auto config = TrainingConfigFromSpec(WithDefaults(spec));
+  EXPECT_TRUE(config.ok()) << config.status();
+  if (config->cnn.has_value()) {
+    auto engine = LocalCnnEngine::Create(CnnJobOf(*config), &Train());
+    EXPECT_TRUE(engine.ok()) << engine.status();
+    for (int r = 0; r < kRounds; ++r) EXPECT_TRUE((*engine)->RunRound().ok());
+    MlpParams<float> packed;
+    PackCnnParams((*engine)->model(), &packed);
+    return ParamsFingerprint(packed);
+  }
+  auto engine = LocalIstEngine::Create(*config, &Train());
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  for (int r = 0; r < kRounds; ++r) EXPECT_TRUE((*engine)->RunRound().ok());
+  return ParamsFingerprint((*engine)->model());
+}
+
+uint64_t DistributedFingerprint(const rpc::JobSpec& spec) {
+  auto cluster = LocalCluster::Start();
+  EXPECT_TRUE(cluster.ok()) << cluster.status();
+  if (!cluster.ok()) return 0;
+  for (int i = 0; i < 2; ++i) EXPECT_TRUE((*cluster)->AddWorker().ok());
+  auto job_id = (*cluster)->Submit(spec);
+  EXPECT_TRUE(job_id.ok()) << job_id.status();
+  if (!job_id.ok()) return 0;
+  auto status = (*cluster)->WaitForJob(*job_id, 240);
+  EXPECT_TRUE(status.ok()) << status.status();
+  if (!status.ok()) return 0;
+  EXPECT_EQ(status->progress().state(), rpc::SUCCEEDED) << status->progress().error();
+  auto bytes = (*cluster)->ExportModelBytes(*job_id);
+  EXPECT_TRUE(bytes.ok()) << bytes.status();
+  if (!bytes.ok()) return 0;
+  auto model = DecodeModelFile(*bytes, *job_id);
+  EXPECT_TRUE(model.ok()) << model.status();
+  if (!model.ok()) return 0;
+  EXPECT_EQ(model->round, kRounds);
+  return ParamsFingerprint(model->params);
+}
+
+struct Family {
+  std::string name;
+  rpc::JobSpec (*spec)();
+  uint64_t pinned;
+};
+
+void PrintTo(const Family& f, std::ostream* os) { *os << f.name; }
+
+class DenseFamilyPinTest : public testing::TestWithParam<Family> {
+ protected:
+  void SetUp() override { SetComputeThreads(1); }
+};
+
+TEST_P(DenseFamilyPinTest, OneProcess) {
+  const uint64_t got = OneProcessFingerprint(GetParam().spec());
+  EXPECT_EQ(Hex(got), Hex(GetParam().pinned)) << GetParam().name << " got " << Hex(got);
+}
+
+TEST_P(DenseFamilyPinTest, Distributed) {
+  const uint64_t got = DistributedFingerprint(GetParam().spec());
+  EXPECT_EQ(Hex(got), Hex(GetParam().pinned)) << GetParam().name << " got " << Hex(got);
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, DenseFamilyPinTest,
+                         testing::Values(Family{"mlp2", &Mlp2Spec, kMlp2},
+                                         Family{"mlp3", &Mlp3Spec, kMlp3},
+                                         Family{"resnet", &ResNetSpec, kResNet}),
+                         [](const testing::TestParamInfo<Family>& info) {
+                           return info.param.name;
+                         });
+
+// The sparse family: a 400-16-120 extreme-classification MLP on synthetic
+// LIBSVM-like data, centralized in one process and partitioned over two
+// in-process parameter shards (the data path the sharded daemons use).
+XcJobConfig SparseJob() {
+  XcJobConfig job;
+  job.model.layer_sizes = {400, 16, 120};
+  job.num_subnets = 2;
+  job.local_steps = 4;
+  job.batch_size = 16;
+  job.learning_rate = 0.5f;
+  job.seed = 5;
+  job.engine.class_block = 50;
+  return job;
+}
+
+SparseDataset SparseTrain() {
+  XcSynthOptions o;
+  o.features = 400;
+  o.labels = 120;
+  o.mean_features = 12;
+  o.seed = 5;
+  return GenerateXcDataset(o, 600, 0);
+}
+
+TEST(SparseFamilyPinTest, OneProcess) {
+  const XcJobConfig job = SparseJob();
+  const SparseDataset train = SparseTrain();
+  auto shards = JobShards::Create(job.AsIst(), train.num_samples());
+  ASSERT_TRUE(shards.ok()) << shards.status();
+  MlpParams<float> full = InitialModel(job.AsIst());
+  for (int r = 0; r < kRounds; ++r) {
+    ASSERT_TRUE(RunCentralizedXcRound(job, train, *shards, r, &full).ok());
+  }
+  const uint64_t got = ParamsFingerprint(full);
+  EXPECT_EQ(Hex(got), Hex(kSparse)) << "sparse got " << Hex(got);
+}
+
+TEST(SparseFamilyPinTest, Partitioned) {
+  const XcJobConfig job = SparseJob();
+  const SparseDataset train = SparseTrain();
+  auto shards = JobShards::Create(job.AsIst(), train.num_samples());
+  ASSERT_TRUE(shards.ok()) << shards.status();
+  std::vector<std::unique_ptr<XcShardStore>> stores;
+  std::vector<XcShardApi*> apis;
+  for (int m = 0; m < 2; ++m) {
+    XcShardOptions o;
+    o.job = job;
+    o.shard = m;
+    o.num_shards = 2;
+    auto store = XcShardStore::Create(o);
+    ASSERT_TRUE(store.ok()) << store.status();
+    apis.push_back(store->get());
+    stores.push_back(std::move(*store));
+  }
+  for (int r = 0; r < kRounds; ++r) {
+    ASSERT_TRUE(RunPartitionedXcRound(job, train, *shards, r, apis, nullptr).ok());
+  }
+  MlpParams<float> full;
+  full.ResizeFor(job.model);
+  for (auto& store : stores) store->CopyInto(&full);
+  const uint64_t got = ParamsFingerprint(full);
+  EXPECT_EQ(Hex(got), Hex(kSparse)) << "sparse got " << Hex(got);
+}
+
+}  // namespace
+}  // namespace ist
