@@ -1,7 +1,7 @@
 // merge_bench: the coordinator's per-round partition work, against a memcpy
 // of the whole model in the same run (issue 8: <= 3x memcpy).
 //
-// Timed, two ways (common/round_plan.h):
+// Timed, two ways (common/ist/round_plan.h):
 //   separate: PlanRound(config, round), ExtractSlice(..., s, ...) for every
 //             s into last repetition's slices, MergeSlices(all S) back;
 //   fused, what server/coordinator.cc does between two rounds:
@@ -23,9 +23,9 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "common/job_config.h"
-#include "common/mlp_model.h"
-#include "common/round_plan.h"
+#include "common/model/job_config.h"
+#include "common/model/mlp_model.h"
+#include "common/ist/round_plan.h"
 #include "gflags/gflags.h"
 
 DEFINE_string(layers, "784-4096-4096-10", "model shape");

@@ -15,11 +15,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/mlp_model.h"
+#include "common/model/mlp_model.h"
 #include "gflags/gflags.h"
-#include "worker/compute_threads.h"
-#include "worker/mlp_engine.h"
-#include "worker/sgd.h"
+#include "common/train/compute_threads.h"
+#include "common/train/mlp_engine.h"
+#include "common/train/sgd.h"
 
 DEFINE_string(layers, "784,4096,4096,10", "layer sizes");
 DEFINE_int32(batch, 128, "minibatch size");

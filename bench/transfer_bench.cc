@@ -4,7 +4,7 @@
 //
 // Why the real coordinator in-process: the slice, the service handlers
 // (server/grpc_services.cc SliceServiceImpl), the zero-copy codec
-// (common/slice_wire.h, common/slice_stream.h), the chunk size, the message limits and the
+// (common/wire/slice_wire.h, common/wire/slice_stream.h), the chunk size, the message limits and the
 // channel arguments (worker/worker_agent.h CoordinatorChannel) are all the
 // production ones. The bench submits a 784-4096-4096-10 S=2 job to a real
 // Coordinator served on 127.0.0.1:0, registers two workers, takes both
@@ -42,12 +42,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/grpc_status.h"
-#include "common/job_spec.h"
-#include "common/mlp_model.h"
-#include "common/round_plan.h"
-#include "common/slice_codec.h"
-#include "common/slice_stream.h"
+#include "common/base/grpc_status.h"
+#include "common/model/job_spec.h"
+#include "common/model/mlp_model.h"
+#include "common/ist/round_plan.h"
+#include "common/wire/slice_codec.h"
+#include "common/wire/slice_stream.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"

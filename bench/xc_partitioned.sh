@@ -1,7 +1,7 @@
 #!/bin/bash
 # Partitioned extreme classification on 127.0.0.1: 2 ist_shard daemons,
 # ist_xc_coordinator and 2 ist_xc_worker daemons on a synthetic XC data set
-# (generated once with //common:xc_synth). Prints the coordinator's round
+# (generated once with //cli:xc_synth). Prints the coordinator's round
 # lines and its summary: P@1/3/5, training time, piece bytes.
 #
 #   bench/xc_partitioned.sh [OUT_DIR]          (defaults below; override by env)
@@ -29,14 +29,14 @@ CKPT_EVERY=${CKPT_EVERY:-20}
 NICE="nice -n 19"
 
 cd "$(dirname "$0")/.."
-$NICE bazel build -c opt //common:xc_synth //server:ist_shard //server:ist_xc_coordinator \
-    //worker:ist_xc_worker >/dev/null 2>&1 || $NICE bazel build -c opt //common:xc_synth \
+$NICE bazel build -c opt //cli:xc_synth //server:ist_shard //server:ist_xc_coordinator \
+    //worker:ist_xc_worker >/dev/null 2>&1 || $NICE bazel build -c opt //cli:xc_synth \
     //server:ist_shard //server:ist_xc_coordinator //worker:ist_xc_worker
 BIN=$(bazel info -c opt bazel-bin 2>/dev/null)
 mkdir -p "$OUT/logs" "$OUT/ckpt"
 DATA="$OUT/data-${SAMPLES}-${FEATURES}-${LABELS}-s${SEED}"
 if [[ ! -s "$DATA.test.txt" ]]; then
-  $NICE "$BIN/common/xc_synth" --train_out="$DATA.train.txt" --test_out="$DATA.test.txt" \
+  $NICE "$BIN/cli/xc_synth" --train_out="$DATA.train.txt" --test_out="$DATA.test.txt" \
       --samples="$SAMPLES" --test_samples="$TEST_SAMPLES" --features="$FEATURES" \
       --labels="$LABELS" --seed="$SEED"
 fi

@@ -24,7 +24,7 @@
 #include "absl/status/statusor.h"
 #include "google/protobuf/message.h"
 #include "grpcpp/grpcpp.h"
-#include "common/security.h"
+#include "common/wire/security.h"
 #include "proto/job.grpc.pb.h"
 #include "proto/job.pb.h"
 

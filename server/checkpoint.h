@@ -1,5 +1,5 @@
 // Job checkpoints on disk: `<dir>/<job>.ckpt` in the model file format
-// (common/model_file.h) whose header also holds the job's progress, state
+// (common/wire/model_file.h) whose header also holds the job's progress, state
 // and times. Writing keeps the previous checkpoint as `<job>.ckpt.prev`, so a
 // checkpoint found corrupt (checksum) on reading falls back to the one
 // before it. Everything random in a job derives from (seed, round), and the
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/model_file.h"
+#include "common/wire/model_file.h"
 
 namespace ist {
 

@@ -8,17 +8,17 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "common/dataset_registry.h"
-#include "common/job_spec.h"
-#include "common/log_tags.h"
-#include "common/model_file.h"
-#include "common/round_plan.h"
-#include "common/slice_codec.h"
-#include "common/status_macros.h"
+#include "common/data/dataset_registry.h"
+#include "common/model/job_spec.h"
+#include "common/base/log_tags.h"
+#include "common/wire/model_file.h"
+#include "common/ist/round_plan.h"
+#include "common/wire/slice_codec.h"
+#include "common/base/status_macros.h"
 #include "glog/logging.h"
 #include "server/checkpoint.h"
-#include "worker/cnn_trainer.h"
-#include "worker/local_trainer.h"
+#include "common/train/cnn_trainer.h"
+#include "common/train/local_trainer.h"
 
 namespace ist {
 

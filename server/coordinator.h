@@ -24,11 +24,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/dataset.h"
-#include "common/job_config.h"
-#include "common/mlp_model.h"
-#include "common/round_plan.h"
-#include "common/subnet.h"
+#include "common/data/dataset.h"
+#include "common/model/job_config.h"
+#include "common/model/mlp_model.h"
+#include "common/ist/round_plan.h"
+#include "common/ist/subnet.h"
 #include "proto/job.pb.h"
 #include "proto/worker_service.pb.h"
 
@@ -101,7 +101,7 @@ class Coordinator {
                                                                 int64_t* seen,
                                                                 absl::Duration timeout);
   static constexpr int kProgressHistory = 10000;
-  // The job's current model as a model file (common/model_file.h).
+  // The job's current model as a model file (common/wire/model_file.h).
   absl::StatusOr<std::string> ExportModel(const std::string& job_id);
   absl::StatusOr<rpc::EvaluateResponse> Evaluate(const rpc::EvaluateRequest& request);
 

@@ -5,13 +5,13 @@
 #include <cstdlib>
 #include <string>
 
-#include "common/job_spec.h"
-#include "common/model_file.h"
-#include "common/slice_codec.h"
-#include "common/subnet.h"
+#include "common/model/job_spec.h"
+#include "common/wire/model_file.h"
+#include "common/wire/slice_codec.h"
+#include "common/ist/subnet.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "worker/ist_engine.h"
+#include "common/train/ist_engine.h"
 
 namespace ist {
 namespace {

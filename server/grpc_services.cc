@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <string>
 
-#include "common/grpc_status.h"
-#include "common/slice_codec.h"
+#include "common/base/grpc_status.h"
+#include "common/wire/slice_codec.h"
 #include "glog/logging.h"
 
 namespace ist {

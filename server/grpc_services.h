@@ -4,7 +4,7 @@
 #ifndef IST_SERVER_GRPC_SERVICES_H_
 #define IST_SERVER_GRPC_SERVICES_H_
 
-#include "common/slice_stream.h"
+#include "common/wire/slice_stream.h"
 #include "proto/job.grpc.pb.h"
 #include "proto/worker_service.grpc.pb.h"
 #include "server/coordinator.h"
@@ -31,7 +31,7 @@ class WorkerServiceImpl final : public rpc::WorkerService::Service {
 };
 
 // SliceService: the slices go out and come back through the zero-copy
-// messages of common/slice_stream.h. Register it beside WorkerServiceImpl.
+// messages of common/wire/slice_stream.h. Register it beside WorkerServiceImpl.
 class SliceServiceImpl final : public SliceServiceBase {
  public:
   explicit SliceServiceImpl(Coordinator* coordinator) : coordinator_(coordinator) {}

@@ -16,12 +16,12 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "common/security.h"
-#include "common/metrics_server.h"
+#include "common/wire/security.h"
+#include "common/wire/metrics_server.h"
 #include "server/coordinator.h"
 #include "server/coordinator_metrics.h"
 #include "server/grpc_services.h"
-#include "worker/compute_threads.h"
+#include "common/train/compute_threads.h"
 
 DEFINE_string(listen, "127.0.0.1:7070",
               "address to serve on (HOST:PORT; port 0 picks a free one)");

@@ -6,11 +6,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
-#include "common/model_file.h"
-#include "common/status_macros.h"
+#include "common/wire/model_file.h"
+#include "common/base/status_macros.h"
 #include "glog/logging.h"
 #include "server/xc_grpc.h"
-#include "server/xc_shard_store.h"
+#include "common/store/xc_shard_store.h"
 
 namespace ist {
 namespace {

@@ -1,5 +1,5 @@
 // The coordinator of one partitioned extreme-classification job (design:
-// server/xc_shard_store.h). It holds no parameters: it plans rounds, hands
+// common/store/xc_shard_store.h). It holds no parameters: it plans rounds, hands
 // subnet tasks to workers that ask (long-poll), waits until all S subnets
 // of a round are reported trained and pushed, commits the round on every
 // shard, evaluates P@1/3/5 through the shards, and checkpoints through them.
@@ -28,11 +28,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/dataset.h"
-#include "common/xc_shard_api.h"
+#include "common/data/dataset.h"
+#include "common/ist/xc_shard_api.h"
 #include "proto/xc_service.pb.h"
-#include "worker/sparse_mlp_engine.h"
-#include "worker/xc_task.h"
+#include "common/train/sparse_mlp_engine.h"
+#include "common/train/xc_task.h"
 
 namespace ist {
 

@@ -1,6 +1,6 @@
 // ist_xc_coordinator: runs one partitioned extreme-classification job over
 // M ist_shard daemons and any number of ist_xc_worker daemons (design:
-// server/xc_shard_store.h). Holds no model parameters; prints one line per
+// common/store/xc_shard_store.h). Holds no model parameters; prints one line per
 // round and P@1/3/5, time and bytes at the end, then exits.
 //
 //   ist_xc_coordinator --listen=127.0.0.1:7100
@@ -19,7 +19,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "common/libsvm_reader.h"
+#include "common/data/libsvm_reader.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"

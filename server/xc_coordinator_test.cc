@@ -5,12 +5,12 @@
 #include <atomic>
 #include <thread>
 
-#include "common/round_plan.h"
-#include "common/xc_synth.h"
+#include "common/ist/round_plan.h"
+#include "common/data/xc_synth.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/xc_rounds.h"
-#include "server/xc_shard_store.h"
+#include "common/store/xc_rounds.h"
+#include "common/store/xc_shard_store.h"
 
 namespace ist {
 namespace {

@@ -1,7 +1,7 @@
 // ist_xc_local: an extreme-classification IST job in one process, either
 // centralized (--shards=0: the full model in memory) or partitioned over M
 // in-process shards (--shards=M, the same XcShardStore the daemons use, no
-// network). Both compute the same model bit for bit (server/xc_rounds.h);
+// network). Both compute the same model bit for bit (common/store/xc_rounds.h);
 // this binary is for quick experiments and for checking that on real data.
 // (With --shards=M it assembles the model once at the end, only to print its
 // fingerprint; the daemons never do.)
@@ -14,13 +14,13 @@
 #include <string>
 
 #include "absl/strings/str_format.h"
-#include "common/libsvm_reader.h"
-#include "common/round_plan.h"
-#include "common/slice_codec.h"
-#include "common/xc_synth.h"
+#include "common/data/libsvm_reader.h"
+#include "common/ist/round_plan.h"
+#include "common/wire/slice_codec.h"
+#include "common/data/xc_synth.h"
 #include "gflags/gflags.h"
-#include "server/xc_rounds.h"
-#include "server/xc_shard_store.h"
+#include "common/store/xc_rounds.h"
+#include "common/store/xc_shard_store.h"
 
 DEFINE_string(train_data, "", "training LIBSVM file (or use --synth_samples)");
 DEFINE_string(test_data, "", "evaluation LIBSVM file");

@@ -1,5 +1,5 @@
 // ist_shard: one parameter-server shard of a partitioned extreme-
-// classification job (design: server/xc_shard_store.h). It owns hidden
+// classification job (design: common/store/xc_shard_store.h). It owns hidden
 // neurons [m H / M, (m + 1) H / M) of the model and serves
 // proto/xc_service.proto's XcShardService to workers and the coordinator.
 //
@@ -17,12 +17,12 @@
 #include <string>
 
 #include "absl/strings/str_format.h"
-#include "common/libsvm_reader.h"
+#include "common/data/libsvm_reader.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
 #include "server/xc_grpc.h"
-#include "server/xc_shard_store.h"
+#include "common/store/xc_shard_store.h"
 
 DEFINE_string(listen, "127.0.0.1:0", "HOST:PORT to serve on (port 0: any free port)");
 DEFINE_string(port_file, "", "if set, the chosen port is written here once serving");

@@ -1,6 +1,6 @@
 // Issue 10 distributed: a `model: "resnet"` job on a coordinator and real
 // worker processes on 127.0.0.1 must equal the one-process CNN engine
-// (worker/cnn_ist_engine.h) bit for bit after every round, in all three
+// (common/train/cnn_ist_engine.h) bit for bit after every round, in all three
 // modes, with the bytes on the wire those of the CNN slices.
 #include <signal.h>
 
@@ -9,18 +9,18 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "common/cnn_job.h"
-#include "common/dataset_registry.h"
-#include "common/job_spec.h"
-#include "common/round_plan.h"
-#include "common/model_file.h"
-#include "common/slice_codec.h"
+#include "common/ist/cnn_job.h"
+#include "common/data/dataset_registry.h"
+#include "common/model/job_spec.h"
+#include "common/ist/round_plan.h"
+#include "common/wire/model_file.h"
+#include "common/wire/slice_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/local_cluster.h"
-#include "worker/cnn_ist_engine.h"
-#include "worker/cnn_trainer.h"
-#include "worker/compute_threads.h"
+#include "common/train/cnn_ist_engine.h"
+#include "common/train/cnn_trainer.h"
+#include "common/train/compute_threads.h"
 
 namespace ist {
 namespace {

@@ -6,12 +6,12 @@
 #include <cstdlib>
 #include <string>
 
-#include "common/cnn_job.h"
-#include "common/idx_reader.h"
+#include "common/ist/cnn_job.h"
+#include "common/data/idx_reader.h"
 #include "gtest/gtest.h"
-#include "worker/cnn_ist_engine.h"
-#include "worker/cnn_trainer.h"
-#include "worker/compute_threads.h"
+#include "common/train/cnn_ist_engine.h"
+#include "common/train/cnn_trainer.h"
+#include "common/train/compute_threads.h"
 
 namespace ist {
 namespace {

@@ -9,15 +9,15 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/dataset_registry.h"
-#include "common/job_spec.h"
-#include "common/model_file.h"
-#include "common/slice_codec.h"
+#include "common/data/dataset_registry.h"
+#include "common/model/job_spec.h"
+#include "common/wire/model_file.h"
+#include "common/wire/slice_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/local_cluster.h"
-#include "worker/compute_threads.h"
-#include "worker/ist_engine.h"
+#include "common/train/compute_threads.h"
+#include "common/train/ist_engine.h"
 
 namespace ist {
 namespace {

@@ -12,18 +12,18 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "common/dataset_registry.h"
-#include "common/job_spec.h"
-#include "common/model_file.h"
-#include "common/slice_codec.h"
+#include "common/data/dataset_registry.h"
+#include "common/model/job_spec.h"
+#include "common/wire/model_file.h"
+#include "common/wire/slice_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/worker_service.grpc.pb.h"
 #include "server/checkpoint.h"
 #include "tests/local_cluster.h"
-#include "worker/compute_threads.h"
-#include "worker/ist_engine.h"
-#include "worker/local_trainer.h"
+#include "common/train/compute_threads.h"
+#include "common/train/ist_engine.h"
+#include "common/train/local_trainer.h"
 
 namespace ist {
 namespace {
@@ -193,7 +193,7 @@ TEST(FaultTest, BadPushesAreRejectedAndTheModelIsUntouched) {
   auto stub = rpc::WorkerService::NewStub(channel);
   // This fake worker moves slices with the classes generated from
   // proto/worker_service.proto, not the daemons' hand-written codec
-  // (common/slice_stream.h): the two must agree on the bytes.
+  // (common/wire/slice_stream.h): the two must agree on the bytes.
   auto slices = rpc::SliceService::NewStub(channel);
   auto deadline = [](grpc::ClientContext* c) {
     c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));

@@ -3,11 +3,11 @@
 #include <cstdlib>
 #include <string>
 
-#include "common/idx_reader.h"
+#include "common/data/idx_reader.h"
 #include "gtest/gtest.h"
-#include "worker/compute_threads.h"
-#include "worker/ist_engine.h"
-#include "worker/local_trainer.h"
+#include "common/train/compute_threads.h"
+#include "common/train/ist_engine.h"
+#include "common/train/local_trainer.h"
 
 namespace ist {
 namespace {

@@ -17,7 +17,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "common/grpc_status.h"
+#include "common/base/grpc_status.h"
 #include "proto/health.grpc.pb.h"
 
 extern char** environ;

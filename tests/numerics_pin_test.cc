@@ -13,20 +13,20 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
-#include "common/dataset_registry.h"
-#include "common/job_spec.h"
-#include "common/model_file.h"
-#include "common/round_plan.h"
-#include "common/slice_codec.h"
-#include "common/xc_synth.h"
+#include "common/data/dataset_registry.h"
+#include "common/model/job_spec.h"
+#include "common/wire/model_file.h"
+#include "common/ist/round_plan.h"
+#include "common/wire/slice_codec.h"
+#include "common/data/xc_synth.h"
 #include "gtest/gtest.h"
-#include "server/xc_rounds.h"
-#include "server/xc_shard_store.h"
+#include "common/store/xc_rounds.h"
+#include "common/store/xc_shard_store.h"
 #include "tests/local_cluster.h"
-#include "worker/cnn_ist_engine.h"
-#include "worker/compute_threads.h"
-#include "worker/ist_engine.h"
-#include "worker/xc_task.h"
+#include "common/train/cnn_ist_engine.h"
+#include "common/train/compute_threads.h"
+#include "common/train/ist_engine.h"
+#include "common/train/xc_task.h"
 
 namespace ist {
 namespace {

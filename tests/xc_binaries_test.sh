@@ -19,11 +19,11 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 wait_file() { for _ in $(seq 300); do [ -s "$1" ] && return 0; sleep 0.1; done; return 1; }
 
-"$R/common/xc_synth" --train_out="$TMP/train.txt" --test_out="$TMP/test.txt" --samples=2000 \
+"$R/cli/xc_synth" --train_out="$TMP/train.txt" --test_out="$TMP/test.txt" --samples=2000 \
   --test_samples=300 --features=3000 --labels=500 --mean_features=20 >"$TMP/synth.log" 2>&1 \
   || fail "xc_synth: $(cat "$TMP/synth.log")"
 grep -q "labels/sample" "$TMP/synth.log" || fail "xc_synth printed no statistics"
-"$R/common/xc_synth" --train_out="$TMP/x.txt" --signal=2 >out.txt 2>err.txt && fail "bad --signal accepted"
+"$R/cli/xc_synth" --train_out="$TMP/x.txt" --signal=2 >out.txt 2>err.txt && fail "bad --signal accepted"
 grep -q -- "--signal" err.txt || fail "bad --signal not named: $(cat err.txt)"
 
 LAYERS=3000-32-500

@@ -8,16 +8,16 @@
 #include <string>
 #include <thread>
 
-#include "common/libsvm_reader.h"
-#include "common/round_plan.h"
-#include "common/xc_synth.h"
+#include "common/data/libsvm_reader.h"
+#include "common/ist/round_plan.h"
+#include "common/data/xc_synth.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/xc_coordinator.h"
 #include "server/xc_grpc.h"
-#include "server/xc_rounds.h"
-#include "server/xc_shard_store.h"
+#include "common/store/xc_rounds.h"
+#include "common/store/xc_shard_store.h"
 #include "worker/xc_worker_agent.h"
 
 namespace ist {

@@ -1,5 +1,5 @@
 // cnn_ist_local: IST for convolutional networks in one process. Trains a
-// small ResNet (common/cnn_model.h) on an image data set with channel-
+// small ResNet (common/model/cnn_model.h) on an image data set with channel-
 // partitioned IST, local SGD and/or data parallel, S simulated workers each,
 // one mode after the other on the same shards and seeds, printing the test
 // accuracy per evaluation and a summary line per mode (final accuracy,
@@ -17,18 +17,18 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "common/cnn_job.h"
-#include "common/dataset_registry.h"
-#include "common/status_macros.h"
+#include "common/ist/cnn_job.h"
+#include "common/data/dataset_registry.h"
+#include "common/base/status_macros.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
-#include "worker/cnn_ist_engine.h"
-#include "worker/cnn_trainer.h"
-#include "worker/compute_threads.h"
+#include "common/train/cnn_ist_engine.h"
+#include "common/train/cnn_trainer.h"
+#include "common/train/compute_threads.h"
 
 DEFINE_string(data_dir, "/usr/share/datasets", "directory the data set name resolves in");
 DEFINE_string(dataset, "fashion-mnist",
-              "fashion-mnist, idx:<subdir> or csv:<prefix> (common/dataset_registry.h)");
+              "fashion-mnist, idx:<subdir> or csv:<prefix> (common/data/dataset_registry.h)");
 DEFINE_string(image, "1x28x28", "CxHxW of one sample (its features in CHW order)");
 DEFINE_int32(classes, 10, "number of classes");
 DEFINE_int32(stem, 32, "stem convolution channels");

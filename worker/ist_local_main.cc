@@ -15,13 +15,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "common/idx_reader.h"
-#include "common/status_macros.h"
+#include "common/data/idx_reader.h"
+#include "common/base/status_macros.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
-#include "worker/compute_threads.h"
-#include "worker/ist_engine.h"
-#include "worker/local_trainer.h"
+#include "common/train/compute_threads.h"
+#include "common/train/ist_engine.h"
+#include "common/train/local_trainer.h"
 
 DEFINE_string(data_dir, ist::kDefaultFashionMnistDir,
               "directory with the Fashion-MNIST IDX files (.gz or plain)");

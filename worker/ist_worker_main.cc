@@ -19,8 +19,8 @@
 #include "prometheus/collectable.h"
 #include "prometheus/metric_family.h"
 #include "proto/health.grpc.pb.h"
-#include "common/metrics_server.h"
-#include "worker/compute_threads.h"
+#include "common/wire/metrics_server.h"
+#include "common/train/compute_threads.h"
 #include "worker/worker_agent.h"
 
 DEFINE_string(coordinator, "127.0.0.1:7070", "coordinator address HOST:PORT");

@@ -6,13 +6,13 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "common/dataset_registry.h"
-#include "common/grpc_status.h"
-#include "common/job_spec.h"
-#include "common/log_tags.h"
-#include "common/round_plan.h"
-#include "common/slice_codec.h"
-#include "common/status_macros.h"
+#include "common/data/dataset_registry.h"
+#include "common/base/grpc_status.h"
+#include "common/model/job_spec.h"
+#include "common/base/log_tags.h"
+#include "common/ist/round_plan.h"
+#include "common/wire/slice_codec.h"
+#include "common/base/status_macros.h"
 #include "glog/logging.h"
 
 namespace ist {

@@ -17,11 +17,11 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/dataset.h"
-#include "common/security.h"
-#include "common/slice_stream.h"
+#include "common/data/dataset.h"
+#include "common/wire/security.h"
+#include "common/wire/slice_stream.h"
 #include "proto/worker_service.grpc.pb.h"
-#include "worker/subnet_task.h"
+#include "common/train/subnet_task.h"
 
 namespace ist {
 

@@ -5,9 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/grpc_status.h"
-#include "common/libsvm_reader.h"
-#include "common/status_macros.h"
+#include "common/base/grpc_status.h"
+#include "common/data/libsvm_reader.h"
+#include "common/base/status_macros.h"
 #include "glog/logging.h"
 
 namespace ist {

@@ -1,7 +1,7 @@
 // The worker of partitioned extreme-classification jobs: long-polls the XC
 // coordinator for a subnet task, fetches the subnet's pieces from every
 // shard, trains it, pushes the pieces back to their owners and reports the
-// task done (worker/xc_task.h RunPartitionedXcTask). Stateless between
+// task done (common/train/xc_task.h RunPartitionedXcTask). Stateless between
 // tasks except for caches it can rebuild from a task: the training file,
 // its data shards and the shard connections. Every RPC has a deadline;
 // while the coordinator is unreachable it retries with backoff.
@@ -15,11 +15,11 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "common/dataset.h"
+#include "common/data/dataset.h"
 #include "proto/xc_service.grpc.pb.h"
-#include "server/xc_grpc.h"
-#include "worker/subnet_task.h"
-#include "worker/xc_task.h"
+#include "common/store/xc_shard_client.h"
+#include "common/train/subnet_task.h"
+#include "common/train/xc_task.h"
 
 namespace ist {
 

@@ -15,7 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
-#include "server/xc_grpc.h"
+#include "common/store/xc_shard_client.h"
 #include "worker/xc_worker_agent.h"
 
 DEFINE_string(coordinator, "", "HOST:PORT of ist_xc_coordinator (required)");

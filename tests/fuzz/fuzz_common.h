@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include "common/mlp_model.h"
+#include "common/model/mlp_model.h"
 
 namespace ist {
 namespace fuzz {

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "common/idx_reader.h"
+#include "common/data/idx_reader.h"
 
 namespace {
 constexpr int64_t kMaxBytes = int64_t{1} << 20;

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "common/libsvm_reader.h"
+#include "common/data/libsvm_reader.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;

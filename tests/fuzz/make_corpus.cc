@@ -12,8 +12,8 @@
 
 #include <sys/stat.h>
 
-#include "common/model_file.h"
-#include "common/slice_codec.h"
+#include "common/wire/model_file.h"
+#include "common/wire/slice_codec.h"
 #include "proto/job.pb.h"
 #include "proto/tensor.pb.h"
 #include "tests/fuzz/fuzz_common.h"

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "common/model_file.h"
+#include "common/wire/model_file.h"
 #include "google/protobuf/stubs/logging.h"
 
 // Malformed messages are the point here: keep protobuf from logging each.

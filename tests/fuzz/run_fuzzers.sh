@@ -80,11 +80,11 @@ LIBS=(-lprotobuf
 
 # model_file.cc reads a job's model from its spec (job_spec.cc), which
 # brings the data set registry and the ResNet job code with it.
-LIB_SRCS=(common/idx_reader.cc common/csv_reader.cc common/libsvm_reader.cc
-          common/mlp_model.cc common/slice_codec.cc common/slice_wire.cc common/model_file.cc
-          common/job_spec.cc common/job_config.cc common/dataset_registry.cc
-          common/image_dir_reader.cc common/cnn_job.cc common/cnn_subnet.cc
-          common/cnn_model.cc common/subnet.cc
+LIB_SRCS=(common/data/idx_reader.cc common/data/csv_reader.cc common/data/libsvm_reader.cc
+          common/model/mlp_model.cc common/wire/slice_codec.cc common/wire/slice_wire.cc common/wire/model_file.cc
+          common/model/job_spec.cc common/model/job_config.cc common/data/dataset_registry.cc
+          common/data/image_dir_reader.cc common/ist/cnn_job.cc common/ist/cnn_subnet.cc
+          common/model/cnn_model.cc common/ist/subnet.cc
           "$GEN/proto/tensor.pb.cc" "$GEN/proto/job.pb.cc" "$GEN/proto/worker_service.pb.cc")
 
 # Object cache key: compiler, flags, library versions and every project

@@ -1,6 +1,6 @@
 // libFuzzer target: the slice receive path. A sequence of chunk messages
 // (framing in fuzz_common.h), each parsed by the hand-written wire parser
-// the daemons use (common/slice_wire.h), both as a SliceChunk and nested in
+// the daemons use (common/wire/slice_wire.h), both as a SliceChunk and nested in
 // a PushSliceChunk, from pieces split where the input says, then fed to a
 // SliceDecoder for parameters shaped for a fixed 5-4-3-2 subnet, then
 // Finish(). Chunks keep coming after an error: a decoder must stay safe
@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "common/slice_codec.h"
-#include "common/slice_wire.h"
+#include "common/wire/slice_codec.h"
+#include "common/wire/slice_wire.h"
 #include "google/protobuf/stubs/logging.h"
 #include "proto/tensor.pb.h"
 #include "tests/fuzz/fuzz_common.h"

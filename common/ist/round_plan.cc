@@ -1,0 +1,159 @@
+#include "common/ist/round_plan.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/base/seed.h"
+#include "common/base/status_macros.h"
+
+namespace ist {
+namespace {
+
+bool SameShape(const MlpParams<float>& a, const MlpParams<float>& b) {
+  auto same = [](const auto& x, const auto& y) {
+    if (x.size() != y.size()) return false;
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (x[i].rows() != y[i].rows() || x[i].cols() != y[i].cols()) return false;
+    }
+    return true;
+  };
+  return same(a.weights, b.weights) && same(a.gamma, b.gamma) && same(a.beta, b.beta) &&
+         same(a.running_mean, b.running_mean) && same(a.running_var, b.running_var);
+}
+
+// full = mean over the non-null replicas, tensor by tensor, summed in
+// replica order (deterministic).
+template <typename Tensors>
+void Average(const std::vector<const MlpParams<float>*>& replicas,
+             Tensors MlpParams<float>::*member, MlpParams<float>* full) {
+  Tensors& out = full->*member;
+  float count = 0;
+  for (const MlpParams<float>* r : replicas) count += (r != nullptr);
+  for (size_t i = 0; i < out.size(); ++i) {
+    bool first = true;
+    for (const MlpParams<float>* r : replicas) {
+      if (r == nullptr) continue;
+      if (first) {
+        out[i] = (r->*member)[i];
+        first = false;
+      } else {
+        out[i] += (r->*member)[i];
+      }
+    }
+    out[i] /= count;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<RoundPlan> PlanRound(const IstTrainingConfig& config, int64_t round) {
+  RoundPlan plan;
+  plan.mode = config.mode;
+  plan.num_slices = config.num_subnets;
+  if (config.cnn.has_value()) {
+    ASSIGN_OR_RETURN(plan.cnn, PlanCnnRound(CnnJobOf(config), round));
+    return plan;
+  }
+  if (config.mode == TrainingMode::kIst) {
+    ASSIGN_OR_RETURN(plan.partition,
+                     DrawPartition(config.model, config.num_subnets,
+                                   DeriveSeed(config.seed, round, 0, SeedPurpose::kPartition)));
+  }
+  return plan;
+}
+
+MlpParams<float> InitialModel(const IstTrainingConfig& config) {
+  if (config.cnn.has_value()) {
+    MlpParams<float> packed;
+    PackCnnParams(InitialCnnModel(CnnJobOf(config)), &packed);
+    return packed;
+  }
+  return InitMlpParams<float>(config.model, DeriveSeed(config.seed, 0, 0, SeedPurpose::kInit));
+}
+
+MlpConfig SliceConfig(const IstTrainingConfig& config, const RoundPlan& plan, int s) {
+  if (config.cnn.has_value()) {
+    return CnnAsOpaqueMlp(CnnSliceConfig(CnnJobOf(config), plan.cnn, s));
+  }
+  return plan.mode == TrainingMode::kIst ? SubnetConfig(config.model, plan.partition, s)
+                                         : config.model;
+}
+
+int64_t SliceScalars(const IstTrainingConfig& config, const RoundPlan& plan, int s) {
+  return SliceConfig(config, plan, s).NumScalars();
+}
+
+void ExtractSlice(const IstTrainingConfig& config, const RoundPlan& plan,
+                  const MlpParams<float>& full, int s, MlpParams<float>* slice) {
+  if (config.cnn.has_value()) {
+    CnnParams<float> out;
+    ExtractCnnSlice(CnnJobOf(config), plan.cnn, UnpackCnnParams(full), s, &out);
+    PackCnnParams(std::move(out), slice);
+    return;
+  }
+  if (plan.mode == TrainingMode::kIst) {
+    ExtractSubnet(config.model, full, plan.partition, s, slice);
+  } else {
+    *slice = full;
+  }
+}
+
+absl::Status MergeSlices(const IstTrainingConfig& config, const RoundPlan& plan,
+                         const std::vector<const MlpParams<float>*>& trained,
+                         MlpParams<float>* full) {
+  if (config.cnn.has_value()) {
+    std::vector<CnnParams<float>> copies(trained.size());
+    std::vector<const CnnParams<float>*> pointers;
+    for (size_t s = 0; s < trained.size(); ++s) {
+      if (trained[s] != nullptr) copies[s] = UnpackCnnParams(*trained[s]);
+      pointers.push_back(trained[s] != nullptr ? &copies[s] : nullptr);
+    }
+    CnnParams<float> merged = UnpackCnnParams(*full);
+    RETURN_IF_ERROR(MergeCnnSlices(CnnJobOf(config), plan.cnn, pointers, &merged));
+    PackCnnParams(std::move(merged), full);
+    return absl::OkStatus();
+  }
+  if (plan.mode == TrainingMode::kIst) {
+    return MergeSubnets(config.model, plan.partition, trained, full);
+  }
+  if (static_cast<int>(trained.size()) != plan.num_slices) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "merge: got ", trained.size(), " replicas, the round has ", plan.num_slices));
+  }
+  int returned = 0;
+  for (size_t s = 0; s < trained.size(); ++s) {
+    if (trained[s] == nullptr) continue;
+    if (!SameShape(*trained[s], *full)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "replica ", s, " has the wrong shape for ", config.model.ShapeString()));
+    }
+    ++returned;
+  }
+  if (returned == 0) return absl::OkStatus();
+  Average(trained, &MlpParams<float>::weights, full);
+  Average(trained, &MlpParams<float>::gamma, full);
+  Average(trained, &MlpParams<float>::beta, full);
+  Average(trained, &MlpParams<float>::running_mean, full);
+  Average(trained, &MlpParams<float>::running_var, full);
+  return absl::OkStatus();
+}
+
+absl::Status MergeThenExtractSlices(const IstTrainingConfig& config, const RoundPlan& plan,
+                                    const std::vector<const MlpParams<float>*>& trained,
+                                    const RoundPlan& next_plan,
+                                    const std::vector<MlpParams<float>*>& next,
+                                    MlpParams<float>* full) {
+  if (static_cast<int>(next.size()) != next_plan.num_slices) {
+    return absl::InvalidArgumentError(absl::StrCat("extract: got ", next.size(),
+                                                   " slices, the round has ",
+                                                   next_plan.num_slices));
+  }
+  if (!config.cnn.has_value() && plan.mode == TrainingMode::kIst &&
+      next_plan.mode == TrainingMode::kIst) {
+    return MergeThenExtract(config.model, plan.partition, trained, next_plan.partition, next,
+                            full);
+  }
+  RETURN_IF_ERROR(MergeSlices(config, plan, trained, full));
+  for (int s = 0; s < next_plan.num_slices; ++s) ExtractSlice(config, next_plan, *full, s, next[s]);
+  return absl::OkStatus();
+}
+
+}  // namespace ist
