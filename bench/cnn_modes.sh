@@ -3,7 +3,7 @@
 # (stem 32 + 2x2 max pool, 4 basic residual blocks at 32, 32, 64, 64
 # channels, 14x14 then 7x7) on Fashion-MNIST with channel-partitioned IST
 # (S = 2), local SGD and data parallel (2 workers each), each in one
-# process (//worker:cnn_ist_local) on the same shards, seeds and cosine
+# process (//worker:ist_local) on the same shards, seeds and cosine
 # learning-rate schedule. The three modes run side by side (one process and
 # one compute thread each) so that they share the machine under the same
 # load. Prints and saves (bench/results/) the test accuracy during training
@@ -16,12 +16,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS="${EPOCHS:-4}"
 OUT="${OUT:-bench/results/cnn_modes.txt}"
-nice -n 19 bazel build -c opt //worker:cnn_ist_local
+nice -n 19 bazel build -c opt //worker:ist_local
 BIN="$(mktemp -d)"
-cp bazel-bin/worker/cnn_ist_local "${BIN}/"   # later builds cannot swap it
+cp bazel-bin/worker/ist_local "${BIN}/"   # later builds cannot swap it
 pids=()
 for mode in ist local_sgd data_parallel; do
-  nice -n 19 "${BIN}/cnn_ist_local" \
+  nice -n 19 "${BIN}/ist_local" --model=resnet \
     --modes="${mode}" --subnets=2 --local_steps=20 --batch=128 \
     --stem=32 --stages=32,64 --blocks_per_stage=2 --lr=0.05 --lr_schedule=cosine \
     --momentum=0.9 --weight_decay=5e-4 --epochs="${EPOCHS}" --eval_every=12 \

@@ -2,10 +2,10 @@
 // of the whole model in the same run (issue 8: <= 3x memcpy).
 //
 // Timed, two ways (common/ist/round_plan.h):
-//   separate: PlanRound(config, round), ExtractSlice(..., s, ...) for every
-//             s into last repetition's slices, MergeSlices(all S) back;
+//   separate: PlanMlpRound(config, round), ExtractMlpSlice(..., s, ...) for every
+//             s into last repetition's slices, MergeMlpSlices(all S) back;
 //   fused, what server/coordinator.cc does between two rounds:
-//             PlanRound(round + 1), then MergeThenExtractSlices: the merge
+//             PlanMlpRound(round + 1), then MergeThenExtractSlices: the merge
 //             of round `round` and the extraction of round + 1 in one pass
 //             over each hidden-to-hidden matrix.
 // Both are one merge and one extraction of every slice. The RESULT line
@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
   }
   config.mode = ist::TrainingMode::kIst;
   config.seed = 1;
-  ist::MlpParams<float> model = ist::InitialModel(config);
+  ist::MlpParams<float> model = ist::InitialMlpModel(config);
   const ist::MlpParams<float> original = model;
   const int64_t scalars = model.NumScalars();
   std::vector<float> dest(scalars, 0.0f);  // allocated and touched
@@ -103,26 +103,26 @@ int main(int argc, char** argv) {
       copy_s.push_back(Since(t0));
 
       t0 = Clock::now();
-      auto plan = ist::PlanRound(config, rep);
+      auto plan = ist::PlanMlpRound(config, rep);
       if (!plan.ok()) {
         std::fprintf(stderr, "PlanRound: %s\n", std::string(plan.status().message()).c_str());
         return 1;
       }
       const double p = Since(t0);
       auto t1 = Clock::now();
-      for (int s = 0; s < S; ++s) ist::ExtractSlice(config, *plan, model, s, &slices[s]);
+      for (int s = 0; s < S; ++s) ist::ExtractMlpSlice(config, *plan, model, s, &slices[s]);
       const double e = Since(t1);
       std::vector<const ist::MlpParams<float>*> trained;
       for (const auto& slice : slices) trained.push_back(&slice);
       t1 = Clock::now();
-      const absl::Status merged = ist::MergeSlices(config, *plan, trained, &model);
+      const absl::Status merged = ist::MergeMlpSlices(config, *plan, trained, &model);
       const double m = Since(t1);
       ist_s.push_back(Since(t0));
       ratio_s.push_back(ist_s.back() / copy_s.back());  // paired: same moment of the run
       {
         std::vector<ist::MlpParams<float>> fresh(S);
         t1 = Clock::now();
-        for (int s = 0; s < S; ++s) ist::ExtractSlice(config, *plan, model, s, &fresh[s]);
+        for (int s = 0; s < S; ++s) ist::ExtractMlpSlice(config, *plan, model, s, &fresh[s]);
         fresh_s.push_back(Since(t1));
         // Extracting into last round's storage must give exactly what a
         // fresh extraction gives (the coordinator relies on it).
@@ -146,9 +146,9 @@ int main(int argc, char** argv) {
       std::vector<ist::MlpParams<float>*> out;
       for (auto& slice : next) out.push_back(&slice);
       t0 = Clock::now();
-      auto next_plan = ist::PlanRound(config, rep + 1);
+      auto next_plan = ist::PlanMlpRound(config, rep + 1);
       const absl::Status fused =
-          next_plan.ok() ? ist::MergeThenExtractSlices(config, *plan, trained, *next_plan, out, &model)
+          next_plan.ok() ? ist::MergeThenExtractMlpSlices(config, *plan, trained, *next_plan, out, &model)
                          : next_plan.status();
       fused_s.push_back(Since(t0));
       fused_ratio_s.push_back(fused_s.back() / copy_s.back());
@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
       }
       for (int s = 0; fused.ok() && s < S; ++s) {
         ist::MlpParams<float> fresh;
-        ist::ExtractSlice(config, *next_plan, model, s, &fresh);
+        ist::ExtractMlpSlice(config, *next_plan, model, s, &fresh);
         if (!ist::IdenticalParams(fresh, next[s])) {
           std::fprintf(stderr, "S=%d rep %d: fused slice %d differs from ExtractSlice\n", S, rep,
                        s);

@@ -326,7 +326,7 @@ int Run() {
       tcp_cpu;
   const auto start = Clock::now();
   for (int rep = 0; rep < FLAGS_reps && Since(start) < FLAGS_max_seconds; ++rep) {
-    auto plan = ist::PlanRound(*config, rep);
+    auto plan = ist::PlanMlpRound(*config, rep);
     if (!plan.ok()) return 1;
     int64_t grpc_bytes = 0, tcp_bytes = 0;
     double grpc_seconds = 0, tcp_seconds = 0, fetch_s = 0, push_s = 0;
@@ -342,7 +342,7 @@ int Run() {
                      task.ok() ? "wrong round" : std::string(task.status().message()).c_str());
         return 1;
       }
-      expected.push_back(4 * ist::SliceScalars(*config, *plan, task->tag().subnet()));
+      expected.push_back(4 * ist::MlpSliceScalars(*config, *plan, task->tag().subnet()));
       tasks.push_back(*std::move(task));
     }
     // Baseline: the same bytes per slice, both ways.

@@ -33,14 +33,6 @@ namespace ist {
 namespace cli {
 namespace {
 
-// "784-1024-10", or for a ResNet job (issue 10) "resnet 32/32,64x2".
-std::string ModelText(const rpc::JobSpec& spec) {
-  if (spec.model() != "resnet") return absl::StrJoin(spec.layers(), "-");
-  return absl::StrCat("resnet ", spec.resnet().stem_channels(), "/",
-                      absl::StrJoin(spec.resnet().stage_channels(), ","), "x",
-                      spec.resnet().blocks_per_stage());
-}
-
 // What a command accepts.
 struct CommandSpec {
   const char* name;
@@ -888,7 +880,7 @@ std::string FormatJobStatus(const rpc::JobStatus& status) {
   std::string out = absl::StrCat("job ", status.job_id());
   if (!spec.name().empty()) absl::StrAppend(&out, " \"", spec.name(), "\"");
   absl::StrAppend(&out, ": ", StateName(p.state()), "\n");
-  absl::StrAppend(&out, "  model     ", ModelText(spec), " on ",
+  absl::StrAppend(&out, "  model     ", ModelSummary(spec), " on ",
                   spec.dataset(), ", BatchNorm ", spec.bn_mode(), "\n");
   absl::StrAppend(
       &out, "  training  ", spec.workers(), " workers, ", spec.local_steps(),
@@ -942,7 +934,7 @@ std::string FormatJobTable(const rpc::ListJobsResponse& jobs) {
     rows.push_back({job.job_id(), StateName(p.state()),
                     absl::StrCat(p.round(), "/", p.total_rounds()),
                     AccuracyText(p.test_accuracy()),
-                    ModelText(job.spec()), job.spec().dataset(), job.spec().name()});
+                    ModelSummary(job.spec()), job.spec().dataset(), job.spec().name()});
   }
   return FormatTable(rows);
 }

@@ -17,8 +17,7 @@
 #include "common/base/status_macros.h"
 #include "glog/logging.h"
 #include "server/checkpoint.h"
-#include "common/train/cnn_trainer.h"
-#include "common/train/local_trainer.h"
+#include "common/family/model_family.h"
 
 namespace ist {
 
@@ -38,6 +37,7 @@ struct Coordinator::Job {
   std::string id;
   rpc::JobSpec spec;  // defaults filled in
   IstTrainingConfig config;
+  std::shared_ptr<const ModelFamily> family;  // of `config`
   int64_t total_rounds = 0;
   std::shared_ptr<const DenseDataset> test;
   double submitted = 0, started = 0, finished = 0;
@@ -160,14 +160,17 @@ absl::Status Coordinator::Recover() {
     }
     if (!warning.empty()) LOG(WARNING) << "job=" << id << " " << warning;
     absl::StatusOr<IstTrainingConfig> config = TrainingConfigFromSpec(file->spec);
-    if (!config.ok()) {
-      LOG(ERROR) << "job=" << id << " checkpoint holds a bad spec: " << config.status();
+    absl::StatusOr<std::unique_ptr<const ModelFamily>> family =
+        config.ok() ? MakeModelFamily(*config) : config.status();
+    if (!family.ok()) {
+      LOG(ERROR) << "job=" << id << " checkpoint holds a bad spec: " << family.status();
       continue;
     }
     auto job = std::make_unique<Job>();
     job->id = id;
     job->spec = file->spec;
     job->config = *config;
+    job->family = std::move(*family);
     job->progress = file->header.progress();
     job->total_rounds = job->progress.total_rounds();
     job->submitted = file->header.submitted_unix();
@@ -219,11 +222,11 @@ void Coordinator::CheckpointLocked(Job* job) {
   // checkpoints are written from there or for jobs with no model yet, so
   // the model can be read without the lock.
   const MlpParams<float>* model = job->has_model ? &job->model : nullptr;
-  const IstTrainingConfig config = job->config;
+  const std::shared_ptr<const ModelFamily> family = job->family;
   const std::string id = job->id;
   mu_.Unlock();
   const std::string bytes =
-      EncodeModelFile(std::move(header), model != nullptr ? *model : InitialModel(config));
+      EncodeModelFile(std::move(header), model != nullptr ? *model : family->InitialModel());
   const absl::Status s = WriteCheckpoint(options_.checkpoint_dir, id, bytes);
   mu_.Lock();
   if (!s.ok()) {
@@ -239,6 +242,7 @@ absl::StatusOr<std::string> Coordinator::SubmitJob(const rpc::JobSpec& request) 
   const rpc::JobSpec spec = WithDefaults(request);
   RETURN_IF_ERROR(ValidateJobSpec(spec));
   ASSIGN_OR_RETURN(IstTrainingConfig config, TrainingConfigFromSpec(spec));
+  ASSIGN_OR_RETURN(std::shared_ptr<const ModelFamily> family, MakeModelFamily(config));
   const int64_t model_bytes = 4 * config.model.NumParameters();
   if (3 * model_bytes > options_.max_job_memory_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -277,6 +281,7 @@ absl::StatusOr<std::string> Coordinator::SubmitJob(const rpc::JobSpec& request) 
   auto job = std::make_unique<Job>();
   job->spec = spec;
   job->config = config;
+  job->family = std::move(family);
   job->total_rounds = TotalRounds(spec, train_samples);
   job->test = std::make_shared<const DenseDataset>(std::move(test));
   job->submitted = UnixNow();
@@ -393,7 +398,7 @@ absl::StatusOr<std::string> Coordinator::ExportModel(const std::string& job_id) 
 
 absl::StatusOr<rpc::EvaluateResponse> Coordinator::Evaluate(
     const rpc::EvaluateRequest& request) {
-  IstTrainingConfig config;
+  std::shared_ptr<const ModelFamily> family;
   MlpParams<float> model;
   std::shared_ptr<const DenseDataset> data;
   std::string dataset;
@@ -408,7 +413,7 @@ absl::StatusOr<rpc::EvaluateResponse> Coordinator::Evaluate(
       return absl::FailedPreconditionError(
           absl::StrCat(job->id, " has not started: there is no model yet"));
     }
-    config = job->config;
+    family = job->family;
     model = job->model;
     round = job->rounds_done;
     dataset = request.dataset().empty() ? job->spec.dataset() : request.dataset();
@@ -423,7 +428,8 @@ absl::StatusOr<rpc::EvaluateResponse> Coordinator::Evaluate(
                      LoadDataset(dataset, options_.data_dir, request.split() == "train"));
     data = std::make_shared<const DenseDataset>(std::move(loaded));
   }
-  ASSIGN_OR_RETURN(EvalResult eval, EvaluateJobModel(config, model, *data, options_.eval_batch));
+  ASSIGN_OR_RETURN(EvalResult eval,
+                   family->Evaluate(model, TrainingData::Dense(*data), options_.eval_batch));
   rpc::EvaluateResponse response;
   response.set_accuracy(eval.accuracy);
   response.set_loss(eval.loss);
@@ -463,7 +469,7 @@ void Coordinator::StartJobLocked(Job* job) {
   running_ = job;
   if (job->started == 0) job->started = UnixNow();
   if (!job->has_model) {  // a resumed job keeps its checkpointed model
-    job->model = InitialModel(job->config);
+    job->model = job->family->InitialModel();
     job->has_model = true;
   }
   job->progress.set_state(rpc::RUNNING);
@@ -483,17 +489,17 @@ absl::Status Coordinator::StartRoundLocked(Job* job) {
   if (extracted) {
     job->plan = std::move(job->next_plan);
   } else {
-    ASSIGN_OR_RETURN(job->plan, PlanRound(job->config, job->rounds_done));
+    ASSIGN_OR_RETURN(job->plan, job->family->PlanRound(job->rounds_done));
   }
   job->slots.assign(S, Slot());  // drops the slots' references to last round's slices
   if (!extracted) {
     // Same shapes as last round: ExtractSlice overwrites in place.
     std::vector<MlpParams<float>*> outgoing = SpareOutgoingLocked(job);
-    for (int s = 0; s < S; ++s) ExtractSlice(job->config, job->plan, job->model, s, outgoing[s]);
+    for (int s = 0; s < S; ++s) job->family->ExtractSlice(job->plan, job->model, s, outgoing[s]);
   }
   for (int s = 0; s < S; ++s) {
     Slot& slot = job->slots[s];
-    slot.shape = SliceConfig(job->config, job->plan, s);
+    slot.shape = job->family->SliceShape(job->plan, s);
     slot.outgoing = job->spare_outgoing[s];
   }
   job->round_plan_extract_seconds = absl::ToDoubleSeconds(absl::Now() - job->round_cycle_start);
@@ -563,10 +569,10 @@ void Coordinator::FinishRoundLocked(Job* job) {
     // merge (its plan derives from the seed alone). merge_s then includes
     // the next round's extraction, and that round's plan_extract_s is ~0.
     for (Slot& slot : job->slots) slot.outgoing.reset();
-    absl::StatusOr<RoundPlan> next = PlanRound(job->config, job->rounds_done + 1);
+    absl::StatusOr<RoundPlan> next = job->family->PlanRound(job->rounds_done + 1);
     merged = next.status();
     if (merged.ok()) {
-      merged = MergeThenExtractSlices(job->config, job->plan, trained, *next,
+      merged = job->family->MergeThenExtractSlices(job->plan, trained, *next,
                                       SpareOutgoingLocked(job), &job->model);
     }
     if (merged.ok()) {
@@ -574,7 +580,7 @@ void Coordinator::FinishRoundLocked(Job* job) {
       job->next_extracted = true;
     }
   } else {
-    merged = MergeSlices(job->config, job->plan, trained, &job->model);
+    merged = job->family->MergeSlices(job->plan, trained, &job->model);
   }
   const double merge_seconds = absl::ToDoubleSeconds(absl::Now() - merge_start);
   if (!merged.ok()) {  // shapes were checked on arrival: a bug if it happens
@@ -621,11 +627,12 @@ void Coordinator::FinishRoundLocked(Job* job) {
   if (last || job->rounds_done % job->spec.eval_every() == 0) {
     // Only this thread writes the model, so it can be read without the lock
     // while RPCs go on.
-    const IstTrainingConfig config = job->config;
+    const std::shared_ptr<const ModelFamily> family = job->family;
     const MlpParams<float>* model = &job->model;
     std::shared_ptr<const DenseDataset> test = job->test;
     mu_.Unlock();
-    absl::StatusOr<EvalResult> eval = EvaluateJobModel(config, *model, *test, options_.eval_batch);
+    absl::StatusOr<EvalResult> eval =
+        family->Evaluate(*model, TrainingData::Dense(*test), options_.eval_batch);
     mu_.Lock();
     if (eval.ok()) {
       p.set_test_accuracy(eval->accuracy);

@@ -11,7 +11,7 @@
 #include "common/ist/subnet.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/train/ist_engine.h"
+#include "common/family/ist_engine.h"
 
 namespace ist {
 namespace {
@@ -107,12 +107,12 @@ TEST(CoordinatorTest, MergesAwaitedSlicesAndDropsStaleAndDuplicates) {
   // The merged model: the initial one with every extracted weight + 1.
   auto config = TrainingConfigFromSpec(WithDefaults(Spec()));
   ASSERT_TRUE(config.ok());
-  MlpParams<float> expected = InitialModel(*config);
-  auto plan = PlanRound(*config, 0);
+  MlpParams<float> expected = InitialMlpModel(*config);
+  auto plan = PlanMlpRound(*config, 0);
   std::vector<const MlpParams<float>*> trained(2);
   trained[ta.tag().subnet()] = &pa;
   trained[tb.tag().subnet()] = &pb;
-  ASSERT_TRUE(MergeSlices(*config, *plan, trained, &expected).ok());
+  ASSERT_TRUE(MergeMlpSlices(*config, *plan, trained, &expected).ok());
   auto exported = c.ExportModel(*job);
   ASSERT_TRUE(exported.ok());
   auto file = DecodeModelFile(*exported, "export");
@@ -154,7 +154,7 @@ TEST(CoordinatorTest, ReassignsAfterTheDeadlineAndIgnoresTheLatePush) {
   // The fast worker returned the slice unchanged: the model is the initial one.
   auto config = TrainingConfigFromSpec(WithDefaults(spec));
   ASSERT_TRUE(config.ok());
-  EXPECT_EQ(p.model_fingerprint(), ParamsFingerprint(InitialModel(*config)));
+  EXPECT_EQ(p.model_fingerprint(), ParamsFingerprint(InitialMlpModel(*config)));
 }
 
 TEST(CoordinatorTest, RejectsBadSpecsBeforeQueueing) {

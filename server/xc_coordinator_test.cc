@@ -83,7 +83,7 @@ class XcCoordinatorTest : public ::testing::Test {
   }
 
   MlpParams<float> Centralized(int64_t rounds) {
-    MlpParams<float> full = InitialModel(job_.AsIst());
+    MlpParams<float> full = InitialMlpModel(job_.AsIst());
     for (int64_t r = 0; r < rounds; ++r) {
       EXPECT_TRUE(RunCentralizedXcRound(job_, train_, *data_shards_, r, &full).ok());
     }

@@ -1,6 +1,6 @@
 // Issue 10 distributed: a `model: "resnet"` job on a coordinator and real
 // worker processes on 127.0.0.1 must equal the one-process CNN engine
-// (common/train/cnn_ist_engine.h) bit for bit after every round, in all three
+// (common/family/ist_engine.h) bit for bit after every round, in all three
 // modes, with the bytes on the wire those of the CNN slices.
 #include <signal.h>
 
@@ -18,7 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/local_cluster.h"
-#include "common/train/cnn_ist_engine.h"
+#include "common/family/ist_engine.h"
 #include "common/train/cnn_trainer.h"
 #include "common/train/compute_threads.h"
 
@@ -89,7 +89,7 @@ TEST_P(CnnDistributedTest, EveryRoundEqualsTheOneProcessCnnEngine) {
   const CnnTrainingConfig job = CnnJobOf(*config);
   auto train = LoadDataset("fashion-mnist", DataDir(), true);
   ASSERT_TRUE(train.ok()) << train.status();
-  auto engine = LocalCnnEngine::Create(job, &*train);
+  auto engine = LocalIstEngine::Create(*config, &*train);
   ASSERT_TRUE(engine.ok()) << engine.status();
   for (int64_t r = 1; r <= spec.rounds(); ++r) {
     auto plan = PlanCnnRound(job, r - 1);
@@ -98,7 +98,7 @@ TEST_P(CnnDistributedTest, EveryRoundEqualsTheOneProcessCnnEngine) {
     ASSERT_TRUE(report.ok()) << report.status();
     auto it = run.rounds.find(r);
     ASSERT_NE(it, run.rounds.end()) << "WatchJob skipped round " << r;
-    EXPECT_EQ(it->second.model_fingerprint(), Fingerprint((*engine)->model())) << "round " << r;
+    EXPECT_EQ(it->second.model_fingerprint(), Fingerprint(UnpackCnnParams((*engine)->model()))) << "round " << r;
     int64_t bytes = 0;
     for (int s = 0; s < 2; ++s) bytes += 4 * CnnSliceConfig(job, *plan, s).NumScalars();
     EXPECT_EQ(bytes, 4 * report->slice_floats);
@@ -109,13 +109,13 @@ TEST_P(CnnDistributedTest, EveryRoundEqualsTheOneProcessCnnEngine) {
     }
   }
   // The exported model file holds the same tensors.
-  ExpectExportedModelIs(cluster->get(), *job_id, (*engine)->model());
+  ExpectExportedModelIs(cluster->get(), *job_id, UnpackCnnParams((*engine)->model()));
   EXPECT_EQ(run.last.eval_round(), spec.rounds());
   // The coordinator's evaluation is the CNN's (a few rounds of a tiny net
   // are barely above chance, so compare values, not a threshold).
   auto test = LoadDataset("fashion-mnist", DataDir(), false);
   ASSERT_TRUE(test.ok());
-  auto eval = EvaluateCnn(job.model, (*engine)->model(), *test, 500);
+  auto eval = EvaluateCnn(job.model, UnpackCnnParams((*engine)->model()), *test, 500);
   ASSERT_TRUE(eval.ok());
   EXPECT_DOUBLE_EQ(run.last.test_accuracy(), eval->accuracy);
   EXPECT_NEAR(run.last.test_loss(), eval->loss, 1e-9);
@@ -159,11 +159,11 @@ TEST(CnnRestartTest, KilledCoordinatorResumesAndEndsExactly) {
   const CnnTrainingConfig job = CnnJobOf(*config);
   auto train = LoadDataset("fashion-mnist", DataDir(), true);
   ASSERT_TRUE(train.ok()) << train.status();
-  auto engine = LocalCnnEngine::Create(job, &*train);
+  auto engine = LocalIstEngine::Create(*config, &*train);
   ASSERT_TRUE(engine.ok()) << engine.status();
   for (int64_t r = 0; r < spec.rounds(); ++r) ASSERT_TRUE((*engine)->RunRound().ok());
-  EXPECT_EQ(status->progress().model_fingerprint(), Fingerprint((*engine)->model()));
-  ExpectExportedModelIs(cluster->get(), *job_id, (*engine)->model());
+  EXPECT_EQ(status->progress().model_fingerprint(), Fingerprint(UnpackCnnParams((*engine)->model())));
+  ExpectExportedModelIs(cluster->get(), *job_id, UnpackCnnParams((*engine)->model()));
 }
 
 TEST(CnnJobSpecTest, BadResNetSpecsNameTheField) {
@@ -202,7 +202,9 @@ TEST(CnnJobSpecTest, ModelFilesRoundTrip) {
   const rpc::JobSpec spec = WithDefaults(ResNetSpec("ist"));
   auto config = TrainingConfigFromSpec(spec);
   ASSERT_TRUE(config.ok()) << config.status();
-  const MlpParams<float> model = InitialModel(*config);
+  auto family = MakeModelFamily(*config);
+  ASSERT_TRUE(family.ok()) << family.status();
+  const MlpParams<float> model = (*family)->InitialModel();
   ASSERT_EQ(model.weights.size(), MakeCnnLayout(*config->cnn).tensors.size());
   const std::string bytes = EncodeModelFile("job-7", spec, 3, model);
   auto decoded = DecodeModelFile(bytes, "test");

@@ -9,7 +9,7 @@
 #include "common/ist/cnn_job.h"
 #include "common/data/idx_reader.h"
 #include "gtest/gtest.h"
-#include "common/train/cnn_ist_engine.h"
+#include "common/family/ist_engine.h"
 #include "common/train/cnn_trainer.h"
 #include "common/train/compute_threads.h"
 
@@ -37,7 +37,7 @@ TEST(CnnFashionMnistTest, IstResNetLearnsWithinEightRounds) {
   config.sgd.learning_rate = 0.05;
   config.sgd.momentum = 0.9;
   config.seed = 7;
-  auto engine = LocalCnnEngine::Create(config, &*train);
+  auto engine = LocalIstEngine::Create(AsTrainingConfig(config), &*train);
   ASSERT_TRUE(engine.ok()) << engine.status();
   double accuracy = 0;
   int rounds = 0;
@@ -46,7 +46,7 @@ TEST(CnnFashionMnistTest, IstResNetLearnsWithinEightRounds) {
     ASSERT_TRUE(report.ok()) << report.status();
     ++rounds;
     if (rounds % 4 == 0) {
-      auto eval = EvaluateCnn(config.model, (*engine)->model(), *test);
+      auto eval = EvaluateCnn(config.model, UnpackCnnParams((*engine)->model()), *test);
       ASSERT_TRUE(eval.ok()) << eval.status();
       accuracy = eval->accuracy;
       std::printf("round %d test accuracy %.4f\n", rounds, accuracy);

@@ -17,7 +17,7 @@
 #include "gtest/gtest.h"
 #include "tests/local_cluster.h"
 #include "common/train/compute_threads.h"
-#include "common/train/ist_engine.h"
+#include "common/family/ist_engine.h"
 
 namespace ist {
 namespace {
@@ -89,7 +89,7 @@ TEST_P(DistributedIstTest, EveryRoundEqualsTheOneProcessEngine) {
   MlpParams<float> shape;
   shape.ResizeFor(config->model);
   for (int64_t r = 1; r <= spec.rounds(); ++r) {
-    auto plan = PlanRound(*config, r - 1);
+    auto plan = PlanMlpRound(*config, r - 1);
     ASSERT_TRUE(plan.ok());
     ASSERT_TRUE((*engine)->RunRound().ok());
     auto it = run.rounds.find(r);
@@ -313,7 +313,7 @@ TEST(JobApiTest, RejectsBadSpecsQueuesCancelsExportsAndEvaluates) {
   ASSERT_TRUE(exported.ok()) << exported.status();
   auto config = TrainingConfigFromSpec(WithDefaults(spec));
   ASSERT_TRUE(config.ok());
-  EXPECT_TRUE(IdenticalParams(exported->params, InitialModel(*config)));
+  EXPECT_TRUE(IdenticalParams(exported->params, InitialMlpModel(*config)));
   {
     grpc::ClientContext context;
     rpc::EvaluateRequest request;

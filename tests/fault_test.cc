@@ -22,7 +22,7 @@
 #include "server/checkpoint.h"
 #include "tests/local_cluster.h"
 #include "common/train/compute_threads.h"
-#include "common/train/ist_engine.h"
+#include "common/family/ist_engine.h"
 #include "common/train/local_trainer.h"
 
 namespace ist {

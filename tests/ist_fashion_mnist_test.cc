@@ -6,7 +6,7 @@
 #include "common/data/idx_reader.h"
 #include "gtest/gtest.h"
 #include "common/train/compute_threads.h"
-#include "common/train/ist_engine.h"
+#include "common/family/ist_engine.h"
 #include "common/train/local_trainer.h"
 
 namespace ist {

@@ -23,9 +23,9 @@
 #include "common/store/xc_rounds.h"
 #include "common/store/xc_shard_store.h"
 #include "tests/local_cluster.h"
-#include "common/train/cnn_ist_engine.h"
+#include "common/family/ist_engine.h"
 #include "common/train/compute_threads.h"
-#include "common/train/ist_engine.h"
+#include "common/family/ist_engine.h"
 #include "common/train/xc_task.h"
 
 namespace ist {
@@ -97,14 +97,6 @@ const DenseDataset& Train() {
 uint64_t OneProcessFingerprint(const rpc::JobSpec& spec) {
   auto config = TrainingConfigFromSpec(WithDefaults(spec));
   EXPECT_TRUE(config.ok()) << config.status();
-  if (config->cnn.has_value()) {
-    auto engine = LocalCnnEngine::Create(CnnJobOf(*config), &Train());
-    EXPECT_TRUE(engine.ok()) << engine.status();
-    for (int r = 0; r < kRounds; ++r) EXPECT_TRUE((*engine)->RunRound().ok());
-    MlpParams<float> packed;
-    PackCnnParams((*engine)->model(), &packed);
-    return ParamsFingerprint(packed);
-  }
   auto engine = LocalIstEngine::Create(*config, &Train());
   EXPECT_TRUE(engine.ok()) << engine.status();
   for (int r = 0; r < kRounds; ++r) EXPECT_TRUE((*engine)->RunRound().ok());
@@ -193,11 +185,26 @@ TEST(SparseFamilyPinTest, OneProcess) {
   const SparseDataset train = SparseTrain();
   auto shards = JobShards::Create(job.AsIst(), train.num_samples());
   ASSERT_TRUE(shards.ok()) << shards.status();
-  MlpParams<float> full = InitialModel(job.AsIst());
+  MlpParams<float> full = InitialMlpModel(job.AsIst());
   for (int r = 0; r < kRounds; ++r) {
     ASSERT_TRUE(RunCentralizedXcRound(job, train, *shards, r, &full).ok());
   }
   const uint64_t got = ParamsFingerprint(full);
+  EXPECT_EQ(Hex(got), Hex(kSparse)) << "sparse got " << Hex(got);
+}
+
+// The same job through the sparse_mlp family and the one-process engine
+// every family shares.
+TEST(SparseFamilyPinTest, OneProcessEngine) {
+  const XcJobConfig job = SparseJob();
+  const SparseDataset train = SparseTrain();
+  IstTrainingConfig config = job.AsIst();
+  config.sparse = SparseMlpOptions{job.engine.class_block, job.engine.output_batchnorm};
+  auto engine = LocalIstEngine::Create(config, TrainingData::Sparse(train));
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  EXPECT_EQ((*engine)->family().name(), "sparse_mlp");
+  for (int r = 0; r < kRounds; ++r) ASSERT_TRUE((*engine)->RunRound().ok());
+  const uint64_t got = ParamsFingerprint((*engine)->model());
   EXPECT_EQ(Hex(got), Hex(kSparse)) << "sparse got " << Hex(got);
 }
 

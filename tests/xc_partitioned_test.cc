@@ -148,7 +148,7 @@ class XcPartitionedTest : public ::testing::Test {
   MlpParams<float> Centralized(int64_t rounds) {
     auto shards = JobShards::Create(job_.AsIst(), train_.num_samples());
     EXPECT_TRUE(shards.ok());
-    MlpParams<float> full = InitialModel(job_.AsIst());
+    MlpParams<float> full = InitialMlpModel(job_.AsIst());
     for (int64_t r = 0; r < rounds; ++r) {
       EXPECT_TRUE(RunCentralizedXcRound(job_, train_, *shards, r, &full).ok());
     }

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -10,7 +11,8 @@
 #include "common/base/grpc_status.h"
 #include "common/model/job_spec.h"
 #include "common/base/log_tags.h"
-#include "common/ist/round_plan.h"
+#include "absl/strings/str_join.h"
+#include "common/family/model_family.h"
 #include "common/wire/slice_codec.h"
 #include "common/base/status_macros.h"
 #include "glog/logging.h"
@@ -81,7 +83,7 @@ void WorkerAgent::HeartbeatUntil(const std::atomic<bool>* done, rpc::SliceTag ta
   }
 }
 
-absl::StatusOr<std::shared_ptr<const DenseDataset>> WorkerAgent::TrainingData(
+absl::StatusOr<std::shared_ptr<const DenseDataset>> WorkerAgent::LoadTrainingSet(
     const std::string& name) {
   auto it = datasets_.find(name);
   if (it != datasets_.end()) return it->second;
@@ -96,25 +98,27 @@ absl::Status WorkerAgent::DoTask(const rpc::Task& task) {
   const rpc::SliceTag& tag = task.tag();
   const absl::Duration task_timeout = absl::Milliseconds(std::max<int64_t>(task.deadline_ms(), 1000));
   ASSIGN_OR_RETURN(IstTrainingConfig config, TrainingConfigFromSpec(task.spec()));
-  MlpConfig subnet_config = config.model;
-  subnet_config.layer_sizes.assign(task.subnet_layers().begin(), task.subnet_layers().end());
-  if (subnet_config.layer_sizes.size() != config.model.layer_sizes.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(SliceTagString(tag), ": subnet has ",
-                                                   subnet_config.layer_sizes.size(),
-                                                   " layers, the model ",
-                                                   config.model.layer_sizes.size()));
+  ASSIGN_OR_RETURN(std::unique_ptr<const ModelFamily> family, MakeModelFamily(config));
+  ASSIGN_OR_RETURN(RoundPlan plan, family->PlanRound(tag.round()));
+  if (tag.subnet() < 0 || tag.subnet() >= plan.num_slices) {
+    return absl::InvalidArgumentError(absl::StrCat(SliceTagString(tag), ": subnet is not in [0, ",
+                                                   plan.num_slices, ")"));
   }
-  if (config.cnn.has_value()) {  // issue 10: the round's CNN slice shape
-    ASSIGN_OR_RETURN(RoundPlan plan, PlanRound(config, tag.round()));
-    subnet_config = SliceConfig(config, plan, tag.subnet());
+  const MlpConfig subnet_config = family->SliceShape(plan, tag.subnet());
+  if (!std::equal(task.subnet_layers().begin(), task.subnet_layers().end(),
+                  subnet_config.layer_sizes.begin(), subnet_config.layer_sizes.end())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        SliceTagString(tag), ": subnet_layers ", absl::StrJoin(task.subnet_layers(), "-"),
+        " are not the round's slice shape ", absl::StrJoin(subnet_config.layer_sizes, "-")));
   }
-  RETURN_IF_ERROR(ValidateMlpConfig(subnet_config));
   if (task.first_step() != tag.round() * config.local_steps) {
     return absl::InvalidArgumentError(absl::StrCat(SliceTagString(tag), ": first_step ",
                                                    task.first_step(), " is not round * R"));
   }
   ASSIGN_OR_RETURN(std::shared_ptr<const DenseDataset> train,
-                   TrainingData(task.spec().dataset()));
+                   LoadTrainingSet(task.spec().dataset()));
+  const TrainingData data = TrainingData::Dense(*train);
+  RETURN_IF_ERROR(family->CheckData(data));
   if (shards_job_ != tag.job_id() || shards_ == nullptr) {
     ASSIGN_OR_RETURN(JobShards shards, JobShards::Create(config, train->num_samples()));
     shards_ = std::make_unique<JobShards>(std::move(shards));
@@ -137,8 +141,8 @@ absl::Status WorkerAgent::DoTask(const rpc::Task& task) {
 
   const auto t0 = std::chrono::steady_clock::now();
   ASSIGN_OR_RETURN(LocalTrainResult result,
-                   RunSubnetTask(config, subnet_config, *train, *shards_, tag.round(),
-                                 tag.subnet(), slice.get()));
+                   family->TrainSlice(plan, tag.subnet(), data, shards_->batcher(tag.subnet()),
+                                      config.sgd.learning_rate, slice.get()));
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   train_seconds_.store(train_seconds_.load() + seconds);  // only this thread writes

@@ -68,7 +68,7 @@ class WorkerAgent {
   // while a task trains, so a long task does not look like a dead worker.
   void HeartbeatUntil(const std::atomic<bool>* done, rpc::SliceTag tag, absl::Duration interval);
   absl::Status DoTask(const rpc::Task& task);
-  absl::StatusOr<std::shared_ptr<const DenseDataset>> TrainingData(const std::string& name);
+  absl::StatusOr<std::shared_ptr<const DenseDataset>> LoadTrainingSet(const std::string& name);
 
   const WorkerOptions options_;
   std::unique_ptr<rpc::WorkerService::Stub> stub_;

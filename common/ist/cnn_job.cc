@@ -6,37 +6,6 @@
 
 namespace ist {
 
-absl::Status ValidateCnnTrainingConfig(const CnnTrainingConfig& c) {
-  RETURN_IF_ERROR(ValidateCnnConfig(c.model));
-  RETURN_IF_ERROR(ValidateSgdOptions(c.sgd));
-  if (c.num_subnets < 1 || c.num_subnets > 1024) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("workers: must be in [1, 1024], got ", c.num_subnets));
-  }
-  for (int b = 0; b < c.model.num_blocks() && c.mode == TrainingMode::kIst; ++b) {
-    if (c.model.blocks[b].inner_channels < c.num_subnets) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "workers: residual block ", b, " has ", c.model.blocks[b].inner_channels,
-          " inner channels, fewer than the ", c.num_subnets,
-          " subnets they must be split into"));
-    }
-  }
-  if (c.local_steps < 1 || c.local_steps > 1000000) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("local_steps: must be in [1, 1000000], got ", c.local_steps));
-  }
-  if (c.mode == TrainingMode::kDataParallel && c.local_steps != 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "local_steps: data_parallel averages after every step, so it must be 1, got ",
-        c.local_steps));
-  }
-  if (c.batch_size < 2 || c.batch_size > 1 << 16) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "batch_size: must be in [2, 65536] (BatchNorm needs 2), got ", c.batch_size));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<CnnRoundPlan> PlanCnnRound(const CnnTrainingConfig& config,
                                           int64_t round) {
   CnnRoundPlan plan;

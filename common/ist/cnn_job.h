@@ -33,14 +33,6 @@ struct CnnTrainingConfig {
   uint64_t seed = 1;
 };
 
-// OK, or InvalidArgument naming the bad field ("workers: residual block 2
-// has 1 inner channels, fewer than the 2 subnets").
-absl::Status ValidateCnnTrainingConfig(const CnnTrainingConfig& config);
-
-inline int64_t SamplesPerRound(const CnnTrainingConfig& c) {
-  return int64_t{c.num_subnets} * c.local_steps * c.batch_size;
-}
-
 struct CnnRoundPlan {
   TrainingMode mode = TrainingMode::kIst;
   int num_slices = 0;

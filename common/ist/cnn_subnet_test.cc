@@ -67,12 +67,8 @@ TEST(CnnPartitionTest, FewerChannelsThanSubnetsIsAnErrorNamingTheField) {
   auto p = DrawCnnPartition(config, 7, 1);
   ASSERT_FALSE(p.ok());
   EXPECT_THAT(p.status().message(), HasSubstr("workers: residual block 0 has 6 inner channels"));
-  CnnTrainingConfig job;
-  job.model = config;
-  job.num_subnets = 7;
-  EXPECT_THAT(ValidateCnnTrainingConfig(job).message(), HasSubstr("workers: residual block 0"));
-  job.mode = TrainingMode::kLocalSgd;  // replicas need no split
-  EXPECT_TRUE(ValidateCnnTrainingConfig(job).ok());
+  EXPECT_THAT(ValidateCnnSplit(config, 7).message(), HasSubstr("workers: residual block 0"));
+  EXPECT_TRUE(ValidateCnnSplit(config, 6).ok());
 }
 
 TEST(CnnConfigTest, BadShapesAreRejectedWithTheField) {

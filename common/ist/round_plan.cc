@@ -44,14 +44,11 @@ void Average(const std::vector<const MlpParams<float>*>& replicas,
 
 }  // namespace
 
-absl::StatusOr<RoundPlan> PlanRound(const IstTrainingConfig& config, int64_t round) {
+absl::StatusOr<RoundPlan> PlanMlpRound(const IstTrainingConfig& config, int64_t round) {
   RoundPlan plan;
+  plan.round = round;
   plan.mode = config.mode;
   plan.num_slices = config.num_subnets;
-  if (config.cnn.has_value()) {
-    ASSIGN_OR_RETURN(plan.cnn, PlanCnnRound(CnnJobOf(config), round));
-    return plan;
-  }
   if (config.mode == TrainingMode::kIst) {
     ASSIGN_OR_RETURN(plan.partition,
                      DrawPartition(config.model, config.num_subnets,
@@ -60,35 +57,21 @@ absl::StatusOr<RoundPlan> PlanRound(const IstTrainingConfig& config, int64_t rou
   return plan;
 }
 
-MlpParams<float> InitialModel(const IstTrainingConfig& config) {
-  if (config.cnn.has_value()) {
-    MlpParams<float> packed;
-    PackCnnParams(InitialCnnModel(CnnJobOf(config)), &packed);
-    return packed;
-  }
+MlpParams<float> InitialMlpModel(const IstTrainingConfig& config) {
   return InitMlpParams<float>(config.model, DeriveSeed(config.seed, 0, 0, SeedPurpose::kInit));
 }
 
-MlpConfig SliceConfig(const IstTrainingConfig& config, const RoundPlan& plan, int s) {
-  if (config.cnn.has_value()) {
-    return CnnAsOpaqueMlp(CnnSliceConfig(CnnJobOf(config), plan.cnn, s));
-  }
+MlpConfig MlpSliceConfig(const IstTrainingConfig& config, const RoundPlan& plan, int s) {
   return plan.mode == TrainingMode::kIst ? SubnetConfig(config.model, plan.partition, s)
                                          : config.model;
 }
 
-int64_t SliceScalars(const IstTrainingConfig& config, const RoundPlan& plan, int s) {
-  return SliceConfig(config, plan, s).NumScalars();
+int64_t MlpSliceScalars(const IstTrainingConfig& config, const RoundPlan& plan, int s) {
+  return MlpSliceConfig(config, plan, s).NumScalars();
 }
 
-void ExtractSlice(const IstTrainingConfig& config, const RoundPlan& plan,
+void ExtractMlpSlice(const IstTrainingConfig& config, const RoundPlan& plan,
                   const MlpParams<float>& full, int s, MlpParams<float>* slice) {
-  if (config.cnn.has_value()) {
-    CnnParams<float> out;
-    ExtractCnnSlice(CnnJobOf(config), plan.cnn, UnpackCnnParams(full), s, &out);
-    PackCnnParams(std::move(out), slice);
-    return;
-  }
   if (plan.mode == TrainingMode::kIst) {
     ExtractSubnet(config.model, full, plan.partition, s, slice);
   } else {
@@ -96,21 +79,9 @@ void ExtractSlice(const IstTrainingConfig& config, const RoundPlan& plan,
   }
 }
 
-absl::Status MergeSlices(const IstTrainingConfig& config, const RoundPlan& plan,
+absl::Status MergeMlpSlices(const IstTrainingConfig& config, const RoundPlan& plan,
                          const std::vector<const MlpParams<float>*>& trained,
                          MlpParams<float>* full) {
-  if (config.cnn.has_value()) {
-    std::vector<CnnParams<float>> copies(trained.size());
-    std::vector<const CnnParams<float>*> pointers;
-    for (size_t s = 0; s < trained.size(); ++s) {
-      if (trained[s] != nullptr) copies[s] = UnpackCnnParams(*trained[s]);
-      pointers.push_back(trained[s] != nullptr ? &copies[s] : nullptr);
-    }
-    CnnParams<float> merged = UnpackCnnParams(*full);
-    RETURN_IF_ERROR(MergeCnnSlices(CnnJobOf(config), plan.cnn, pointers, &merged));
-    PackCnnParams(std::move(merged), full);
-    return absl::OkStatus();
-  }
   if (plan.mode == TrainingMode::kIst) {
     return MergeSubnets(config.model, plan.partition, trained, full);
   }
@@ -136,7 +107,7 @@ absl::Status MergeSlices(const IstTrainingConfig& config, const RoundPlan& plan,
   return absl::OkStatus();
 }
 
-absl::Status MergeThenExtractSlices(const IstTrainingConfig& config, const RoundPlan& plan,
+absl::Status MergeThenExtractMlpSlices(const IstTrainingConfig& config, const RoundPlan& plan,
                                     const std::vector<const MlpParams<float>*>& trained,
                                     const RoundPlan& next_plan,
                                     const std::vector<MlpParams<float>*>& next,
@@ -146,13 +117,13 @@ absl::Status MergeThenExtractSlices(const IstTrainingConfig& config, const Round
                                                    " slices, the round has ",
                                                    next_plan.num_slices));
   }
-  if (!config.cnn.has_value() && plan.mode == TrainingMode::kIst &&
+  if (plan.mode == TrainingMode::kIst &&
       next_plan.mode == TrainingMode::kIst) {
     return MergeThenExtract(config.model, plan.partition, trained, next_plan.partition, next,
                             full);
   }
-  RETURN_IF_ERROR(MergeSlices(config, plan, trained, full));
-  for (int s = 0; s < next_plan.num_slices; ++s) ExtractSlice(config, next_plan, *full, s, next[s]);
+  RETURN_IF_ERROR(MergeMlpSlices(config, plan, trained, full));
+  for (int s = 0; s < next_plan.num_slices; ++s) ExtractMlpSlice(config, next_plan, *full, s, next[s]);
   return absl::OkStatus();
 }
 

@@ -12,10 +12,11 @@
 //                  gradient all-reduce through a parameter server (the full
 //                  model down and up per worker per step).
 //
-// The coordinator and the one-process engine both call these, so they
-// compute the same thing. For a CNN job (config.cnn set) every function
-// below forwards to common/ist/cnn_job.h on the packed tensor list, so a
-// distributed CNN run computes what LocalCnnEngine computes.
+// These are the round functions of the layered MLP (dense and sparse-input
+// MLP families, common/family/): the families call them, and so does the
+// sharded store of the sparse MLP. Other families have their own
+// (common/ist/cnn_job.h for the ResNet); code above common/family reaches
+// all of them through ModelFamily only.
 #ifndef IST_COMMON_IST_ROUND_PLAN_H_
 #define IST_COMMON_IST_ROUND_PLAN_H_
 
@@ -23,51 +24,54 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/ist/cnn_job.h"
+#include "common/ist/cnn_job.h"  // CnnRoundPlan
 #include "common/model/job_config.h"
 #include "common/model/mlp_model.h"
 #include "common/ist/subnet.h"
 
 namespace ist {
 
+// One round of any family: its mode, its slice count and the partition the
+// family drew (the field its family uses; the other stays empty).
 struct RoundPlan {
+  int64_t round = 0;
   TrainingMode mode = TrainingMode::kIst;
   int num_slices = 0;
-  SubnetPartition partition;  // kIst only: this round's random partition
-  CnnRoundPlan cnn;           // config.cnn set: the CNN round (channel groups)
+  SubnetPartition partition;  // layered MLP, kIst: this round's random partition
+  CnnRoundPlan cnn;           // ResNet: the round's channel groups
 };
 
 // The plan of `round` (0-based); the IST partition derives from
 // (seed, round).
-absl::StatusOr<RoundPlan> PlanRound(const IstTrainingConfig& config, int64_t round);
+absl::StatusOr<RoundPlan> PlanMlpRound(const IstTrainingConfig& config, int64_t round);
 
 // The initial full model of a job (derived from the seed).
-MlpParams<float> InitialModel(const IstTrainingConfig& config);
+MlpParams<float> InitialMlpModel(const IstTrainingConfig& config);
 
 // The shape of slice `s`.
-MlpConfig SliceConfig(const IstTrainingConfig& config, const RoundPlan& plan, int s);
+MlpConfig MlpSliceConfig(const IstTrainingConfig& config, const RoundPlan& plan, int s);
 
 // Float32 values in slice `s` (each crosses the wire once each way).
-int64_t SliceScalars(const IstTrainingConfig& config, const RoundPlan& plan, int s);
+int64_t MlpSliceScalars(const IstTrainingConfig& config, const RoundPlan& plan, int s);
 
 // Copies slice `s` out of `full` into `slice` (resized).
-void ExtractSlice(const IstTrainingConfig& config, const RoundPlan& plan,
+void ExtractMlpSlice(const IstTrainingConfig& config, const RoundPlan& plan,
                   const MlpParams<float>& full, int s, MlpParams<float>* slice);
 
 // Combines the trained slices into `full`; trained[s] == nullptr for a slice
 // that did not come back (IST: its entries keep their values; replicas: the
 // average is over those that came back; none back: `full` is unchanged).
 // InvalidArgument, with `full` untouched, for a wrong count or shape.
-absl::Status MergeSlices(const IstTrainingConfig& config, const RoundPlan& plan,
+absl::Status MergeMlpSlices(const IstTrainingConfig& config, const RoundPlan& plan,
                          const std::vector<const MlpParams<float>*>& trained,
                          MlpParams<float>* full);
 
-// MergeSlices(plan, trained, full) and then ExtractSlice(next_plan, s,
+// MergeMlpSlices(plan, trained, full) and then ExtractMlpSlice(next_plan, s,
 // next[s]) for every slice of the next round, with the same results. For
 // MLP IST the hidden-to-hidden matrices are visited once for both
 // (MergeThenExtract, common/ist/subnet.h); other models and modes run the two
 // steps one after the other. On error nothing is touched.
-absl::Status MergeThenExtractSlices(const IstTrainingConfig& config, const RoundPlan& plan,
+absl::Status MergeThenExtractMlpSlices(const IstTrainingConfig& config, const RoundPlan& plan,
                                     const std::vector<const MlpParams<float>*>& trained,
                                     const RoundPlan& next_plan,
                                     const std::vector<MlpParams<float>*>& next,

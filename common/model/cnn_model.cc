@@ -283,4 +283,16 @@ MlpConfig CnnAsOpaqueMlp(const CnnConfig& config) {
   return m;
 }
 
+absl::Status ValidateCnnSplit(const CnnConfig& config, int num_subnets) {
+  for (int b = 0; b < config.num_blocks(); ++b) {
+    if (config.blocks[b].inner_channels < num_subnets) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "workers: residual block ", b, " has ", config.blocks[b].inner_channels,
+          " inner channels, fewer than the ", num_subnets,
+          " subnets they must be split into"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace ist

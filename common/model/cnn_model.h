@@ -84,6 +84,11 @@ CnnConfig MakeResNetConfig(int in_channels, int height, int width,
 // OK, or InvalidArgument naming the bad field.
 absl::Status ValidateCnnConfig(const CnnConfig& config);
 
+// OK if every residual block has at least `num_subnets` inner channels to
+// split among the subnets of an IST round; else InvalidArgument naming the
+// block ("workers: residual block 2 has 1 inner channels, ...").
+absl::Status ValidateCnnSplit(const CnnConfig& config, int num_subnets);
+
 // How one tensor relates to IST's channel partition. A tensor is
 // "partitioned" when one of its axes is indexed by the inner channels of
 // residual block `block`: rows (axis 0, each unit = 1 row) or columns (each

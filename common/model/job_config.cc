@@ -42,17 +42,6 @@ absl::Status ValidateTrainingConfig(const IstTrainingConfig& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("workers: must be in [1, 1024], got ", c.num_subnets));
   }
-  if (c.cnn.has_value()) {
-    RETURN_IF_ERROR(ValidateCnnConfig(*c.cnn));
-    for (int b = 0; b < c.cnn->num_blocks() && c.mode == TrainingMode::kIst; ++b) {
-      if (c.cnn->blocks[b].inner_channels < c.num_subnets) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "workers: residual block ", b, " has ", c.cnn->blocks[b].inner_channels,
-            " inner channels, fewer than the ", c.num_subnets,
-            " subnets they must be split into"));
-      }
-    }
-  }
   for (int h = 0; h < c.model.num_hidden() && c.mode == TrainingMode::kIst; ++h) {
     if (c.model.layer_sizes[h + 1] < c.num_subnets) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -22,6 +22,12 @@ struct SgdOptions {
 // OK, or InvalidArgument naming the bad field.
 absl::Status ValidateSgdOptions(const SgdOptions& options);
 
+// The sparse-input MLP's engine settings (common/train/sparse_mlp_engine.h).
+struct SparseMlpOptions {
+  int class_block = 4096;         // output classes per block (memory ~ batch x block)
+  bool output_batchnorm = false;  // BatchNorm without affine on the logits
+};
+
 // How a round uses the S workers (common/ist/round_plan.h).
 enum class TrainingMode {
   kIst,           // disjoint subnets, copied back
@@ -40,10 +46,13 @@ struct IstTrainingConfig {
   int batch_size = 128;
   SgdOptions sgd;
   uint64_t seed = 1;        // every random choice derives from it
-  // Set for a convolutional job (issue 10): the ResNet trained; `model` is
-  // then its tensor list (MlpConfig::tensor_shapes, see common/ist/cnn_job.h)
-  // and every round-plan function works on channel-partitioned subnets.
+  // The model family (common/family/model_family.h): a layered MLP unless
+  // one of these is set.
+  // A ResNet: `model` is then its tensor list (MlpConfig::tensor_shapes,
+  // common/ist/cnn_job.h).
   std::optional<CnnConfig> cnn;
+  // A sparse-input MLP (extreme classification): `model` is its layers.
+  std::optional<SparseMlpOptions> sparse;
 };
 
 // OK, or InvalidArgument naming the bad field (for example a hidden layer

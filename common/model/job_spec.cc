@@ -234,7 +234,11 @@ absl::Status ValidateJobSpec(const rpc::JobSpec& spec) {
   RETURN_IF_ERROR(ValidateDatasetName(spec.dataset()));
   // Model shape, lr/momentum/weight_decay, workers (range and hidden
   // widths), local_steps and batch_size; its messages use the proto's names.
-  RETURN_IF_ERROR(ValidateTrainingConfig(ToConfig(spec)));
+  const IstTrainingConfig config = ToConfig(spec);
+  RETURN_IF_ERROR(ValidateTrainingConfig(config));
+  if (config.cnn.has_value() && config.mode == TrainingMode::kIst) {
+    RETURN_IF_ERROR(ValidateCnnSplit(*config.cnn, config.num_subnets));
+  }
   if (spec.rounds() < 0 || spec.rounds() > kMaxJobRounds) {
     return Invalid("rounds", absl::StrCat("must be in [0, ", kMaxJobRounds, "]"),
                    spec.rounds());
@@ -259,6 +263,25 @@ absl::StatusOr<IstTrainingConfig> TrainingConfigFromSpec(
     const rpc::JobSpec& spec) {
   RETURN_IF_ERROR(ValidateJobSpec(spec));
   return ToConfig(spec);
+}
+
+MlpConfig ModelConfigFromSpec(const rpc::JobSpec& spec) {
+  if (spec.model() == "resnet") {  // the ResNet's tensor list
+    absl::StatusOr<IstTrainingConfig> c = TrainingConfigFromSpec(spec);
+    return c.ok() ? c->model : MlpConfig();
+  }
+  MlpConfig config;
+  config.layer_sizes.assign(spec.layers().begin(), spec.layers().end());
+  config.bn_mode = spec.bn_mode() == "running" ? BatchNormMode::kRunningStatistics
+                                               : BatchNormMode::kBatchStatistics;
+  return config;
+}
+
+std::string ModelSummary(const rpc::JobSpec& spec) {
+  if (spec.model() != "resnet") return absl::StrJoin(spec.layers(), "-");
+  return absl::StrCat("resnet ", spec.resnet().stem_channels(), "/",
+                      absl::StrJoin(spec.resnet().stage_channels(), ","), "x",
+                      spec.resnet().blocks_per_stage());
 }
 
 int64_t TotalRounds(const rpc::JobSpec& spec, int64_t train_samples) {

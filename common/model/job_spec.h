@@ -44,6 +44,15 @@ absl::Status ValidateJobSpec(const rpc::JobSpec& spec);
 absl::StatusOr<IstTrainingConfig> TrainingConfigFromSpec(
     const rpc::JobSpec& spec);
 
+// The shape of the model `spec` describes (layers and bn_mode, or the
+// ResNet's tensor list; an empty config for an invalid ResNet). No other
+// check: for reading files whose spec was checked when they were written.
+MlpConfig ModelConfigFromSpec(const rpc::JobSpec& spec);
+
+// The model in a few characters, for listings: "784-1024-10", or for a
+// ResNet "resnet 32/32,64x2" (stem/stages x blocks per stage).
+std::string ModelSummary(const rpc::JobSpec& spec);
+
 // Rounds the job runs: spec.rounds if > 0, else
 // ceil(epochs * train_samples / (workers * local_steps * batch_size)),
 // at least 1 and at most kMaxJobRounds. `spec` must be valid.

@@ -54,6 +54,20 @@ int64_t MlpConfig::NumScalars() const {
   return n;
 }
 
+uint64_t MlpConfig::ScalarBytesUpTo(uint64_t cap) const {
+  // Stops adding once past `cap`; each term is < 2^51 for valid widths.
+  uint64_t need = 0;
+  for (size_t t = 0; t < tensor_shapes.size() && need <= cap; ++t) {
+    need += 4 * static_cast<uint64_t>(tensor_shapes[t].first) *
+            static_cast<uint64_t>(tensor_shapes[t].second);
+  }
+  for (int l = 0; l < num_layers() && need <= cap && !opaque(); ++l) {
+    const uint64_t in = layer_sizes[l], out = layer_sizes[l + 1];
+    need += 4 * (in * out + (l < num_hidden() ? 2 * out : 0) + (running_stats() ? 2 * out : 0));
+  }
+  return need;
+}
+
 std::string MlpConfig::ShapeString() const {
   if (opaque()) {
     return absl::StrCat(absl::StrJoin(layer_sizes, "-"), " (", tensor_shapes.size(),

@@ -55,6 +55,9 @@ struct MlpConfig {
   // Every float32 of MlpParams for this shape: the parameters, plus the
   // running statistics in kRunningStatistics mode.
   int64_t NumScalars() const;
+  // 4 * NumScalars() if that is at most `cap`, else some value > `cap`;
+  // never overflows (for shapes read from untrusted files).
+  uint64_t ScalarBytesUpTo(uint64_t cap) const;
   // "784-1024-1024-10".
   std::string ShapeString() const;
 };

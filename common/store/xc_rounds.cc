@@ -12,19 +12,19 @@ absl::StatusOr<double> RunCentralizedXcRound(const XcJobConfig& config,
                                              int64_t round,
                                              MlpParams<float>* full) {
   const IstTrainingConfig ist = config.AsIst();
-  ASSIGN_OR_RETURN(RoundPlan plan, PlanRound(ist, round));
+  ASSIGN_OR_RETURN(RoundPlan plan, PlanMlpRound(ist, round));
   std::vector<MlpParams<float>> slices(plan.num_slices);
   std::vector<const MlpParams<float>*> trained(plan.num_slices);
   double loss = 0;
   for (int s = 0; s < plan.num_slices; ++s) {
-    ExtractSlice(ist, plan, *full, s, &slices[s]);
+    ExtractMlpSlice(ist, plan, *full, s, &slices[s]);
     ASSIGN_OR_RETURN(XcTrainResult r,
-                     RunXcSubnetTask(config, SliceConfig(ist, plan, s), train,
+                     RunXcSubnetTask(config, MlpSliceConfig(ist, plan, s), train,
                                      data_shards, round, s, &slices[s]));
     loss += r.mean_loss / plan.num_slices;
     trained[s] = &slices[s];
   }
-  RETURN_IF_ERROR(MergeSlices(ist, plan, trained, full));
+  RETURN_IF_ERROR(MergeMlpSlices(ist, plan, trained, full));
   return loss;
 }
 

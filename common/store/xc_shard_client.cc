@@ -105,7 +105,7 @@ absl::Status XcShardClient::FetchPiece(int64_t round, int subnet, MlpParams<floa
   if (subnet < 0 || subnet >= job_.num_subnets) {
     return Named(absl::InvalidArgumentError("subnet out of range"), what);
   }
-  ASSIGN_OR_RETURN(RoundPlan plan, PlanRound(job_.AsIst(), round));
+  ASSIGN_OR_RETURN(RoundPlan plan, PlanMlpRound(job_.AsIst(), round));
   const int k = OwnedPart(layout_, shard_, plan.partition.blocks[0][subnet]).size();
   piece->ResizeFor(PieceConfig(job_.model, k));
   grpc::ClientContext context;

@@ -145,7 +145,7 @@ absl::StatusOr<std::vector<int32_t>> XcShardStore::OwnedNeuronsLocked(int64_t ro
         options_.job.num_subnets, ")"));
   }
   if (partition_round_ != round) {
-    ASSIGN_OR_RETURN(RoundPlan plan, PlanRound(options_.job.AsIst(), round));
+    ASSIGN_OR_RETURN(RoundPlan plan, PlanMlpRound(options_.job.AsIst(), round));
     partition_ = std::move(plan.partition);
     partition_round_ = round;
   }

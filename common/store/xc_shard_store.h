@@ -60,7 +60,7 @@ std::string XcShardCheckpointPath(const XcShardOptions& options, int64_t round);
 // One shard's parameters and round state. Thread-safe.
 class XcShardStore : public XcShardApi {
  public:
-  // A fresh shard holding exactly the values InitialModel(job.AsIst())
+  // A fresh shard holding exactly the values InitialMlpModel(job.AsIst())
   // has at its rows and columns, computed without allocating the full
   // model. InvalidArgument naming the field for bad options.
   static absl::StatusOr<std::unique_ptr<XcShardStore>> Create(

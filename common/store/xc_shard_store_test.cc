@@ -74,7 +74,7 @@ TEST(XcShardStoreTest, InitIsTheCentralizedInitAndEachShardHoldsItsShare) {
   for (int m : {1, 2, 3}) {
     const XcJobConfig job = Job(50, 13, 40);  // 13 neurons: uneven shares
     auto shards = MakeShards(job, m);
-    const MlpParams<float> want = InitialModel(job.AsIst());
+    const MlpParams<float> want = InitialMlpModel(job.AsIst());
     EXPECT_TRUE(IdenticalParams(Gather(job, shards), want)) << m << " shards";
     int64_t total = 0;
     for (int i = 0; i < m; ++i) {
@@ -102,7 +102,7 @@ TEST(XcShardStoreTest, PartitionedIstEqualsCentralizedIstBitForBit) {
     const SparseDataset train = Data(job, 400, 0);
     auto data_shards = JobShards::Create(job.AsIst(), train.num_samples());
     ASSERT_TRUE(data_shards.ok());
-    MlpParams<float> central = InitialModel(job.AsIst());
+    MlpParams<float> central = InitialMlpModel(job.AsIst());
     auto shards = MakeShards(job, m);
     for (int64_t round = 0; round < 5; ++round) {
       auto lc = RunCentralizedXcRound(job, train, *data_shards, round, &central);
@@ -116,7 +116,7 @@ TEST(XcShardStoreTest, PartitionedIstEqualsCentralizedIstBitForBit) {
       // Every value of the model goes out once and comes back once.
       EXPECT_EQ(bytes, 2 * 4 * job.model.NumScalars());
     }
-    MlpParams<float> initial = InitialModel(job.AsIst());
+    MlpParams<float> initial = InitialMlpModel(job.AsIst());
     EXPECT_FALSE(IdenticalParams(central, initial));  // it trained
     for (const auto& s : shards) {
       EXPECT_EQ(s->StagedScalars(), 0);
@@ -129,7 +129,7 @@ TEST(XcShardStoreTest, PartitionedIstEqualsCentralizedIstBitForBit) {
 TEST(XcShardStoreTest, PiecesAreTheOwnedPartOfEachBlockAndStagingIsBounded) {
   const XcJobConfig job = Job(60, 16, 30);
   auto shards = MakeShards(job, 2);
-  auto plan = PlanRound(job.AsIst(), 0);
+  auto plan = PlanMlpRound(job.AsIst(), 0);
   ASSERT_TRUE(plan.ok());
   for (int s = 0; s < 2; ++s) {
     int total = 0;
@@ -195,7 +195,7 @@ TEST(XcShardStoreTest, RoundProtocolErrorsAndRetriedAttempts) {
   full.ResizeFor(job.model);
   full.weights[0].setConstant(-1);
   shard.CopyInto(&full);
-  auto plan = PlanRound(job.AsIst(), 0);
+  auto plan = PlanMlpRound(job.AsIst(), 0);
   for (int32_t n : OwnedPart(shard.layout(), 0, plan->partition.blocks[0][1])) {
     EXPECT_EQ(full.weights[0](n, 0), 0.5f) << n;
   }

@@ -130,45 +130,4 @@ absl::StatusOr<EvalResult> EvaluateCnn(const CnnConfig& config,
                           });
 }
 
-absl::StatusOr<std::vector<ShardBatcher>> MakeCnnShards(const CnnTrainingConfig& config,
-                                                        int64_t num_samples) {
-  RETURN_IF_ERROR(ValidateCnnTrainingConfig(config));
-  if (num_samples < int64_t{config.num_subnets} * config.batch_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "data set has ", num_samples, " samples: too few for ", config.num_subnets,
-        " shards of at least one batch of ", config.batch_size));
-  }
-  std::vector<std::vector<int64_t>> indices =
-      ShardIndices(num_samples, config.num_subnets, config.seed);
-  std::vector<ShardBatcher> shards;
-  for (int s = 0; s < config.num_subnets; ++s) {
-    ASSIGN_OR_RETURN(ShardBatcher batcher,
-                     ShardBatcher::Create(std::move(indices[s]), config.batch_size,
-                                          config.seed, s));
-    shards.push_back(std::move(batcher));
-  }
-  return shards;
-}
-
-absl::StatusOr<LocalTrainResult> RunCnnSubnetTask(
-    const CnnTrainingConfig& config, const CnnConfig& slice_config,
-    const DenseDataset& train, const std::vector<ShardBatcher>& shards,
-    int64_t round, int subnet, CnnParams<float>* slice) {
-  if (subnet < 0 || subnet >= static_cast<int>(shards.size())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("subnet: ", subnet, " is not in [0, ", shards.size(), ")"));
-  }
-  if (round < 0) return absl::InvalidArgumentError(absl::StrCat("round: ", round, " < 0"));
-  return TrainCnnLocally(slice_config, train, shards[subnet], round * config.local_steps,
-                         config.local_steps, config.sgd, slice);
-}
-
-absl::StatusOr<EvalResult> EvaluateJobModel(const IstTrainingConfig& config,
-                                            const MlpParams<float>& model,
-                                            const DenseDataset& data, int eval_batch) {
-  if (!config.cnn.has_value()) return Evaluate(config.model, model, data, eval_batch);
-  return EvaluateCnn(*config.cnn, UnpackCnnParams(model), data,
-                     std::min(eval_batch, 500));  // bounds the im2col buffers
-}
-
 }  // namespace ist

@@ -52,24 +52,6 @@ absl::StatusOr<EvalResult> EvaluateCnn(const CnnConfig& config,
                                        const CnnParams<float>& params,
                                        const DenseDataset& data, int eval_batch = 500);
 
-// The shard batchers of a job (shard s for subnet s), exactly as
-// common/train/subnet_task.h's JobShards builds them for the MLP.
-absl::StatusOr<std::vector<ShardBatcher>> MakeCnnShards(const CnnTrainingConfig& config,
-                                                        int64_t num_samples);
-
-// Trains slice `subnet` of round `round` (shaped `slice_config`) for
-// config.local_steps steps on shards[subnet].
-absl::StatusOr<LocalTrainResult> RunCnnSubnetTask(
-    const CnnTrainingConfig& config, const CnnConfig& slice_config,
-    const DenseDataset& train, const std::vector<ShardBatcher>& shards,
-    int64_t round, int subnet, CnnParams<float>* slice);
-
-// Evaluates a job's model as the coordinator holds it: a CNN job's packed
-// tensor list (config.cnn set) with EvaluateCnn, an MLP with Evaluate.
-absl::StatusOr<EvalResult> EvaluateJobModel(const IstTrainingConfig& config,
-                                            const MlpParams<float>& model,
-                                            const DenseDataset& data, int eval_batch);
-
 }  // namespace ist
 
 #endif  // IST_COMMON_TRAIN_CNN_TRAINER_H_

@@ -1,6 +1,5 @@
-// The CNN worker's local training and the one-process CNN engine: exactly R
-// steps, batch-stream continuation, running statistics, errors, and
-// determinism of whole rounds in every mode.
+// The CNN worker's local training: exactly R steps, batch-stream
+// continuation, running statistics and errors.
 #include "common/train/cnn_trainer.h"
 
 #include <random>
@@ -8,7 +7,7 @@
 #include "common/ist/cnn_job.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/train/cnn_ist_engine.h"
+#include "common/train/subnet_task.h"
 
 namespace ist {
 namespace {
@@ -52,19 +51,19 @@ TEST(CnnTrainerTest, TakesExactlyRStepsAndContinuesTheBatchStream) {
   const DenseDataset data = Images(300, 1);
   CnnTrainingConfig job = Job(TrainingMode::kIst);
   job.sgd.momentum = 0;  // so that two calls equal one
-  auto shards = MakeCnnShards(job, data.num_samples());
+  auto shards = JobShards::Create(AsTrainingConfig(job), data.num_samples());
   ASSERT_TRUE(shards.ok());
   const CnnParams<float> start = InitialCnnModel(job);
   CnnParams<float> once = start, twice = start;
-  auto r = TrainCnnLocally(job.model, data, (*shards)[0], 10, 6, job.sgd, &once);
+  auto r = TrainCnnLocally(job.model, data, shards->batcher(0), 10, 6, job.sgd, &once);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->steps_run, 6);
-  ASSERT_TRUE(TrainCnnLocally(job.model, data, (*shards)[0], 10, 2, job.sgd, &twice).ok());
-  ASSERT_TRUE(TrainCnnLocally(job.model, data, (*shards)[0], 12, 4, job.sgd, &twice).ok());
+  ASSERT_TRUE(TrainCnnLocally(job.model, data, shards->batcher(0), 10, 2, job.sgd, &twice).ok());
+  ASSERT_TRUE(TrainCnnLocally(job.model, data, shards->batcher(0), 12, 4, job.sgd, &twice).ok());
   EXPECT_TRUE(IdenticalCnnParams(once, twice));
   EXPECT_FALSE(IdenticalCnnParams(once, start));
   CnnParams<float> five = start;
-  ASSERT_TRUE(TrainCnnLocally(job.model, data, (*shards)[0], 10, 5, job.sgd, &five).ok());
+  ASSERT_TRUE(TrainCnnLocally(job.model, data, shards->batcher(0), 10, 5, job.sgd, &five).ok());
   EXPECT_FALSE(IdenticalCnnParams(once, five));
 }
 
@@ -72,9 +71,9 @@ TEST(CnnTrainerTest, RunningStatisticsMoveAndAreUsed) {
   const DenseDataset data = Images(300, 2);
   CnnTrainingConfig job = Job(TrainingMode::kIst, BatchNormMode::kRunningStatistics);
   const CnnLayout layout = MakeCnnLayout(job.model);
-  auto shards = MakeCnnShards(job, data.num_samples());
+  auto shards = JobShards::Create(AsTrainingConfig(job), data.num_samples());
   CnnParams<float> p = InitialCnnModel(job);
-  ASSERT_TRUE(TrainCnnLocally(job.model, data, (*shards)[0], 0, 3, job.sgd, &p).ok());
+  ASSERT_TRUE(TrainCnnLocally(job.model, data, shards->batcher(0), 0, 3, job.sgd, &p).ok());
   EXPECT_GT(p.tensors[layout.stem_mean].cwiseAbs().maxCoeff(), 1e-4);
   EXPECT_GT((p.tensors[layout.stem_var].array() - 1).abs().maxCoeff(), 1e-4);
   EXPECT_EQ(p.tensors[layout.stem_gamma].size(), 4);
@@ -83,64 +82,22 @@ TEST(CnnTrainerTest, RunningStatisticsMoveAndAreUsed) {
 TEST(CnnTrainerTest, BadInputIsRejected) {
   const DenseDataset data = Images(300, 3);
   CnnTrainingConfig job = Job(TrainingMode::kIst);
-  auto shards = MakeCnnShards(job, data.num_samples());
+  auto shards = JobShards::Create(AsTrainingConfig(job), data.num_samples());
   CnnParams<float> p = InitialCnnModel(job);
   CnnConfig wrong = job.model;
   wrong.height = 7;
-  EXPECT_THAT(TrainCnnLocally(wrong, data, (*shards)[0], 0, 1, job.sgd, &p).status().message(),
+  EXPECT_THAT(TrainCnnLocally(wrong, data, shards->batcher(0), 0, 1, job.sgd, &p).status().message(),
               HasSubstr("64 features"));
-  EXPECT_FALSE(TrainCnnLocally(job.model, data, (*shards)[0], 0, 0, job.sgd, &p).ok());
+  EXPECT_FALSE(TrainCnnLocally(job.model, data, shards->batcher(0), 0, 0, job.sgd, &p).ok());
   CnnParams<float> small = p;
   small.tensors.pop_back();
-  EXPECT_FALSE(TrainCnnLocally(job.model, data, (*shards)[0], 0, 1, job.sgd, &small).ok());
+  EXPECT_FALSE(TrainCnnLocally(job.model, data, shards->batcher(0), 0, 1, job.sgd, &small).ok());
   SgdOptions huge = job.sgd;
   huge.learning_rate = 1e30;
-  auto diverged = TrainCnnLocally(job.model, data, (*shards)[0], 0, 20, huge, &p);
+  auto diverged = TrainCnnLocally(job.model, data, shards->batcher(0), 0, 20, huge, &p);
   EXPECT_EQ(diverged.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_FALSE(MakeCnnShards(job, 20).ok());  // fewer samples than 2 batches
+  EXPECT_FALSE(JobShards::Create(AsTrainingConfig(job), 20).ok());  // fewer samples than 2 batches
 }
-
-class CnnEngineModesTest : public ::testing::TestWithParam<TrainingMode> {};
-
-TEST_P(CnnEngineModesTest, SameSeedsSameModelAndItLearns) {
-  const DenseDataset data = Images(600, 4);
-  const CnnTrainingConfig job = Job(GetParam());
-  auto a = LocalCnnEngine::Create(job, &data);
-  auto b = LocalCnnEngine::Create(job, &data);
-  ASSERT_TRUE(a.ok()) << a.status();
-  ASSERT_TRUE(b.ok());
-  auto before = EvaluateCnn(job.model, (*a)->model(), data, 300);
-  ASSERT_TRUE(before.ok());
-  const int rounds = GetParam() == TrainingMode::kDataParallel ? 40 : 10;
-  int64_t floats = 0;
-  for (int r = 0; r < rounds; ++r) {
-    auto ra = (*a)->RunRound();
-    auto rb = (*b)->RunRound();
-    ASSERT_TRUE(ra.ok()) << ra.status();
-    ASSERT_TRUE(rb.ok());
-    floats += ra->slice_floats;
-    ASSERT_TRUE(IdenticalCnnParams((*a)->model(), (*b)->model())) << "round " << r;
-  }
-  const int64_t full = job.model.NumScalars();
-  if (GetParam() == TrainingMode::kIst) {
-    EXPECT_LT(floats, int64_t{rounds} * 2 * full);  // subnets are smaller
-  } else {
-    EXPECT_EQ(floats, int64_t{rounds} * 2 * full);
-  }
-  auto after = EvaluateCnn(job.model, (*a)->model(), data, 300);
-  ASSERT_TRUE(after.ok());
-  EXPECT_GT(after->accuracy, 0.9) << "before: " << before->accuracy;
-  // A different seed gives a different model.
-  CnnTrainingConfig other = job;
-  other.seed = 6;
-  auto c = LocalCnnEngine::Create(other, &data);
-  ASSERT_TRUE((*c)->RunRound().ok());
-  EXPECT_FALSE(IdenticalCnnParams((*c)->model(), (*a)->model()));
-}
-
-INSTANTIATE_TEST_SUITE_P(Modes, CnnEngineModesTest,
-                         ::testing::Values(TrainingMode::kIst, TrainingMode::kLocalSgd,
-                                           TrainingMode::kDataParallel));
 
 }  // namespace
 }  // namespace ist

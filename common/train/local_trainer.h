@@ -39,9 +39,12 @@ absl::StatusOr<LocalTrainResult> TrainLocally(const MlpConfig& config,
                                               MlpParams<float>* params);
 
 struct EvalResult {
-  double loss = 0;      // mean NLL
-  double accuracy = 0;  // fraction of samples whose arg-max is the label
+  double loss = 0;      // mean NLL (single-label families)
+  double accuracy = 0;  // fraction of samples whose arg-max is the label;
+                        // multi-label families: P@1
   int64_t samples = 0;
+  // Multi-label families: precision at 1, 3 and 5 (0 otherwise).
+  double p_at_1 = 0, p_at_3 = 0, p_at_5 = 0;
 };
 
 // Runs `predict` (features of a chunk -> its log-probabilities, one row

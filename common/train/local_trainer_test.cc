@@ -5,7 +5,6 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/train/ist_engine.h"
 #include "common/train/mlp_engine.h"
 #include "common/train/subnet_task.h"
 
@@ -170,78 +169,6 @@ TEST(JobShardsTest, SubnetsGetDisjointShardsAndDifferentOrders) {
   EXPECT_NE(first[0], first[1]);
   EXPECT_THAT(JobShards::Create(config, 15).status().message(),
               HasSubstr("too few for 2 shards"));
-}
-
-TEST(LocalIstEngineTest, RoundsTrainMergeAndReportSizes) {
-  const DenseDataset train = Blobs(2000, 10, 5, 3);
-  const DenseDataset test = Blobs(500, 10, 5, 4);
-  IstTrainingConfig config;
-  config.model = Config({10, 33, 21, 5});  // not divisible by S
-  config.num_subnets = 3;
-  config.local_steps = 10;
-  config.batch_size = 32;
-  config.sgd.learning_rate = 0.1;
-  auto engine = LocalIstEngine::Create(config, &train);
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  const MlpParams<float> initial = (*engine)->model();
-  EXPECT_TRUE(IdenticalParams(initial, InitialModel(config)));
-  for (int r = 0; r < 15; ++r) {
-    auto report = (*engine)->RunRound();
-    ASSERT_TRUE(report.ok()) << report.status();
-    EXPECT_EQ(report->round, r);
-    EXPECT_EQ(report->samples, SamplesPerRound(config));
-    auto plan = PlanRound(config, r);
-    ASSERT_TRUE(plan.ok());
-    int64_t floats = 0;
-    for (int s = 0; s < 3; ++s) floats += SubnetScalars(config.model, plan->partition, s);
-    EXPECT_EQ(report->slice_floats, floats);
-  }
-  EXPECT_EQ((*engine)->round(), 15);
-  auto eval = Evaluate(config.model, (*engine)->model(), test, 100);
-  ASSERT_TRUE(eval.ok());
-  EXPECT_GT(eval->accuracy, 0.85);
-
-  config.model = Config({11, 33, 5});
-  EXPECT_THAT(LocalIstEngine::Create(config, &train).status().message(),
-              HasSubstr("takes 11 inputs"));
-}
-
-// Data parallel = one step on every shard from the same model, averaged;
-// for plain SGD that is the step with the averaged gradient.
-TEST(LocalIstEngineTest, DataParallelRoundIsTheAveragedGradientStep) {
-  const DenseDataset train = Blobs(640, 10, 5, 3);
-  IstTrainingConfig config;
-  config.mode = TrainingMode::kDataParallel;
-  config.model = Config({10, 16, 12, 5});
-  config.num_subnets = 2;
-  config.local_steps = 1;
-  config.batch_size = 32;
-  config.sgd.learning_rate = 0.1;
-  auto engine = LocalIstEngine::Create(config, &train);
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  ASSERT_TRUE((*engine)->RunRound().ok());
-
-  auto shards = JobShards::Create(config, train.num_samples());
-  ASSERT_TRUE(shards.ok());
-  const MlpParams<float> start = InitialModel(config);
-  MlpEngine<double> math(config.model);
-  const MlpParams<double> w = CastParams<double>(start);
-  MlpParams<double> g[2];
-  for (int s = 0; s < 2; ++s) {
-    std::vector<int64_t> idx;
-    shards->batcher(s).BatchIndices(0, &idx);
-    Eigen::MatrixXf x;
-    std::vector<int32_t> y;
-    GatherBatch(train, idx, &x, &y);
-    math.ForwardBackward(w, x.cast<double>(), y, &g[s]);
-  }
-  const MlpParams<float>& got = (*engine)->model();
-  for (size_t l = 0; l < w.weights.size(); ++l) {
-    const Eigen::MatrixXd want = w.weights[l] - 0.1 * (g[0].weights[l] + g[1].weights[l]) / 2;
-    EXPECT_LT((got.weights[l].cast<double>() - want).cwiseAbs().maxCoeff(), 1e-5) << l;
-  }
-  const Eigen::VectorXd gamma = w.gamma[0] - 0.1 * (g[0].gamma[0] + g[1].gamma[0]) / 2;
-  EXPECT_LT((got.gamma[0].cast<double>() - gamma).cwiseAbs().maxCoeff(), 1e-5);
 }
 
 }  // namespace

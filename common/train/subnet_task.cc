@@ -1,9 +1,7 @@
 #include "common/train/subnet_task.h"
 
 #include "absl/strings/str_cat.h"
-#include "common/ist/cnn_job.h"
 #include "common/base/status_macros.h"
-#include "common/train/cnn_trainer.h"
 
 namespace ist {
 
@@ -27,35 +25,6 @@ absl::StatusOr<JobShards> JobShards::Create(const IstTrainingConfig& config,
     shards.batchers_.push_back(std::move(batcher));
   }
   return shards;
-}
-
-absl::StatusOr<LocalTrainResult> RunSubnetTask(
-    const IstTrainingConfig& config, const MlpConfig& subnet_config,
-    const DenseDataset& train, const JobShards& shards, int64_t round,
-    int subnet, MlpParams<float>* slice) {
-  if (subnet < 0 || subnet >= shards.num_shards()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "subnet: ", subnet, " is not in [0, ", shards.num_shards(), ")"));
-  }
-  if (round < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("round: ", round, " < 0"));
-  }
-  if (config.cnn.has_value()) {  // issue 10: a packed CNN slice
-    const CnnTrainingConfig job = CnnJobOf(config);
-    ASSIGN_OR_RETURN(CnnRoundPlan plan, PlanCnnRound(job, round));
-    CnnParams<float> cnn = UnpackCnnParams(*slice);
-    ASSIGN_OR_RETURN(LocalTrainResult result,
-                     TrainCnnLocally(CnnSliceConfig(job, plan, subnet), train,
-                                     shards.batcher(subnet), round * config.local_steps,
-                                     config.local_steps, config.sgd, &cnn));
-    PackCnnParams(std::move(cnn), slice);
-    return result;
-  }
-  LocalTrainOptions options;
-  options.steps = config.local_steps;
-  options.sgd = config.sgd;
-  return TrainLocally(subnet_config, train, shards.batcher(subnet),
-                      round * config.local_steps, options, slice);
 }
 
 }  // namespace ist

@@ -47,18 +47,6 @@ absl::Status ErrnoError(const std::string& what, const std::string& path) {
 
 }  // namespace
 
-MlpConfig ModelConfigFromSpec(const rpc::JobSpec& spec) {
-  if (spec.model() == "resnet") {  // issue 10: the ResNet's tensor list
-    absl::StatusOr<IstTrainingConfig> c = TrainingConfigFromSpec(spec);
-    return c.ok() ? c->model : MlpConfig();
-  }
-  MlpConfig config;
-  config.layer_sizes.assign(spec.layers().begin(), spec.layers().end());
-  config.bn_mode = spec.bn_mode() == "running" ? BatchNormMode::kRunningStatistics
-                                               : BatchNormMode::kBatchStatistics;
-  return config;
-}
-
 std::string EncodeModelFile(const std::string& job_id, const rpc::JobSpec& spec,
                             int64_t round, const MlpParams<float>& params) {
   rpc::ModelFileHeader header;
@@ -120,13 +108,7 @@ absl::StatusOr<ModelFile> DecodeModelFile(absl::string_view bytes,
   // Check the size the layers imply before allocating them: a small file must
   // not make us allocate a huge model. Stops adding once past the payload, so
   // the sum cannot overflow (each term < 2^51).
-  const MlpConfig& c = file.config;
-  uint64_t need = c.opaque() ? 4 * static_cast<uint64_t>(c.NumScalars()) : 0;
-  for (int l = 0; l < c.num_layers() && need <= payload.size() && !c.opaque(); ++l) {
-    const uint64_t in = c.layer_sizes[l], out = c.layer_sizes[l + 1];
-    need += 4 * (in * out + (l < c.num_hidden() ? 2 * out : 0) +
-                 (c.running_stats() ? 2 * out : 0));
-  }
+  const uint64_t need = file.config.ScalarBytesUpTo(payload.size());
   if (need != payload.size()) {
     return bad(absl::StrCat("payload is ", payload.size(), " bytes but the spec's layers need ",
                             need > payload.size() ? "more" : absl::StrCat(need)));

@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/model/job_spec.h"  // ModelConfigFromSpec
 #include "common/model/mlp_model.h"
 #include "proto/job.pb.h"
 
@@ -29,9 +30,6 @@ struct ModelFile {
   MlpParams<float> params;
   rpc::ModelFileHeader header;  // all of it, including checkpoint fields
 };
-
-// The MlpConfig that a spec's layers and bn_mode describe (no other check).
-MlpConfig ModelConfigFromSpec(const rpc::JobSpec& spec);
 
 // Serialises a model; `params` must be shaped for ModelConfigFromSpec(spec).
 std::string EncodeModelFile(const std::string& job_id, const rpc::JobSpec& spec,
