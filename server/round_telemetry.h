@@ -12,6 +12,8 @@
 //   fingerprint   the model fingerprint published with the round (wall)
 // own_s is their sum; process_cpu_s the whole process's CPU time over the
 // cycle. round_seconds runs from the hand-out of the round to its merge.
+// The progress fields it fills (AddToProgress) are what the Prometheus
+// metrics (server/coordinator_metrics.h) export.
 //
 // Times are passed in by the caller, so the arithmetic and the lines can be
 // tested with any clock. Not thread-safe: the coordinator calls it under
