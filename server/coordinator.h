@@ -3,6 +3,13 @@
 // of workers. No gRPC here: server/grpc_services.h adapts it to the wire,
 // and tests drive it directly.
 //
+// It is a facade over parts with one job each, which it calls under its
+// one lock: JobQueue (admission, queue, limits, listing; server/job_queue.h),
+// RoundDriver (the rounds of one job; server/round_driver.h), WorkerRegistry
+// (server/worker_registry.h) and RoundTelemetry (per-round cost and log
+// lines; server/round_telemetry.h). It adds the waiting (long-polls, the
+// round loop's thread) and the checkpoints.
+//
 // Scheduling rule: jobs run one at a time in submission order (FIFO); every
 // registered worker serves the running job. A round's S subnets go to
 // whichever workers ask first; subnet s always trains on data shard s, so
@@ -13,8 +20,6 @@
 #define IST_SERVER_COORDINATOR_H_
 
 #include <cstdint>
-#include <deque>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,13 +29,12 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/data/dataset.h"
-#include "common/model/job_config.h"
 #include "common/model/mlp_model.h"
-#include "common/ist/round_plan.h"
-#include "common/ist/subnet.h"
 #include "proto/job.pb.h"
 #include "proto/worker_service.pb.h"
+#include "server/job_queue.h"
+#include "server/round_driver.h"
+#include "server/worker_registry.h"
 
 namespace ist {
 
@@ -55,13 +59,7 @@ struct CoordinatorOptions {
   int64_t max_job_memory_bytes = int64_t{8} << 30;
 };
 
-// What FetchSlice streams: an immutable copy of a slice, made before its
-// round opens (at the previous round's merge, or at the job's first round).
-// The coordinator reuses its storage in a later round only once no handler
-// and no gRPC send buffer holds it any more.
-struct OutgoingSlice {
-  MlpParams<float> params;
-};
+// FetchSlice streams an OutgoingSlice (server/round_driver.h).
 
 class Coordinator {
  public:
@@ -120,7 +118,8 @@ class Coordinator {
   void CountBytesSent(const rpc::SliceTag& tag, int64_t bytes);
   // Adds CPU seconds a slice handler spent encoding/sending or
   // receiving/decoding the slice `tag` to its round's "own work" (logged per
-  // round, see FinishRoundLocked); ignored if that round is no longer open.
+  // round, see server/round_telemetry.h); ignored if that round is no longer
+  // open.
   void CountCodecSeconds(const rpc::SliceTag& tag, double cpu_seconds);
   // The shape a pushed slice must have, or FailedPrecondition if `tag` is
   // not an attempt the coordinator is waiting for (stale, duplicate, wrong
@@ -143,30 +142,23 @@ class Coordinator {
   bool stopping();
 
  private:
-  struct Slot;
-  struct Job;
-  struct Worker;
-
   void RoundLoop();
-  // Each returns with mu_ held. FinishRoundLocked releases it while
-  // evaluating.
+  // Each runs with mu_ held. FinishRoundLocked releases it while
+  // evaluating, CheckpointLocked (and so EndJobLocked) while writing.
   void StartJobLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status StartRoundLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishRoundLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // job->spare_outgoing sized for the round, each entry free for writing
-  // (replaced by a new one if a handler still holds it); their params.
-  std::vector<MlpParams<float>*> SpareOutgoingLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReclaimExpiredLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EndJobLocked(Job* job, rpc::JobState state, const std::string& error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  Job* FindJobLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The running job's driver if `tag` names the running job; else null and
+  // `*why` says so.
+  RoundDriver* RunningRoundsLocked(const rpc::SliceTag& tag, std::string* why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts a push that will not be merged against its job, logs it, and
   // returns the FailedPrecondition to answer with.
   absl::Status DropPushLocked(const rpc::SliceTag& tag, const std::string& why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  Slot* AwaitedSlotLocked(const std::string& worker_id, const rpc::SliceTag& tag,
-                          std::string* why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  rpc::JobStatus StatusLocked(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Publishes the job's progress and wakes every waiter.
   void BumpLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes the job's checkpoint; releases mu_ while encoding and writing.
   void CheckpointLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -174,12 +166,8 @@ class Coordinator {
   const CoordinatorOptions options_;
   absl::Mutex mu_;
   absl::CondVar cv_;  // signalled on every change of jobs, rounds, workers
-  std::map<std::string, std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
-  Job* running_ ABSL_GUARDED_BY(mu_) = nullptr;
-  std::map<std::string, Worker> workers_ ABSL_GUARDED_BY(mu_);
-  int64_t next_job_ ABSL_GUARDED_BY(mu_) = 1;
-  int64_t next_worker_ ABSL_GUARDED_BY(mu_) = 1;
+  JobQueue jobs_ ABSL_GUARDED_BY(mu_);
+  WorkerRegistry workers_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   std::thread loop_;

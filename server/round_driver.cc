@@ -1,0 +1,253 @@
+#include "server/round_driver.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/log_tags.h"
+#include "common/base/status_macros.h"
+#include "common/ist/round_plan.h"
+#include "common/wire/slice_codec.h"
+#include "glog/logging.h"
+
+namespace ist {
+
+RoundDriver::RoundDriver(std::string job_id, rpc::JobSpec spec,
+                         std::shared_ptr<const ModelFamily> family, int64_t total_rounds,
+                         RoundDriverOptions options)
+    : job_id_(std::move(job_id)),
+      spec_(std::move(spec)),
+      family_(std::move(family)),
+      total_rounds_(total_rounds),
+      options_(std::move(options)) {}
+
+void RoundDriver::ResumeFrom(MlpParams<float> model, int64_t rounds_done) {
+  model_ = std::move(model);
+  has_model_ = true;
+  rounds_done_ = rounds_done;
+}
+
+void RoundDriver::EnsureModel() {
+  if (has_model_) return;
+  model_ = family_->InitialModel();
+  has_model_ = true;
+}
+
+absl::Status RoundDriver::OpenRound() {
+  telemetry_.StartCycle(options_.now(), options_.process_cpu_seconds());
+  const int S = config().num_subnets;
+  const bool extracted = next_extracted_;
+  next_extracted_ = false;
+  if (extracted) {
+    plan_ = std::move(next_plan_);
+  } else {
+    ASSIGN_OR_RETURN(plan_, family_->PlanRound(rounds_done_));
+  }
+  slots_.assign(S, Slot());  // drops the slots' references to last round's slices
+  if (!extracted) {
+    // Same shapes as last round: ExtractSlice overwrites in place.
+    std::vector<MlpParams<float>*> outgoing = SpareOutgoing();
+    for (int s = 0; s < S; ++s) family_->ExtractSlice(plan_, model_, s, outgoing[s]);
+  }
+  for (int s = 0; s < S; ++s) {
+    Slot& slot = slots_[s];
+    slot.shape = family_->SliceShape(plan_, s);
+    slot.outgoing = spare_outgoing_[s];
+  }
+  telemetry_.PlanExtractDone(options_.now());
+  slots_done_ = 0;
+  round_open_ = true;
+  telemetry_.RoundOpened(options_.now());
+  return absl::OkStatus();
+}
+
+std::vector<MlpParams<float>*> RoundDriver::SpareOutgoing() {
+  const int S = config().num_subnets;
+  spare_outgoing_.resize(S);
+  std::vector<MlpParams<float>*> params;
+  for (int s = 0; s < S; ++s) {
+    // New references to a spare are only made in OpenRound and in Fetch,
+    // both under the caller's lock, so use_count() == 1 means no handler
+    // (and no gRPC send buffer) can be reading it.
+    std::shared_ptr<OutgoingSlice>& outgoing = spare_outgoing_[s];
+    if (outgoing == nullptr || outgoing.use_count() != 1) {
+      outgoing = std::make_shared<OutgoingSlice>();
+    }
+    params.push_back(&outgoing->params);
+  }
+  return params;
+}
+
+std::optional<rpc::Task> RoundDriver::HandOut(const std::string& worker_id) {
+  if (!round_open_) return std::nullopt;
+  for (int s = 0; s < static_cast<int>(slots_.size()); ++s) {
+    Slot& slot = slots_[s];
+    if (slot.state != Slot::kPending) continue;
+    slot.state = Slot::kAssigned;
+    slot.worker = worker_id;
+    ++slot.attempt;
+    slot.deadline = options_.now() + options_.task_timeout;
+    rpc::Task task;
+    rpc::SliceTag* tag = task.mutable_tag();
+    tag->set_job_id(job_id_);
+    tag->set_round(rounds_done_);
+    tag->set_subnet(s);
+    tag->set_attempt(slot.attempt);
+    *task.mutable_spec() = spec_;
+    for (int n : slot.shape.layer_sizes) task.add_subnet_layers(n);
+    task.set_first_step(rounds_done_ * config().local_steps);
+    task.set_deadline_ms(absl::ToInt64Milliseconds(options_.task_timeout));
+    return task;
+  }
+  return std::nullopt;
+}
+
+bool RoundDriver::TakeBack(const std::string& worker_id, int subnet) {
+  if (!round_open_ || subnet < 0 || subnet >= static_cast<int>(slots_.size())) return false;
+  Slot& slot = slots_[subnet];
+  if (slot.state != Slot::kAssigned || slot.worker != worker_id) return false;
+  LOG(WARNING) << JobTag(job_id_, rounds_done_) << " subnet=" << subnet << ": worker "
+               << worker_id << " abandoned it; reassigning";
+  slot.state = Slot::kPending;
+  slot.worker.clear();
+  return true;
+}
+
+std::vector<std::string> RoundDriver::ReclaimExpired(
+    const std::function<std::string(const std::string& worker_id, absl::Time now)>& why_lost) {
+  std::vector<std::string> reclaimed;
+  const absl::Time now = options_.now();
+  for (int s = 0; s < static_cast<int>(slots_.size()); ++s) {
+    Slot& slot = slots_[s];
+    if (slot.state != Slot::kAssigned) continue;
+    std::string why = why_lost(slot.worker, now);
+    if (why.empty() && now > slot.deadline) why = "missed the task deadline";
+    if (why.empty()) continue;
+    LOG(WARNING) << JobTag(job_id_, rounds_done_) << " subnet=" << s << ": worker "
+                 << slot.worker << " " << why << "; subnet goes to the next worker that asks";
+    reclaimed.push_back(slot.worker);
+    slot.state = Slot::kPending;
+    slot.worker.clear();
+  }
+  return reclaimed;
+}
+
+absl::StatusOr<const RoundDriver::Slot*> RoundDriver::AwaitedSlot(
+    const std::string& worker_id, const rpc::SliceTag& tag) const {
+  if (!round_open_ || tag.round() != rounds_done_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("round ", tag.round(), " is not the open round ",
+                     round_open_ ? absl::StrCat(rounds_done_) : "(none)"));
+  }
+  if (tag.subnet() < 0 || tag.subnet() >= static_cast<int>(slots_.size())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("subnet ", tag.subnet(), " does not exist"));
+  }
+  const Slot& slot = slots_[tag.subnet()];
+  if (slot.state != Slot::kAssigned || slot.worker != worker_id ||
+      slot.attempt != tag.attempt()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("attempt ", tag.attempt(), " by ", worker_id, " is not the one awaited (",
+                     slot.state == Slot::kDone ? "already merged" : "reassigned", ")"));
+  }
+  return &slot;
+}
+
+absl::StatusOr<std::shared_ptr<const OutgoingSlice>> RoundDriver::Fetch(
+    const std::string& worker_id, const rpc::SliceTag& tag) const {
+  ASSIGN_OR_RETURN(const Slot* slot, AwaitedSlot(worker_id, tag));
+  return slot->outgoing;
+}
+
+absl::StatusOr<MlpConfig> RoundDriver::ExpectedShape(const std::string& worker_id,
+                                                     const rpc::SliceTag& tag) const {
+  ASSIGN_OR_RETURN(const Slot* slot, AwaitedSlot(worker_id, tag));
+  return slot->shape;
+}
+
+absl::Status RoundDriver::Accept(const std::string& worker_id, const rpc::SliceTag& tag,
+                                 const rpc::TrainStats& stats, MlpParams<float> slice) {
+  RETURN_IF_ERROR(AwaitedSlot(worker_id, tag).status());
+  Slot& slot = slots_[tag.subnet()];
+  slot.trained = std::move(slice);
+  slot.mean_loss = stats.mean_loss();
+  slot.state = Slot::kDone;
+  slot.outgoing.reset();
+  ++slots_done_;
+  telemetry_.AddBytesReceived(slot.trained.NumScalars() * 4);
+  return absl::OkStatus();
+}
+
+absl::Status RoundDriver::MergeRound(bool next_round_follows) {
+  std::vector<const MlpParams<float>*> trained;
+  double loss = 0;
+  for (const Slot& slot : slots_) {
+    trained.push_back(&slot.trained);
+    loss += slot.mean_loss / slots_.size();
+  }
+  const absl::Time merge_start = options_.now();
+  absl::Status merged;
+  if (next_round_follows) {
+    // Extract the next round's slices in the same pass as this merge (its
+    // plan derives from the seed alone). merge_s then includes the next
+    // round's extraction, and that round's plan_extract_s is ~0.
+    for (Slot& slot : slots_) slot.outgoing.reset();
+    absl::StatusOr<RoundPlan> next = family_->PlanRound(rounds_done_ + 1);
+    merged = next.status();
+    if (merged.ok()) {
+      merged = family_->MergeThenExtractSlices(plan_, trained, *next, SpareOutgoing(), &model_);
+    }
+    if (merged.ok()) {
+      next_plan_ = *std::move(next);
+      next_extracted_ = true;
+    }
+  } else {
+    merged = family_->MergeSlices(plan_, trained, &model_);
+  }
+  const double merge_seconds = absl::ToDoubleSeconds(options_.now() - merge_start);
+  RETURN_IF_ERROR(merged);
+  round_open_ = false;
+  slots_.clear();
+  ++rounds_done_;
+  last_round_loss_ = loss;
+  telemetry_.RoundMerged(options_.now(), merge_seconds);
+  return absl::OkStatus();
+}
+
+rpc::JobProgress RoundDriver::MergedRoundProgress(const rpc::JobProgress& progress) {
+  rpc::JobProgress p = progress;
+  p.set_round(rounds_done_);
+  p.set_train_loss(last_round_loss_);
+  telemetry_.AddToProgress(&p);
+  const absl::Time fingerprint_start = options_.now();
+  p.set_model_fingerprint(ParamsFingerprint(model_));
+  telemetry_.FingerprintDone(fingerprint_start, options_.now());
+  // The coordinator's own work in this round, everything but waiting for
+  // workers: bench/coordinator_share.sh reads these lines.
+  LOG(INFO) << telemetry_.OwnWorkLine(job_id_, rounds_done_, options_.process_cpu_seconds());
+  return p;
+}
+
+void RoundDriver::AbandonRound() {
+  round_open_ = false;
+  slots_.clear();
+}
+
+void RoundDriver::Release() {
+  AbandonRound();
+  spare_outgoing_.clear();
+  next_extracted_ = false;
+}
+
+absl::StatusOr<rpc::EvaluateResponse> RoundDriver::EvaluateModel(const ModelFamily& family,
+                                                                 const MlpParams<float>& model,
+                                                                 const DenseDataset& data,
+                                                                 int eval_batch) {
+  ASSIGN_OR_RETURN(EvalResult eval, family.Evaluate(model, TrainingData::Dense(data), eval_batch));
+  rpc::EvaluateResponse response;
+  response.set_accuracy(eval.accuracy);
+  response.set_loss(eval.loss);
+  response.set_samples(eval.samples);
+  return response;
+}
+
+}  // namespace ist

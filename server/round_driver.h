@@ -1,0 +1,213 @@
+// The rounds of one job: its model, and the state machine of its open
+// round. A round is planned (its partition derives from the seed and the
+// round number alone), its S slices are extracted, each subnet is handed to
+// a worker as a task, the trained slices are accepted (only from the attempt
+// awaited: a stale, duplicate or reassigned push is refused), and once all
+// S are in they are merged into the model, which advances the job by one
+// round. When another round follows, its slices are extracted in the same
+// pass as the merge.
+//
+// The evaluation of the model and the cost of each round (RoundTelemetry)
+// are here too; what the job does between rounds (publishing progress,
+// evaluating on schedule, checkpointing, ending) is the caller's.
+//
+// Not thread-safe: the Coordinator calls it under its own lock. The model
+// is written only by MergeRound and ResumeFrom/EnsureModel, so the thread
+// that calls those may read model() without the lock.
+#ifndef IST_SERVER_ROUND_DRIVER_H_
+#define IST_SERVER_ROUND_DRIVER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/data/dataset.h"
+#include "common/family/model_family.h"
+#include "common/ist/round_plan.h"
+#include "common/model/job_config.h"
+#include "common/model/mlp_model.h"
+#include "proto/job.pb.h"
+#include "proto/worker_service.pb.h"
+#include "server/round_telemetry.h"
+
+namespace ist {
+
+// What FetchSlice streams: an immutable copy of a slice, made before its
+// round opens (at the previous round's merge, or at the job's first round).
+// The coordinator reuses its storage in a later round only once no handler
+// and no gRPC send buffer holds it any more.
+struct OutgoingSlice {
+  MlpParams<float> params;
+};
+
+struct RoundDriverOptions {
+  // How long one attempt at a subnet may take before it is handed to
+  // another worker (attempt + 1).
+  absl::Duration task_timeout = absl::Minutes(5);
+  // The clocks: wall time (deadlines, round timing) and the process's CPU
+  // time (RoundTelemetry).
+  std::function<absl::Time()> now = [] { return absl::Now(); };
+  std::function<double()> process_cpu_seconds = [] { return ProcessCpuSeconds(); };
+};
+
+class RoundDriver {
+ public:
+  // A job `job_id` with spec `spec` (defaults filled in), its training
+  // config and number of rounds. It has no model until EnsureModel or
+  // ResumeFrom.
+  RoundDriver(std::string job_id, rpc::JobSpec spec, std::shared_ptr<const ModelFamily> family,
+              int64_t total_rounds, RoundDriverOptions options);
+
+  RoundDriver(const RoundDriver&) = delete;
+  RoundDriver& operator=(const RoundDriver&) = delete;
+
+  const std::string& job_id() const { return job_id_; }
+  const rpc::JobSpec& spec() const { return spec_; }
+  const IstTrainingConfig& config() const { return family_->config(); }
+  // The job's model family (shared: evaluation runs outside the lock).
+  const std::shared_ptr<const ModelFamily>& family() const { return family_; }
+  int64_t total_rounds() const { return total_rounds_; }
+
+  // ---- The model ----
+
+  bool has_model() const { return has_model_; }
+  // The model as of rounds_done() merged rounds. Only if has_model().
+  const MlpParams<float>& model() const { return model_; }
+  int64_t rounds_done() const { return rounds_done_; }
+  // Continues from `model` after `rounds_done` rounds (a checkpoint).
+  void ResumeFrom(MlpParams<float> model, int64_t rounds_done);
+  // Gives the job its initial model unless it has one.
+  void EnsureModel();
+
+  // ---- The open round ----
+
+  // Plans round rounds_done() (or takes the plan and slices extracted with
+  // the last merge), extracts its slices and opens it for hand-out. An
+  // error from planning leaves no round open. Requires has_model().
+  absl::Status OpenRound();
+  bool round_open() const { return round_open_; }
+  // True when the open round has all its trained slices (MergeRound next).
+  bool AllSlicesIn() const {
+    return round_open_ && slots_done_ == static_cast<int>(slots_.size());
+  }
+
+  // The first subnet of the open round that nobody holds, as a task for
+  // `worker_id` (attempt + 1, deadline now + task_timeout); nullopt if the
+  // round is not open or every subnet is held or done.
+  std::optional<rpc::Task> HandOut(const std::string& worker_id);
+  // The worker gave up `subnet` of the open round (it asked for new work):
+  // if it still holds it, the subnet goes back to the next worker that
+  // asks. True if it did.
+  bool TakeBack(const std::string& worker_id, int subnet);
+  // Takes back every held subnet whose worker `why_lost` reports lost at
+  // the driver's now (a non-empty reason) or whose deadline has passed;
+  // logs each. Returns the workers whose subnets were taken back.
+  std::vector<std::string> ReclaimExpired(
+      const std::function<std::string(const std::string& worker_id, absl::Time now)>& why_lost);
+
+  // Each of these refuses a tag that is not the attempt awaited (round not
+  // open or not this one, no such subnet, or the subnet is not held by
+  // `worker_id` at `tag.attempt()`) with FailedPrecondition saying why;
+  // the caller counts and logs a refused push. They do not check
+  // tag.job_id().
+  //
+  // The slice to send for the attempt; shared with the driver.
+  absl::StatusOr<std::shared_ptr<const OutgoingSlice>> Fetch(const std::string& worker_id,
+                                                             const rpc::SliceTag& tag) const;
+  // The shape the trained slice must have.
+  absl::StatusOr<MlpConfig> ExpectedShape(const std::string& worker_id,
+                                          const rpc::SliceTag& tag) const;
+  // Takes the trained slice of the attempt (its shape already checked); it
+  // is merged when all are in.
+  absl::Status Accept(const std::string& worker_id, const rpc::SliceTag& tag,
+                      const rpc::TrainStats& stats, MlpParams<float> slice);
+
+  // Merges the trained slices of the complete open round into the model
+  // and closes the round: rounds_done() + 1. If `next_round_follows`, also
+  // plans and extracts the next round in the same pass (OpenRound then only
+  // hands it out). Requires AllSlicesIn(). An error (a bug: shapes are
+  // checked on arrival) leaves the model undefined.
+  absl::Status MergeRound(bool next_round_follows);
+  // After MergeRound: `progress` with the merged round's number, mean
+  // training loss, times, bytes and model fingerprint; logs the round's
+  // own_work line.
+  rpc::JobProgress MergedRoundProgress(const rpc::JobProgress& progress);
+  // The mean training loss of the last merged round.
+  double last_round_loss() const { return last_round_loss_; }
+
+  // Abandons the open round; the model stays at the last merged round.
+  void AbandonRound();
+  // Abandons the open round and frees the storage kept for the next ones
+  // (the job has ended).
+  void Release();
+
+  // The cost of the open (or last merged) round.
+  RoundTelemetry& telemetry() { return telemetry_; }
+  const RoundTelemetry& telemetry() const { return telemetry_; }
+
+  // Evaluates `model` of a job of `family` on `data` in batches of
+  // `eval_batch`: accuracy, loss and samples (round unset).
+  static absl::StatusOr<rpc::EvaluateResponse> EvaluateModel(const ModelFamily& family,
+                                                             const MlpParams<float>& model,
+                                                             const DenseDataset& data,
+                                                             int eval_batch);
+
+ private:
+  struct Slot {
+    enum State { kPending, kAssigned, kDone };
+    State state = kPending;
+    int attempt = -1;  // the current (or last) attempt's number
+    std::string worker;
+    absl::Time deadline;
+    MlpConfig shape;
+    std::shared_ptr<const OutgoingSlice> outgoing;
+    MlpParams<float> trained;
+    double mean_loss = 0;
+  };
+
+  // The slot of the awaited attempt `tag` by `worker_id`, or
+  // FailedPrecondition saying why not.
+  absl::StatusOr<const Slot*> AwaitedSlot(const std::string& worker_id,
+                                          const rpc::SliceTag& tag) const;
+  // spare_outgoing_ sized for the round, each entry free for writing
+  // (replaced by a new one if a handler still holds it); their params.
+  std::vector<MlpParams<float>*> SpareOutgoing();
+
+  const std::string job_id_;
+  const rpc::JobSpec spec_;
+  const std::shared_ptr<const ModelFamily> family_;
+  const int64_t total_rounds_;
+  const RoundDriverOptions options_;
+
+  bool has_model_ = false;
+  MlpParams<float> model_;
+  int64_t rounds_done_ = 0;
+
+  // The open round.
+  bool round_open_ = false;
+  RoundPlan plan_;
+  std::vector<Slot> slots_;
+  int slots_done_ = 0;
+  double last_round_loss_ = 0;
+  RoundTelemetry telemetry_;
+  // Each slot's outgoing slice of the last round, kept so the next round
+  // extracts into storage of the right shape instead of allocating (and
+  // page-faulting) tens of MB per round. Reused only when no FetchSlice
+  // handler still holds it (use_count() == 1).
+  std::vector<std::shared_ptr<OutgoingSlice>> spare_outgoing_;
+  // Set when the last merge also extracted the next round's slices into
+  // spare_outgoing_ (MergeThenExtractSlices): OpenRound then only hands
+  // them out. `next_plan_` is that round's plan.
+  bool next_extracted_ = false;
+  RoundPlan next_plan_;
+};
+
+}  // namespace ist
+
+#endif  // IST_SERVER_ROUND_DRIVER_H_

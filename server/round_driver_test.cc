@@ -1,0 +1,244 @@
+// RoundDriver with a hand-driven clock and "training" done by the test:
+// hand-out, merge of the awaited slices, refusal of stale and duplicate
+// attempts, expiry and reassignment, the fused extraction of the next round.
+#include "server/round_driver.h"
+
+#include <string>
+#include <vector>
+
+#include "common/ist/round_plan.h"
+#include "common/model/job_spec.h"
+#include "common/wire/slice_codec.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace ist {
+namespace {
+
+using testing::ElementsAre;
+using testing::HasSubstr;
+
+rpc::JobSpec Spec() {
+  rpc::JobSpec spec;
+  for (int n : {784, 8, 6, 10}) spec.add_layers(n);
+  spec.set_workers(2);
+  spec.set_local_steps(2);
+  spec.set_rounds(2);
+  spec.set_batch_size(16);
+  spec.set_eval_every(1);
+  spec.set_seed(5);
+  return WithDefaults(spec);
+}
+
+IstTrainingConfig Config() {
+  absl::StatusOr<IstTrainingConfig> config = TrainingConfigFromSpec(Spec());
+  EXPECT_TRUE(config.ok()) << config.status();
+  return *config;
+}
+
+class RoundDriverTest : public testing::Test {
+ protected:
+  RoundDriverTest() {
+    RoundDriverOptions options;
+    options.task_timeout = absl::Seconds(10);
+    options.now = [this] { return now_; };
+    options.process_cpu_seconds = [] { return 0.0; };
+    auto family = MakeModelFamily(Config());
+    EXPECT_TRUE(family.ok()) << family.status();
+    driver_ = std::make_unique<RoundDriver>("job-1", Spec(), std::move(*family), 3, options);
+    driver_->EnsureModel();
+  }
+
+  // "Trains" by adding 1 to every weight of the fetched slice.
+  MlpParams<float> FakeTrain(const std::string& worker, const rpc::Task& task) {
+    auto slice = driver_->Fetch(worker, task.tag());
+    EXPECT_TRUE(slice.ok()) << slice.status();
+    if (!slice.ok()) return MlpParams<float>();
+    MlpParams<float> p = (*slice)->params;
+    for (auto& w : p.weights) w.array() += 1;
+    return p;
+  }
+
+  static rpc::TrainStats Stats(double loss) {
+    rpc::TrainStats stats;
+    stats.set_mean_loss(loss);
+    return stats;
+  }
+
+  absl::Time now_ = absl::FromUnixSeconds(1000);
+  std::unique_ptr<RoundDriver> driver_;
+};
+
+TEST_F(RoundDriverTest, HandsOutEverySubnetOnceAndMergesTheTrainedSlices) {
+  ASSERT_TRUE(driver_->OpenRound().ok());
+  std::optional<rpc::Task> ta = driver_->HandOut("a");
+  std::optional<rpc::Task> tb = driver_->HandOut("b");
+  ASSERT_TRUE(ta.has_value() && tb.has_value());
+  EXPECT_FALSE(driver_->HandOut("c").has_value());  // S = 2, both held
+  EXPECT_EQ(ta->tag().job_id(), "job-1");
+  EXPECT_EQ(ta->tag().round(), 0);
+  EXPECT_EQ(ta->tag().subnet(), 0);
+  EXPECT_EQ(tb->tag().subnet(), 1);
+  EXPECT_EQ(ta->tag().attempt(), 0);
+  EXPECT_EQ(ta->first_step(), 0);
+  EXPECT_EQ(ta->deadline_ms(), 10000);
+  EXPECT_EQ(ta->spec().local_steps(), 2);
+  EXPECT_THAT(std::vector<int>(ta->subnet_layers().begin(), ta->subnet_layers().end()),
+              ElementsAre(784, 4, 3, 10));
+
+  const MlpParams<float> initial = driver_->model();
+  const MlpParams<float> pa = FakeTrain("a", *ta), pb = FakeTrain("b", *tb);
+  ASSERT_TRUE(driver_->Accept("a", ta->tag(), Stats(1.0), pa).ok());
+  EXPECT_FALSE(driver_->AllSlicesIn());
+  // A duplicate of an accepted push is refused.
+  const absl::Status duplicate = driver_->Accept("a", ta->tag(), Stats(1.0), pa);
+  EXPECT_EQ(duplicate.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(duplicate.message(), HasSubstr("already merged"));
+  ASSERT_TRUE(driver_->Accept("b", tb->tag(), Stats(2.0), pb).ok());
+  EXPECT_TRUE(driver_->AllSlicesIn());
+
+  ASSERT_TRUE(driver_->MergeRound(/*next_round_follows=*/true).ok());
+  EXPECT_FALSE(driver_->round_open());
+  EXPECT_EQ(driver_->rounds_done(), 1);
+  EXPECT_DOUBLE_EQ(driver_->last_round_loss(), 1.5);
+
+  // The merged model: the initial one with every extracted weight + 1.
+  const IstTrainingConfig config = Config();
+  MlpParams<float> expected = initial;
+  auto plan = PlanMlpRound(config, 0);
+  ASSERT_TRUE(plan.ok());
+  ASSERT_TRUE(MergeMlpSlices(config, *plan, {&pa, &pb}, &expected).ok());
+  EXPECT_TRUE(IdenticalParams(driver_->model(), expected));
+
+  const rpc::JobProgress p = driver_->MergedRoundProgress(rpc::JobProgress());
+  EXPECT_EQ(p.round(), 1);
+  EXPECT_DOUBLE_EQ(p.train_loss(), 1.5);
+  EXPECT_EQ(p.model_fingerprint(), ParamsFingerprint(expected));
+  EXPECT_EQ(p.round_bytes_received(), 4 * (pa.NumScalars() + pb.NumScalars()));
+
+  // The next round was extracted with the merge: its slices are those of
+  // the merged model under round 1's plan.
+  ASSERT_TRUE(driver_->OpenRound().ok());
+  std::optional<rpc::Task> next = driver_->HandOut("a");
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->tag().round(), 1);
+  EXPECT_EQ(next->first_step(), 2);
+  auto next_plan = PlanMlpRound(config, 1);
+  ASSERT_TRUE(next_plan.ok());
+  MlpParams<float> want;
+  ExtractMlpSlice(config, *next_plan, expected, next->tag().subnet(), &want);
+  auto fetched = driver_->Fetch("a", next->tag());
+  ASSERT_TRUE(fetched.ok()) << fetched.status();
+  EXPECT_TRUE(IdenticalParams((*fetched)->params, want));
+}
+
+TEST_F(RoundDriverTest, RefusesTagsThatAreNotTheAwaitedAttempt) {
+  rpc::SliceTag tag;
+  tag.set_job_id("job-1");
+  EXPECT_THAT(driver_->ExpectedShape("a", tag).status().message(),
+              HasSubstr("round 0 is not the open round (none)"));
+  ASSERT_TRUE(driver_->OpenRound().ok());
+  std::optional<rpc::Task> ta = driver_->HandOut("a");
+  ASSERT_TRUE(ta.has_value());
+
+  rpc::SliceTag wrong = ta->tag();
+  wrong.set_round(7);
+  EXPECT_THAT(driver_->ExpectedShape("a", wrong).status().message(),
+              HasSubstr("round 7 is not the open round 0"));
+  wrong = ta->tag();
+  wrong.set_subnet(9);
+  EXPECT_THAT(driver_->Fetch("a", wrong).status().message(),
+              HasSubstr("subnet 9 does not exist"));
+  wrong = ta->tag();
+  wrong.set_attempt(3);
+  EXPECT_THAT(driver_->Fetch("a", wrong).status().message(),
+              HasSubstr("attempt 3 by a is not the one awaited (reassigned)"));
+  // Someone else's attempt.
+  EXPECT_EQ(driver_->Fetch("b", ta->tag()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  absl::StatusOr<MlpConfig> shape = driver_->ExpectedShape("a", ta->tag());
+  ASSERT_TRUE(shape.ok());
+  EXPECT_EQ(shape->layer_sizes, std::vector<int>({784, 4, 3, 10}));
+}
+
+TEST_F(RoundDriverTest, ReassignsAfterTheDeadlineAndRefusesTheLateAttempt) {
+  auto live = [](const std::string&, absl::Time) { return std::string(); };
+  ASSERT_TRUE(driver_->OpenRound().ok());
+  std::optional<rpc::Task> slow = driver_->HandOut("slow");
+  ASSERT_TRUE(slow.has_value());
+  const MlpParams<float> late = FakeTrain("slow", *slow);
+
+  now_ += absl::Seconds(10);  // exactly the deadline: still held
+  EXPECT_TRUE(driver_->ReclaimExpired(live).empty());
+  now_ += absl::Seconds(1);
+  EXPECT_THAT(driver_->ReclaimExpired(live), ElementsAre("slow"));
+
+  std::optional<rpc::Task> fast = driver_->HandOut("fast");
+  ASSERT_TRUE(fast.has_value());
+  EXPECT_EQ(fast->tag().subnet(), slow->tag().subnet());
+  EXPECT_EQ(fast->tag().attempt(), 1);
+  const absl::Status refused = driver_->Accept("slow", slow->tag(), Stats(0), late);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("not the one awaited (reassigned)"));
+  EXPECT_TRUE(driver_->Accept("fast", fast->tag(), Stats(0), FakeTrain("fast", *fast)).ok());
+}
+
+TEST_F(RoundDriverTest, ReclaimsTheSubnetsOfLostWorkersBeforeTheirDeadline) {
+  ASSERT_TRUE(driver_->OpenRound().ok());
+  ASSERT_TRUE(driver_->HandOut("a").has_value());
+  ASSERT_TRUE(driver_->HandOut("b").has_value());
+  std::vector<std::string> asked;
+  auto b_is_lost = [&asked](const std::string& worker, absl::Time) {
+    asked.push_back(worker);
+    return worker == "b" ? std::string("is gone") : std::string();
+  };
+  EXPECT_THAT(driver_->ReclaimExpired(b_is_lost), ElementsAre("b"));
+  EXPECT_THAT(asked, ElementsAre("a", "b"));
+  std::optional<rpc::Task> again = driver_->HandOut("c");
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->tag().subnet(), 1);
+  EXPECT_EQ(again->tag().attempt(), 1);
+}
+
+TEST_F(RoundDriverTest, TakesBackOnlyWhatTheWorkerHolds) {
+  ASSERT_TRUE(driver_->OpenRound().ok());
+  std::optional<rpc::Task> ta = driver_->HandOut("a");
+  ASSERT_TRUE(ta.has_value());
+  EXPECT_FALSE(driver_->TakeBack("b", ta->tag().subnet()));
+  EXPECT_FALSE(driver_->TakeBack("a", 7));
+  EXPECT_TRUE(driver_->TakeBack("a", ta->tag().subnet()));
+  EXPECT_FALSE(driver_->TakeBack("a", ta->tag().subnet()));
+  std::optional<rpc::Task> again = driver_->HandOut("b");
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->tag().subnet(), ta->tag().subnet());
+  EXPECT_EQ(again->tag().attempt(), 1);
+}
+
+TEST_F(RoundDriverTest, AnAbandonedRoundHandsOutNothingAndKeepsTheModel) {
+  ASSERT_TRUE(driver_->OpenRound().ok());
+  const MlpParams<float> before = driver_->model();
+  std::optional<rpc::Task> ta = driver_->HandOut("a");
+  ASSERT_TRUE(ta.has_value());
+  driver_->AbandonRound();
+  EXPECT_FALSE(driver_->round_open());
+  EXPECT_FALSE(driver_->HandOut("b").has_value());
+  EXPECT_THAT(driver_->Fetch("a", ta->tag()).status().message(), HasSubstr("(none)"));
+  EXPECT_EQ(driver_->rounds_done(), 0);
+  EXPECT_TRUE(IdenticalParams(driver_->model(), before));
+}
+
+TEST_F(RoundDriverTest, ResumesFromACheckpointedRound) {
+  MlpParams<float> model = driver_->model();
+  for (auto& w : model.weights) w.array() += 2;
+  driver_->ResumeFrom(model, 2);
+  driver_->EnsureModel();  // keeps the resumed model
+  EXPECT_TRUE(IdenticalParams(driver_->model(), model));
+  ASSERT_TRUE(driver_->OpenRound().ok());
+  std::optional<rpc::Task> task = driver_->HandOut("a");
+  ASSERT_TRUE(task.has_value());
+  EXPECT_EQ(task->tag().round(), 2);
+  EXPECT_EQ(task->first_step(), 4);
+}
+
+}  // namespace
+}  // namespace ist
