@@ -1,6 +1,6 @@
 // IST for convolutional networks: the partition of every residual block's
 // inner channels into S disjoint groups per round, and the extraction and
-// merge of the subnets (issue 10; ../shared/notes/ist-algorithm.md, "Deeper
+// merge of the subnets (docs/algorithm.md, "Deeper
 // MLPs ... convolutional nets partition channels instead of neurons").
 //
 // What is partitioned, per residual block b with channel groups idx_b[s]:

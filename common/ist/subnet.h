@@ -1,6 +1,6 @@
 // IST's partition of a network into S subnets that share no hidden neuron,
 // and the extraction and merge of their parameters
-// (../shared/notes/ist-algorithm.md, "One round, exactly").
+// (docs/algorithm.md, "One round, exactly").
 //
 // Subnet s holds, for hidden layers with blocks idx_l[s]:
 //   first layer    W_0[idx_0[s], :]            (rows; all inputs)
