@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -85,6 +86,10 @@ absl::Status FlagChecks::status() const {
 absl::Status AsFlagError(const absl::Status& status) {
   if (status.ok()) return status;
   return absl::InvalidArgumentError(absl::StrCat("--", status.message()));
+}
+
+void CreateDirectoryIfSet(const std::string& path) {
+  if (!path.empty()) ::mkdir(path.c_str(), 0755);
 }
 
 std::string ResourceUsageLine() {

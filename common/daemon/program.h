@@ -111,6 +111,11 @@ class FlagChecks {
 // [0, num_shards = 2)" becomes "--shard: must be ..."). OK stays OK.
 absl::Status AsFlagError(const absl::Status& status);
 
+// Creates the directory `path` (one level, mode 0755) unless `path` is
+// empty or the directory exists. A failure is not reported here: the first
+// file written in it names the problem.
+void CreateDirectoryIfSet(const std::string& path);
+
 // "cpu 12.3 s, peak RSS 456 MiB": user + system CPU time and peak resident
 // memory of this process so far (getrusage).
 std::string ResourceUsageLine();

@@ -1,6 +1,9 @@
 #include "common/daemon/program.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cstdlib>
 
 #include <string>
 
@@ -99,6 +102,18 @@ TEST(AsFlagErrorTest, PrefixesDashesAndKeepsOk) {
   const absl::Status s = AsFlagError(absl::OutOfRangeError("shard: must be in [0, 2)"));
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(s.message(), "--shard: must be in [0, 2)");
+}
+
+TEST(CreateDirectoryIfSetTest, CreatesOneLevelAndToleratesAnExistingOne) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/ckpt");
+  CreateDirectoryIfSet(dir);
+  struct stat info;
+  ASSERT_EQ(stat(dir.c_str(), &info), 0);
+  EXPECT_TRUE(S_ISDIR(info.st_mode));
+  CreateDirectoryIfSet(dir);  // exists: nothing happens
+  EXPECT_EQ(stat(dir.c_str(), &info), 0);
+  CreateDirectoryIfSet("");  // unset: nothing happens
 }
 
 TEST(ResourceUsageLineTest, HasCpuAndPeakRss) {
