@@ -7,23 +7,21 @@
 //       --shards=127.0.0.1:7101,127.0.0.1:7102 --layers=100000-256-100000
 //       --subnets=2 --local_steps=20 --batch=128 --lr=0.1 --rounds=50
 //       --train_data=/tmp/xc/train.txt --test_data=/tmp/xc/test.txt
-#include <malloc.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-
+#include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "common/data/libsvm_reader.h"
+#include "common/base/status_macros.h"
+#include "common/daemon/bootstrap.h"
+#include "common/daemon/program.h"
+#include "common/store/xc_shard_client.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
-#include "grpcpp/grpcpp.h"
 #include "server/xc_coordinator.h"
+#include "server/xc_daemon.h"
 #include "server/xc_grpc.h"
 
 DEFINE_string(listen, "127.0.0.1:0", "HOST:PORT for workers (port 0: any free port)");
@@ -52,35 +50,15 @@ DEFINE_int32(task_timeout_s, 300, "reassign a subnet not reported within this");
 DEFINE_int32(round_timeout_s, 1800, "fail if a round takes longer");
 
 namespace {
-int Fail(const std::string& what) {
-  std::fprintf(stderr, "ist_xc_coordinator: %s\n", what.c_str());
-  return 2;
-}
-// "cpu 12.3 s, peak RSS 456 MiB" for this process (getrusage).
-std::string UsageLine() {
-  struct rusage u;
-  getrusage(RUSAGE_SELF, &u);
-  const double cpu = u.ru_utime.tv_sec + u.ru_utime.tv_usec / 1e6 + u.ru_stime.tv_sec +
-                     u.ru_stime.tv_usec / 1e6;
-  return absl::StrFormat("cpu %.1f s, peak RSS %d MiB", cpu, u.ru_maxrss / 1024);
-}
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  gflags::SetUsageMessage("coordinator of a partitioned XC job");
-  // Tensors of tens of MiB come and go every round; a fixed mmap threshold
-  // returns them to the system instead of leaving them in per-thread
-  // malloc arenas (glibc's dynamic threshold grows up to 32 MiB).
-  mallopt(M_MMAP_THRESHOLD, 1 << 20);
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
-  FLAGS_logtostderr = true;
-  ist::XcCoordinatorOptions o;
-  if (FLAGS_layers.empty()) return Fail("--layers is required");
-  if (absl::Status s = ist::ParseLayerSizes(FLAGS_layers, &o.job.model.layer_sizes); !s.ok()) {
-    return Fail(absl::StrFormat("--%s", s.message()));
-  }
+// Sets *job from the flags and validates it; errors name the flag.
+absl::Status JobOptionsFromFlags(ist::XcCoordinatorOptions* job) {
+  ist::FlagChecks checks;
+  checks.AtLeast("--task_timeout_s", FLAGS_task_timeout_s, 1)
+      .AtLeast("--round_timeout_s", FLAGS_round_timeout_s, 1);
+  RETURN_IF_ERROR(checks.status());
+  ist::XcCoordinatorOptions& o = *job;
+  RETURN_IF_ERROR(ist::ParseXcLayersFlag(FLAGS_layers, &o.job.model));
   o.job.num_subnets = FLAGS_subnets;
   o.job.local_steps = FLAGS_local_steps;
   o.job.batch_size = FLAGS_batch;
@@ -99,23 +77,25 @@ int main(int argc, char** argv) {
   o.checkpoint_dir = FLAGS_checkpoint_dir;
   o.checkpoint_every = FLAGS_checkpoint_every;
   o.resume = FLAGS_resume;
-  if (FLAGS_task_timeout_s < 1) return Fail("--task_timeout_s must be >= 1");
-  if (FLAGS_round_timeout_s < 1) return Fail("--round_timeout_s must be >= 1");
   o.task_timeout = absl::Seconds(FLAGS_task_timeout_s);
   o.round_timeout = absl::Seconds(FLAGS_round_timeout_s);
-  if (absl::Status s = ist::ValidateXcCoordinatorOptions(o); !s.ok()) {
-    return Fail(absl::StrFormat("--%s", s.message()));
-  }
-  if (!o.checkpoint_dir.empty()) ::mkdir(o.checkpoint_dir.c_str(), 0755);
+  return ist::AsFlagError(ist::ValidateXcCoordinatorOptions(o));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ist::Program program({"ist_xc_coordinator", "coordinator of a partitioned XC job",
+                        ist::MallocTuning::kMmapLargeBuffers},
+                       &argc, &argv);
+  ist::XcCoordinatorOptions o;
+  if (absl::Status s = JobOptionsFromFlags(&o); !s.ok()) return program.Fail(s);
+  ist::CreateDirectoryIfSet(o.checkpoint_dir);
   std::shared_ptr<const ist::SparseDataset> test;
   if (!FLAGS_test_data.empty()) {
-    ist::LibsvmOptions read;
-    read.zero_based = FLAGS_zero_based;
-    read.num_features = o.job.model.inputs();
-    read.num_classes = o.job.model.outputs();
-    auto data = ist::ReadLibsvmDataset(FLAGS_test_data, read);
-    if (!data.ok()) return Fail(absl::StrFormat("--test_data: %s", data.status().message()));
-    test = std::make_shared<const ist::SparseDataset>(std::move(*data));
+    auto data = ist::ReadXcTestDataFlag(FLAGS_test_data, FLAGS_zero_based, o.job.model);
+    if (!data.ok()) return program.Fail(data.status());
+    test = *std::move(data);
   }
   std::vector<std::unique_ptr<ist::XcShardClient>> clients;
   std::vector<ist::XcShardApi*> apis;
@@ -126,23 +106,15 @@ int main(int argc, char** argv) {
     apis.push_back(clients.back().get());
   }
   ist::XcCoordinator coordinator(o, apis, test);
-  if (absl::Status s = coordinator.Start(); !s.ok()) return Fail(s.ToString());
+  if (absl::Status s = coordinator.Start(); !s.ok()) return program.Fail(s.ToString());
 
   ist::XcCoordinatorServiceImpl service(&coordinator);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(FLAGS_listen, grpc::InsecureServerCredentials(), &port);
-  ist::ConfigureXcServer(&builder);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) return Fail("cannot listen on " + FLAGS_listen);
-  LOG(INFO) << "xc coordinator serving workers on port " << port << ", " << apis.size()
+  auto serving = ist::StartXcServer(FLAGS_listen, &service);
+  if (!serving.ok()) return program.Fail(serving.status());
+  LOG(INFO) << "xc coordinator serving workers on port " << serving->port << ", " << apis.size()
             << " shards, model " << o.job.model.ShapeString() << " ("
             << o.job.model.NumScalars() * 4 / (1 << 20) << " MiB fp32, held by the shards only)";
-  if (!FLAGS_port_file.empty()) {
-    std::ofstream(FLAGS_port_file + ".tmp") << port << "\n";
-    std::rename((FLAGS_port_file + ".tmp").c_str(), FLAGS_port_file.c_str());
-  }
+  ist::PublishPort(FLAGS_port_file, serving->port);
   auto summary = coordinator.Run([](const ist::XcRoundReport& r) {
     std::printf("round %lld loss %.5f seconds %.3f bytes %lld", static_cast<long long>(r.round),
                 r.mean_loss, r.seconds, static_cast<long long>(r.bytes));
@@ -152,8 +124,8 @@ int main(int argc, char** argv) {
   });
   // Let polling workers hear that the job is finished, then stop.
   absl::SleepFor(absl::Seconds(2));
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  if (!summary.ok()) return Fail(summary.status().ToString());
+  serving->Shutdown(absl::Seconds(5));
+  if (!summary.ok()) return program.Fail(summary.status().ToString());
   std::printf(
       "done: rounds %lld-%lld, train %.2f s (%.3f s/round), eval %.2f s, piece bytes %lld "
       "(%.1f MB/round), reassigned %lld\n",
@@ -163,7 +135,7 @@ int main(int argc, char** argv) {
       summary->eval_seconds, static_cast<long long>(summary->bytes),
       summary->bytes / 1e6 / std::max<int64_t>(1, summary->rounds_done),
       static_cast<long long>(summary->reassigned));
-  std::printf("coordinator %s\n", UsageLine().c_str());
+  std::printf("coordinator %s\n", ist::ResourceUsageLine().c_str());
   if (test != nullptr) {
     std::printf("final P@1 %.4f P@3 %.4f P@5 %.4f on %lld samples\n", summary->final_eval.p_at_1,
                 summary->final_eval.p_at_3, summary->final_eval.p_at_5,

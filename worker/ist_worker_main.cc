@@ -1,26 +1,22 @@
 // ist_worker: a stateless IST worker. Dials the coordinator, trains the
 // subnet slices it is given on its local copy of the data, sends them back.
 // SIGTERM/SIGINT stop it after the current call.
-#include <signal.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <cstdio>
-#include <fstream>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/daemon/bootstrap.h"
+#include "common/daemon/program.h"
+#include "common/daemon/stop_signal.h"
+#include "common/train/compute_threads.h"
+#include "common/wire/security.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
 #include "prometheus/collectable.h"
 #include "prometheus/metric_family.h"
 #include "proto/health.grpc.pb.h"
-#include "common/wire/metrics_server.h"
-#include "common/train/compute_threads.h"
 #include "worker/worker_agent.h"
 
 DEFINE_string(coordinator, "127.0.0.1:7070", "coordinator address HOST:PORT");
@@ -41,8 +37,6 @@ DEFINE_string(metrics_port_file, "", "if set, write the metrics port here once s
 DEFINE_string(health_port_file, "", "if set, write the health port here once serving");
 
 namespace {
-std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop.store(true); }
 
 // grpc.health.v1.Health for the whole worker ("" service): SERVING while it
 // is registered with a coordinator. (gRPC's built-in health service cannot
@@ -108,81 +102,49 @@ class WorkerMetrics final : public prometheus::Collectable {
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("IST worker: trains subnet slices for a coordinator");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
-  FLAGS_logtostderr = true;
-  google::InitGoogleLogging(argv[0]);
-  if (FLAGS_coordinator.find(':') == std::string::npos) {
-    std::fprintf(stderr, "ist_worker: --coordinator: must be HOST:PORT, got '%s'\n",
-                 FLAGS_coordinator.c_str());
-    return 2;
-  }
-  if (FLAGS_threads < 0 || FLAGS_poll_wait_ms < 100) {
-    std::fprintf(stderr, "ist_worker: --threads must be >= 0 and --poll_wait_ms >= 100\n");
-    return 2;
-  }
+  ist::Program program({"ist_worker", "IST worker: trains subnet slices for a coordinator"},
+                       &argc, &argv);
+  ist::FlagChecks checks;
+  checks.HostPort("--coordinator", FLAGS_coordinator)
+      .AtLeast("--threads", FLAGS_threads, 0)
+      .AtLeast("--poll_wait_ms", FLAGS_poll_wait_ms, 100);
+  if (!checks.ok()) return program.Fail(checks.status());
   ist::SetComputeThreads(FLAGS_threads);
-  signal(SIGTERM, OnSignal);
-  signal(SIGINT, OnSignal);
+  ist::StopSignal stop;
 
   ist::WorkerOptions options;
   options.coordinator = FLAGS_coordinator;
   options.data_dir = FLAGS_data_dir;
   options.threads = FLAGS_threads;
-  char host[256] = "worker";
-  gethostname(host, sizeof(host) - 1);
-  options.name = FLAGS_name.empty() ? absl::StrCat(host, ":", getpid()) : FLAGS_name;
+  options.name = FLAGS_name.empty() ? ist::HostAndPid() : FLAGS_name;
   options.poll_wait = absl::Milliseconds(FLAGS_poll_wait_ms);
-  ist::SecurityOptions security;
-  security.tls = {FLAGS_tls_cert, FLAGS_tls_key, FLAGS_tls_ca};
-  security.token_file = FLAGS_token_file;
+  const ist::SecurityOptions security{{FLAGS_tls_cert, FLAGS_tls_key, FLAGS_tls_ca},
+                                      FLAGS_token_file};
   auto channel = ist::CoordinatorChannel(FLAGS_coordinator, security);
-  if (!channel.ok()) {
-    std::fprintf(stderr, "ist_worker: %s\n", std::string(channel.status().message()).c_str());
-    return 2;
-  }
+  if (!channel.ok()) return program.Fail(channel.status());
   ist::WorkerAgent agent(options, *channel);
 
   // Optional health endpoint for probes: the worker itself is a client.
-  std::unique_ptr<grpc::Server> health_server;
   WorkerHealth health(&agent);
+  ist::GrpcServing health_serving;
   if (!FLAGS_health_listen.empty()) {
-    grpc::ServerBuilder builder;
-    builder.RegisterService(&health);
-    int port = 0;
-    builder.AddListeningPort(FLAGS_health_listen, grpc::InsecureServerCredentials(), &port);
-    health_server = builder.BuildAndStart();
-    if (health_server == nullptr || port == 0) {
-      std::fprintf(stderr, "ist_worker: --health_listen: cannot listen on %s\n",
-                   FLAGS_health_listen.c_str());
-      return 2;
+    ist::GrpcServerSpec spec;
+    spec.listen = FLAGS_health_listen;
+    spec.services = {&health};
+    auto serving = ist::StartGrpcServer(spec);
+    if (!serving.ok()) {
+      return program.Fail(absl::StrCat("--health_listen: ", serving.status().message()));
     }
-    if (!FLAGS_health_port_file.empty()) {
-      std::ofstream(FLAGS_health_port_file + ".tmp") << port << "\n";
-      std::rename((FLAGS_health_port_file + ".tmp").c_str(), FLAGS_health_port_file.c_str());
-    }
+    health_serving = *std::move(serving);
+    ist::PublishPort(FLAGS_health_port_file, health_serving.port);
   }
-  std::unique_ptr<ist::MetricsServer> metrics_server;
-  if (!FLAGS_metrics_listen.empty()) {
-    auto started =
-        ist::MetricsServer::Start(FLAGS_metrics_listen, std::make_shared<WorkerMetrics>(&agent));
-    if (!started.ok()) {
-      std::fprintf(stderr, "ist_worker: --metrics_listen: %s\n",
-                   std::string(started.status().message()).c_str());
-      return 2;
-    }
-    metrics_server = std::move(*started);
-    if (!FLAGS_metrics_port_file.empty()) {
-      std::ofstream(FLAGS_metrics_port_file + ".tmp") << metrics_server->port() << "\n";
-      std::rename((FLAGS_metrics_port_file + ".tmp").c_str(), FLAGS_metrics_port_file.c_str());
-    }
-  }
+  auto metrics_server = ist::StartMetricsEndpoint(FLAGS_metrics_listen, FLAGS_metrics_port_file,
+                                                  std::make_shared<WorkerMetrics>(&agent));
+  if (!metrics_server.ok()) return program.Fail(metrics_server.status());
   LOG(INFO) << "worker " << options.name << " serving coordinator " << FLAGS_coordinator;
-  agent.Run(&g_stop);
-  metrics_server.reset();
-  if (health_server != nullptr) {
-    health_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-  }
+  agent.Run(stop.flag());
+  metrics_server->reset();
+  health_serving.Shutdown(absl::Seconds(1));
   LOG(INFO) << "worker stopped after " << agent.tasks_done() << " tasks";
   return 0;
 }
