@@ -29,6 +29,7 @@
 #include "common/data/dataset_registry.h"
 #include "common/data/libsvm_reader.h"
 #include "common/data/xc_synth.h"
+#include "common/daemon/program.h"
 #include "common/family/ist_engine.h"
 #include "common/model/job_spec.h"
 #include "common/store/xc_rounds.h"
@@ -36,7 +37,6 @@
 #include "common/train/compute_threads.h"
 #include "common/wire/slice_codec.h"
 #include "gflags/gflags.h"
-#include "glog/logging.h"
 
 DEFINE_string(model, "mlp", "model family: mlp, resnet or sparse_mlp");
 // Data: a registered dense data set, or LIBSVM files / synthetic data for sparse_mlp.
@@ -150,16 +150,13 @@ absl::StatusOr<IstTrainingConfig> ConfigFromFlags() {
   absl::StatusOr<IstTrainingConfig> config = TrainingConfigFromSpec(WithDefaults(spec));
   if (!config.ok()) return absl::InvalidArgumentError(absl::StrCat("--", config.status().message()));
   if (sparse) config->sparse = SparseMlpOptions{FLAGS_class_block, FLAGS_output_batchnorm};
-  if (!(FLAGS_epochs > 0 && FLAGS_epochs <= 10000)) {
-    return absl::InvalidArgumentError(absl::StrCat("--epochs: must be in (0, 10000], got ", FLAGS_epochs));
-  }
-  if (FLAGS_rounds < 0) return absl::InvalidArgumentError("--rounds: must be >= 0");
-  if (FLAGS_eval_every < 0) return absl::InvalidArgumentError("--eval_every: must be >= 0");
-  if (FLAGS_lr_schedule != "constant" && FLAGS_lr_schedule != "cosine") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--lr_schedule: must be 'constant' or 'cosine', got '", FLAGS_lr_schedule, "'"));
-  }
-  if (FLAGS_shards < 0) return absl::InvalidArgumentError("--shards: must be >= 0");
+  FlagChecks checks;
+  checks.Expect(FLAGS_epochs > 0 && FLAGS_epochs <= 10000, "--epochs: must be in (0, 10000]")
+      .AtLeast("--rounds", FLAGS_rounds, 0)
+      .AtLeast("--eval_every", FLAGS_eval_every, 0)
+      .OneOf("--lr_schedule", FLAGS_lr_schedule, {"constant", "cosine"})
+      .AtLeast("--shards", FLAGS_shards, 0);
+  RETURN_IF_ERROR(checks.status());
   return config;
 }
 
@@ -376,14 +373,9 @@ absl::Status Run() {
 }  // namespace ist
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("IST, local SGD and data parallel for any model family, in one process");
-  gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
-  FLAGS_logtostderr = true;
+  ist::Program program({"ist_local", "IST, local SGD and data parallel for any model family, in one process"},
+                       &argc, &argv);
   const absl::Status status = ist::Run();
-  if (!status.ok()) {
-    std::fprintf(stderr, "ist_local: %s\n", std::string(status.message()).c_str());
-    return 1;
-  }
-  return 0;
+  if (status.ok()) return 0;
+  return program.Fail(status, absl::IsInvalidArgument(status) ? ist::kUsageExitCode : 1);
 }
