@@ -1,5 +1,5 @@
 #!/bin/bash
-# IST for convolutional networks (issue 10): trains the same small ResNet
+# IST for convolutional networks: trains the same small ResNet
 # (stem 32 + 2x2 max pool, 4 basic residual blocks at 32, 32, 64, 64
 # channels, 14x14 then 7x7) on Fashion-MNIST with channel-partitioned IST
 # (S = 2), local SGD and data parallel (2 workers each), each in one

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The share of a round that the coordinator spends on its own work (issue 8:
+# The share of a round that the coordinator spends on its own work (target:
 # < 5%), for the quickstart job: 784-1024-1024-10, S=2, R=20, batch 128.
 #
 # Starts a real coordinator and 2 workers (1 compute thread each, as

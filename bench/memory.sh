@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Peak resident memory (VmHWM) of the coordinator and of a worker for a
 # 784-4096-4096-10 IST job (S=2, R=20, batch 128, IST_MEM_ROUNDS rounds,
-# default 3), against issue 8's targets:
+# default 3), against the memory targets:
 #   coordinator <= 2 x model fp32 + 150 MiB
 #   worker      <= 3 x its slice (fp32) + its data shard (fp32 features) + 150 MiB
 # Sizes come from the shape: the model's floats are every weight plus

@@ -1,5 +1,5 @@
 // merge_bench: the coordinator's per-round partition work, against a memcpy
-// of the whole model in the same run (issue 8: <= 3x memcpy).
+// of the whole model in the same run (target: <= 3x memcpy).
 //
 // Timed, two ways (common/ist/round_plan.h):
 //   separate: PlanMlpRound(config, round), ExtractMlpSlice(..., s, ...) for every

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 8's benchmarks in one invocation, ending with ONE table:
+# The performance benchmarks in one invocation, ending with ONE table:
 #   benchmark | measured | baseline | ratio | target | met
 # Every ratio is against a baseline measured in the same run (loopback TCP,
 # memcpy, sgemm, the job's own round time, the targets' byte budgets).
@@ -51,7 +51,7 @@ step train_step 300 "$BIN/bench/train_step_bench" --layers=784,4096,4096,10 --ba
 
 # ---- PyTorch comparison: the lead's bench/vs_pytorch.sh -------------------
 # Each row of its table (one network shape at one thread count) becomes one
-# row below. PYTORCH_TARGET is the ist/pytorch ratio issue 8 asks for: ours
+# row below. PYTORCH_TARGET is the ist/pytorch ratio the targets ask for: ours
 # no slower than PyTorch at the same thread count (<= 1 is "met").
 PYTORCH_TARGET=1.0
 if [ "${IST_WITH_PYTORCH:-0}" = 1 ]; then
@@ -66,7 +66,7 @@ row() { printf '%-34s | %-22s | %-22s | %-7s | %-16s | %s\n' "$@"; }
 fail_row() { row "$1" "failed" "-" "-" "$2" "no"; }
 
 echo
-echo "== issue 8 benchmarks ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)) =="
+echo "== benchmarks ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)) =="
 row "benchmark" "measured" "baseline" "ratio" "target" "met"
 row "----------------------------------" "----------------------" "----------------------" "-------" "----------------" "---"
 

@@ -1,6 +1,6 @@
 // transfer_bench: how fast a real IST slice crosses loopback through the
 // project's gRPC path, against a plain TCP socket moving the same bytes in
-// the same run (issue 8: gRPC >= 0.5 of TCP).
+// the same run (target: gRPC >= 0.5 of TCP).
 //
 // Why the real coordinator in-process: the slice, the service handlers
 // (server/grpc_services.cc SliceServiceImpl), the zero-copy codec

@@ -72,7 +72,7 @@ for layers in 784,4096,4096,10 784,2048,2048,10 784,1024,1024,10; do
       "$(awk -v a="$o" -v b="$default" 'BEGIN{print a/b}')"
   done
 done
-echo "ist/torch < 1: ours is faster at the same thread count. Target (issue 8): <= 1 for every row."
+echo "ist/torch < 1: ours is faster at the same thread count. Target: <= 1 for every row."
 echo "Peak sgemm and the unfused step of ours, same machine, same run:"
 for t in 1 2; do
   $BENCH --layers=784,4096,4096,10 --batch=$BATCH --steps=$STEPS --threads=$t |

@@ -1,4 +1,4 @@
-// Issue 10 distributed: a `model: "resnet"` job on a coordinator and real
+// ResNet, distributed: a `model: "resnet"` job on a coordinator and real
 // worker processes on 127.0.0.1 must equal the one-process CNN engine
 // (common/family/ist_engine.h) bit for bit after every round, in all three
 // modes, with the bytes on the wire those of the CNN slices.

@@ -2,7 +2,7 @@
 // Fashion-MNIST images (1x28x28), in one process: a 2-block ResNet at 8-16
 // channels goes from chance (10%) to at least 60% test accuracy in 8 rounds
 // (0.55 epochs; measured: 0.686 at round 8, 0.705 at round 12, seed 7). The
-// 90% run of issue 10 is bench/cnn_modes.sh (4 blocks, 32-64 channels).
+// 90% run is bench/cnn_modes.sh (4 blocks, 32-64 channels).
 #include <cstdlib>
 #include <string>
 

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 ./deploy/local/setup.sh
 bazel build //...
 ./tests/layering_check.sh
+./tests/architecture_check.sh
 ./tests/fuzz/run_fuzzers.sh "${IST_FUZZ_SECONDS:-30}"
 ./tests/k8s/check_manifests.sh
 bazel test //... "$@"

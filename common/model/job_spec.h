@@ -28,7 +28,7 @@ constexpr int kMaxJobNameBytes = 256;
 // dataset "fashion-mnist", workers 2, local_steps 20, lr 0.01, batch_size 128,
 // seed 1, eval_every 5, bn_mode "batch", and epochs 1 when both rounds and
 // epochs are 0. For model "resnet": resnet.image 1x28x28, stem_channels 32,
-// stage_channels [32, 64], blocks_per_stage 2, classes 10 (issue 10). `layers` has no default; name, momentum and weight_decay
+// stage_channels [32, 64], blocks_per_stage 2, classes 10. `layers` has no default; name, momentum and weight_decay
 // keep their zero values.
 rpc::JobSpec WithDefaults(const rpc::JobSpec& spec);
 

@@ -34,7 +34,7 @@ struct MlpConfig {
   BatchNormMode bn_mode = BatchNormMode::kBatchStatistics;
   double bn_epsilon = 1e-5;
   double bn_momentum = 0.1;  // kRunningStatistics only
-  // Not an MLP (issue 10): when non-empty, the model is an opaque list of
+  // Not an MLP: when non-empty, the model is an opaque list of
   // (rows, cols) float tensors held in MlpParams::weights in this order
   // (gamma, beta and the running statistics stay empty), and layer_sizes
   // is just {inputs, outputs} for the data-set checks. The CNN path uses

@@ -1,4 +1,4 @@
-// The partitioned parameter server for extreme classification (issue 9).
+// The partitioned parameter server for extreme classification.
 //
 // Design. A one-hidden-layer model [F, H, L] is sharded over M parameter
 // server shards (M `ist_shard` daemons under one coordinator that holds no

@@ -92,7 +92,7 @@ TEST(XcShardStoreTest, InitIsTheCentralizedInitAndEachShardHoldsItsShare) {
   }
 }
 
-// The acceptance test of issue 9: partitioned IST with 2 shards gives the
+// The acceptance test of the partitioned store: partitioned IST with 2 shards gives the
 // same model as centralized IST, bit for bit, round after round; no shard
 // ever holds more than its share plus the open round's staged pieces of its
 // own neurons.
