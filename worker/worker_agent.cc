@@ -119,10 +119,13 @@ absl::Status WorkerAgent::DoTask(const rpc::Task& task) {
                    LoadTrainingSet(task.spec().dataset()));
   const TrainingData data = TrainingData::Dense(*train);
   RETURN_IF_ERROR(family->CheckData(data));
-  if (shards_job_ != tag.job_id() || shards_ == nullptr) {
+  // Not keyed by job id: a coordinator restarted without checkpoints reuses ids.
+  const std::string shards_key = absl::StrCat(train->num_samples(), "/", config.num_subnets,
+                                              "/", config.batch_size, "/", config.seed);
+  if (shards_key_ != shards_key || shards_ == nullptr) {
     ASSIGN_OR_RETURN(JobShards shards, JobShards::Create(config, train->num_samples()));
     shards_ = std::make_unique<JobShards>(std::move(shards));
-    shards_job_ = tag.job_id();
+    shards_key_ = shards_key;
   }
 
   // Fetch: decode straight into parameters shaped as the task says (no

@@ -76,8 +76,9 @@ class WorkerAgent {
   std::string worker_id_;
   absl::Duration heartbeat_interval_ = absl::Seconds(2);
   std::map<std::string, std::shared_ptr<const DenseDataset>> datasets_;
-  // Shards of the last job seen: rebuilt when the job changes.
-  std::string shards_job_;
+  // Shards of the last task, and what they derive from (sample count,
+  // subnets, batch size, seed); rebuilt when that changes.
+  std::string shards_key_;
   std::unique_ptr<JobShards> shards_;
   std::atomic<int64_t> tasks_done_{0};
   std::atomic<int64_t> bytes_received_{0};
