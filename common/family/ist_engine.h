@@ -7,6 +7,7 @@
 #define IST_COMMON_FAMILY_IST_ENGINE_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -40,7 +41,13 @@ class LocalIstEngine {
 
   // Runs round round(): plan, extract, train every slice, merge. On error
   // the model is left as it was before the round.
-  absl::StatusOr<RoundReport> RunRound();
+  absl::StatusOr<RoundReport> RunRound() { return RunRound(RoundShape{}); }
+
+  // The same with this round's S and subnet sizes given (an elastic run, or
+  // the replay of one from its recorded shapes). With S slices the training
+  // set is split into S disjoint shards (JobShards for S), so the shards of
+  // a round are disjoint whatever S was in the rounds before.
+  absl::StatusOr<RoundReport> RunRound(const RoundShape& shape);
 
   // The learning rate of the rounds that follow (a schedule, e.g. cosine,
   // set by the caller between rounds). Must be finite and > 0.
@@ -60,9 +67,12 @@ class LocalIstEngine {
   LocalIstEngine(std::unique_ptr<const ModelFamily> family, TrainingData train,
                  JobShards shards);
 
+  // The data shards for `num_slices` slices (built on first use).
+  absl::StatusOr<const JobShards*> ShardsFor(int num_slices);
+
   std::unique_ptr<const ModelFamily> family_;
   TrainingData train_;
-  JobShards shards_;
+  std::map<int, JobShards> shards_;  // by number of slices
   double learning_rate_;
   MlpParams<float> model_;
   std::vector<MlpParams<float>> slices_;

@@ -275,5 +275,53 @@ TEST(LocalIstEngineTest, ResNetRoundsAreReproducibleAndFollowTheLearningRate) {
   EXPECT_FALSE(IdenticalParams((*a)->model(), (*a)->family().InitialModel()));
 }
 
+// An elastic run: S changes from round to round (2 -> 4 -> 3) and one round
+// has unequal subnet sizes. Replaying the recorded shapes gives the same
+// model bit for bit; each round's slices match its S and sizes.
+TEST(LocalIstEngineTest, ElasticRoundsReplayExactlyFromTheirShapes) {
+  const DenseDataset train = Blobs(1200, 10, 5, 3);
+  IstTrainingConfig config = MlpJob(TrainingMode::kIst);
+  config.model = Config({10, 24, 16, 5});
+  RoundShape unequal;
+  unequal.num_slices = 3;
+  unequal.shares = {1, 2, 3};
+  const std::vector<RoundShape> shapes = {{2, {}, 1}, {4, {}, 1}, unequal};
+  auto run = [&](LocalIstEngine* engine) {
+    std::vector<int64_t> floats;
+    for (const RoundShape& shape : shapes) {
+      auto report = engine->RunRound(shape);
+      EXPECT_TRUE(report.ok()) << report.status();
+      if (!report.ok()) return floats;
+      EXPECT_EQ(report->samples, int64_t{shape.num_slices} * config.local_steps * config.batch_size);
+      floats.push_back(report->slice_floats);
+    }
+    return floats;
+  };
+  auto a = LocalIstEngine::Create(config, &train);
+  auto b = LocalIstEngine::Create(config, &train);
+  auto fixed = LocalIstEngine::Create(config, &train);
+  ASSERT_TRUE(a.ok() && b.ok() && fixed.ok()) << a.status();
+  const std::vector<int64_t> floats = run(a->get());
+  EXPECT_EQ(run(b->get()), floats);
+  EXPECT_TRUE(IdenticalParams((*a)->model(), (*b)->model()));
+  for (int r = 0; r < 3; ++r) ASSERT_TRUE((*fixed)->RunRound().ok());
+  EXPECT_FALSE(IdenticalParams((*a)->model(), (*fixed)->model()));
+
+  // The unequal round's subnets hold 4, 8 and 12 of hidden layer 1's 24
+  // neurons; its traffic is the sum of those three subnets.
+  auto plan = (*a)->family().PlanRound(2, unequal);
+  ASSERT_TRUE(plan.ok());
+  int64_t want = 0;
+  for (int s = 0; s < 3; ++s) {
+    EXPECT_EQ((*a)->family().SliceShape(*plan, s).layer_sizes[1], 4 * (s + 1));
+    want += (*a)->family().SliceScalars(*plan, s);
+  }
+  EXPECT_EQ(floats[2], want);
+  // A shape the model cannot take is refused, naming the field.
+  RoundShape too_many;
+  too_many.num_slices = 17;  // hidden layer 2 has 16 neurons
+  EXPECT_THAT((*a)->RunRound(too_many).status().message(), HasSubstr("16"));
+}
+
 }  // namespace
 }  // namespace ist

@@ -38,8 +38,8 @@ absl::Status MlpFamily::CheckData(const TrainingData& data) const {
 
 MlpParams<float> MlpFamily::InitialModel() const { return InitialMlpModel(config()); }
 
-absl::StatusOr<RoundPlan> MlpFamily::PlanRound(int64_t round) const {
-  return PlanMlpRound(config(), round);
+absl::StatusOr<RoundPlan> MlpFamily::PlanRound(int64_t round, const RoundShape& shape) const {
+  return PlanMlpRound(config(), round, shape);
 }
 
 MlpConfig MlpFamily::SliceShape(const RoundPlan& plan, int s) const {

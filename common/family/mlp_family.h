@@ -22,7 +22,8 @@ class MlpFamily : public ModelFamily {
   absl::string_view name() const override { return "mlp"; }
   absl::Status CheckData(const TrainingData& data) const override;
   MlpParams<float> InitialModel() const override;
-  absl::StatusOr<RoundPlan> PlanRound(int64_t round) const override;
+  using ModelFamily::PlanRound;
+  absl::StatusOr<RoundPlan> PlanRound(int64_t round, const RoundShape& shape) const override;
   MlpConfig SliceShape(const RoundPlan& plan, int s) const override;
   void ExtractSlice(const RoundPlan& plan, const MlpParams<float>& full, int s,
                     MlpParams<float>* slice) const override;

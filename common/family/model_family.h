@@ -78,8 +78,12 @@ class ModelFamily {
   // The initial full model (derived from the seed).
   virtual MlpParams<float> InitialModel() const = 0;
 
-  // The plan of `round` (0-based), derived from (seed, round).
-  virtual absl::StatusOr<RoundPlan> PlanRound(int64_t round) const = 0;
+  // The plan of `round` (0-based), derived from (seed, round) and `shape`
+  // (S and subnet sizes of this round; default: the job's S, equal sizes).
+  // InvalidArgument naming the field for a shape the model cannot take.
+  virtual absl::StatusOr<RoundPlan> PlanRound(int64_t round,
+                                              const RoundShape& shape) const = 0;
+  absl::StatusOr<RoundPlan> PlanRound(int64_t round) const { return PlanRound(round, {}); }
 
   // The shape of slice `s` of `plan` (0 <= s < plan.num_slices).
   virtual MlpConfig SliceShape(const RoundPlan& plan, int s) const = 0;

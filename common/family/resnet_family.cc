@@ -38,12 +38,24 @@ MlpParams<float> ResNetFamily::InitialModel() const {
   return packed;
 }
 
-absl::StatusOr<RoundPlan> ResNetFamily::PlanRound(int64_t round) const {
+absl::StatusOr<RoundPlan> ResNetFamily::PlanRound(int64_t round, const RoundShape& shape) const {
+  if (!shape.shares.empty()) {
+    return absl::InvalidArgumentError(
+        "shares: a ResNet's channel groups have equal sizes; unequal shares are not supported");
+  }
+  CnnTrainingConfig job = job_;
+  if (shape.num_slices != 0) job.num_subnets = shape.num_slices;
+  if (job.num_subnets < 1 || job.num_subnets > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("workers: a round needs 1 to 1024 slices, got ", job.num_subnets));
+  }
   RoundPlan plan;
   plan.round = round;
-  plan.mode = job_.mode;
-  plan.num_slices = job_.num_subnets;
-  ASSIGN_OR_RETURN(plan.cnn, PlanCnnRound(job_, round));
+  plan.mode = job.mode;
+  plan.shape = shape;
+  plan.shape.num_slices = job.num_subnets;
+  plan.num_slices = job.num_subnets;
+  ASSIGN_OR_RETURN(plan.cnn, PlanCnnRound(job, round));
   return plan;
 }
 

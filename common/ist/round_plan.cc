@@ -44,15 +44,31 @@ void Average(const std::vector<const MlpParams<float>*>& replicas,
 
 }  // namespace
 
-absl::StatusOr<RoundPlan> PlanMlpRound(const IstTrainingConfig& config, int64_t round) {
+absl::StatusOr<RoundPlan> PlanMlpRound(const IstTrainingConfig& config, int64_t round,
+                                       const RoundShape& shape) {
   RoundPlan plan;
   plan.round = round;
   plan.mode = config.mode;
-  plan.num_slices = config.num_subnets;
+  plan.shape = shape;
+  if (plan.shape.num_slices == 0) plan.shape.num_slices = config.num_subnets;
+  plan.num_slices = plan.shape.num_slices;
+  if (plan.num_slices < 1 || plan.num_slices > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("workers: a round needs 1 to 1024 slices, got ", plan.num_slices));
+  }
+  if (!plan.shape.shares.empty() &&
+      static_cast<int>(plan.shape.shares.size()) != plan.num_slices) {
+    return absl::InvalidArgumentError(absl::StrCat("shares: ", plan.shape.shares.size(),
+                                                   " for ", plan.num_slices, " slices"));
+  }
   if (config.mode == TrainingMode::kIst) {
-    ASSIGN_OR_RETURN(plan.partition,
-                     DrawPartition(config.model, config.num_subnets,
-                                   DeriveSeed(config.seed, round, 0, SeedPurpose::kPartition)));
+    const uint64_t seed = DeriveSeed(config.seed, round, 0, SeedPurpose::kPartition);
+    if (plan.shape.shares.empty()) {
+      ASSIGN_OR_RETURN(plan.partition, DrawPartition(config.model, plan.num_slices, seed));
+    } else {
+      ASSIGN_OR_RETURN(plan.partition, DrawSizedPartition(config.model, plan.shape.shares,
+                                                          plan.shape.min_units, seed));
+    }
   }
   return plan;
 }

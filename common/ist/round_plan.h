@@ -31,10 +31,21 @@
 
 namespace ist {
 
+// What may change from one round to the next without restarting a job: the
+// number of slices S and, for IST, how the hidden units are shared among
+// them. Recorded per round, so that a run can be replayed exactly.
+struct RoundShape {
+  int num_slices = 0;          // S; 0: the job's num_subnets
+  std::vector<double> shares;  // IST: relative subnet sizes (one per slice,
+                               // > 0); empty: equal sizes
+  int min_units = 1;           // IST with shares: the least units per block
+};
+
 // One round of any family: its mode, its slice count and the partition the
 // family drew (the field its family uses; the other stays empty).
 struct RoundPlan {
   int64_t round = 0;
+  RoundShape shape;  // as asked for (num_slices filled in)
   TrainingMode mode = TrainingMode::kIst;
   int num_slices = 0;
   SubnetPartition partition;  // layered MLP, kIst: this round's random partition
@@ -43,7 +54,9 @@ struct RoundPlan {
 
 // The plan of `round` (0-based); the IST partition derives from
 // (seed, round).
-absl::StatusOr<RoundPlan> PlanMlpRound(const IstTrainingConfig& config, int64_t round);
+// `shape` (optional) overrides S and the subnet sizes of this round.
+absl::StatusOr<RoundPlan> PlanMlpRound(const IstTrainingConfig& config, int64_t round,
+                                       const RoundShape& shape = {});
 
 // The initial full model of a job (derived from the seed).
 MlpParams<float> InitialMlpModel(const IstTrainingConfig& config);

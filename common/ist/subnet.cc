@@ -1,6 +1,7 @@
 #include "common/ist/subnet.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <random>
 
@@ -65,11 +66,53 @@ absl::Status CheckShapes(const MlpConfig& sub, const MlpParams<float>& p,
 
 }  // namespace
 
-absl::StatusOr<SubnetPartition> DrawPartition(const MlpConfig& full,
-                                              int num_subnets, uint64_t seed) {
+std::vector<int> ProportionalSizes(int width, const std::vector<double>& shares, int min_size) {
+  const int n = static_cast<int>(shares.size());
+  double total = 0;
+  for (double w : shares) total += w;
+  std::vector<int> sizes(n);
+  std::vector<double> fraction(n);
+  int given = 0;
+  for (int s = 0; s < n; ++s) {
+    const double ideal = width * (shares[s] / total);
+    sizes[s] = static_cast<int>(std::floor(ideal));
+    fraction[s] = ideal - sizes[s];
+    given += sizes[s];
+  }
+  std::vector<int> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return fraction[a] > fraction[b]; });
+  for (int k = 0; given < width; k = (k + 1) % n, ++given) ++sizes[order[k]];
+  for (int k = n - 1; given > width; k = (k + n - 1) % n) {  // rounding of `ideal` overshot
+    if (sizes[order[k]] > 0) --sizes[order[k]], --given;
+  }
+  // Raise every block to the floor, one unit at a time from the largest.
+  const int floor_size = std::min(min_size, width / n);
+  for (int s = 0; s < n; ++s) {
+    while (sizes[s] < floor_size) {
+      const int largest =
+          static_cast<int>(std::max_element(sizes.begin(), sizes.end()) - sizes.begin());
+      --sizes[largest];
+      ++sizes[s];
+    }
+  }
+  return sizes;
+}
+
+absl::StatusOr<SubnetPartition> DrawSizedPartition(const MlpConfig& full,
+                                                   const std::vector<double>& shares,
+                                                   int min_size, uint64_t seed) {
+  const int num_subnets = static_cast<int>(shares.size());
   if (num_subnets < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("num_subnets: must be >= 1, got ", num_subnets));
+  }
+  for (int s = 0; s < num_subnets; ++s) {
+    if (!(shares[s] > 0) || !std::isfinite(shares[s])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("shares: subnet ", s, "'s share must be finite and > 0, got ", shares[s]));
+    }
   }
   SubnetPartition p;
   p.num_subnets = num_subnets;
@@ -84,16 +127,25 @@ absl::StatusOr<SubnetPartition> DrawPartition(const MlpConfig& full,
     IndexList perm(width);
     std::iota(perm.begin(), perm.end(), 0);
     Shuffle(&perm, &rng);
+    const std::vector<int> sizes = ProportionalSizes(width, shares, min_size);
     auto& layer = p.blocks.emplace_back(num_subnets);
     int begin = 0;
     for (int s = 0; s < num_subnets; ++s) {
-      const int size = width / num_subnets + (s < width % num_subnets ? 1 : 0);
-      layer[s].assign(perm.begin() + begin, perm.begin() + begin + size);
+      layer[s].assign(perm.begin() + begin, perm.begin() + begin + sizes[s]);
       std::sort(layer[s].begin(), layer[s].end());
-      begin += size;
+      begin += sizes[s];
     }
   }
   return p;
+}
+
+absl::StatusOr<SubnetPartition> DrawPartition(const MlpConfig& full,
+                                              int num_subnets, uint64_t seed) {
+  if (num_subnets < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_subnets: must be >= 1, got ", num_subnets));
+  }
+  return DrawSizedPartition(full, std::vector<double>(num_subnets, 1.0), 1, seed);
 }
 
 absl::Status ValidatePartition(const MlpConfig& full,

@@ -36,6 +36,23 @@ struct SubnetPartition {
 absl::StatusOr<SubnetPartition> DrawPartition(const MlpConfig& full,
                                               int num_subnets, uint64_t seed);
 
+// The block sizes of a layer of `width` units split among shares.size()
+// subnets in proportion to `shares` (all > 0): floor(width * share / sum),
+// the rest one each to the largest fractional parts (ties: the lower
+// subnet), then raised to at least min(min_size, width / S) by taking from
+// the largest blocks. They sum to `width`. Equal shares give DrawPartition's
+// sizes (the first width % S blocks one more). Requires width >= S >= 1.
+std::vector<int> ProportionalSizes(int width, const std::vector<double>& shares, int min_size);
+
+// DrawPartition with every hidden layer split into blocks of
+// ProportionalSizes(width, shares, min_size): the same permutation stream,
+// so equal shares give exactly DrawPartition's partition. InvalidArgument
+// for no share, a share that is not finite and > 0, or a hidden layer
+// narrower than the number of subnets.
+absl::StatusOr<SubnetPartition> DrawSizedPartition(const MlpConfig& full,
+                                                   const std::vector<double>& shares,
+                                                   int min_size, uint64_t seed);
+
 // OK if `partition` is a valid partition of `full`'s hidden layers into its
 // num_subnets blocks (disjoint, covering, in range, sorted), else
 // InvalidArgument saying which layer and block is wrong.

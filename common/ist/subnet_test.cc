@@ -1,5 +1,7 @@
 #include "common/ist/subnet.h"
 
+#include <random>
+
 #include <set>
 #include <vector>
 
@@ -297,6 +299,50 @@ TEST(MergeThenExtractTest, RejectsBadInputWithoutTouchingTheModel) {
   s = MergeThenExtract(config, *p, {&slices[0], &slices[1]}, *p, {&one, &one}, &full);
   EXPECT_THAT(s.message(), HasSubstr("subnet 1: weights[1] has the wrong shape"));
   EXPECT_TRUE(IdenticalParams(full, model));
+}
+
+TEST(SizedPartitionTest, EqualSharesAreExactlyDrawPartition) {
+  MlpConfig c;
+  c.layer_sizes = {5, 37, 11, 3};
+  for (int S : {1, 2, 3, 5, 11}) {
+    auto plain = DrawPartition(c, S, 99);
+    auto sized = DrawSizedPartition(c, std::vector<double>(S, 2.5), 1, 99);
+    ASSERT_TRUE(plain.ok() && sized.ok());
+    EXPECT_EQ(plain->blocks, sized->blocks) << "S=" << S;
+  }
+}
+
+TEST(SizedPartitionTest, SizesFollowTheSharesCoverTheLayerAndKeepTheFloor) {
+  EXPECT_EQ(ProportionalSizes(100, {1, 1, 2}, 1), (std::vector<int>{25, 25, 50}));
+  EXPECT_EQ(ProportionalSizes(10, {1, 1, 1}, 1), (std::vector<int>{4, 3, 3}));
+  EXPECT_EQ(ProportionalSizes(100, {1, 98, 1}, 10), (std::vector<int>{10, 80, 10}));
+  // The floor is capped at width / S so that it can always be met.
+  EXPECT_EQ(ProportionalSizes(6, {1, 100, 1}, 5), (std::vector<int>{2, 2, 2}));
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<double> share(0.01, 10);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int S = 1 + static_cast<int>(rng() % 8);
+    const int width = S + static_cast<int>(rng() % 300);
+    std::vector<double> shares(S);
+    for (double& w : shares) w = share(rng);
+    const int floor_size = static_cast<int>(rng() % 6);
+    const std::vector<int> sizes = ProportionalSizes(width, shares, floor_size);
+    int total = 0;
+    for (int n : sizes) {
+      EXPECT_GE(n, std::min(floor_size, width / S));
+      total += n;
+    }
+    EXPECT_EQ(total, width);
+  }
+  MlpConfig c;
+  c.layer_sizes = {4, 60, 30, 2};
+  auto p = DrawSizedPartition(c, {1, 2, 3}, 2, 7);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_TRUE(ValidatePartition(c, *p).ok());
+  EXPECT_EQ(p->blocks[0][2].size(), 30u);
+  EXPECT_EQ(p->blocks[1][0].size(), 5u);
+  EXPECT_THAT(DrawSizedPartition(c, {1, -1}, 1, 7).status().message(), HasSubstr("shares"));
+  EXPECT_FALSE(DrawSizedPartition(c, {}, 1, 7).ok());
 }
 
 }  // namespace
