@@ -96,6 +96,7 @@ std::optional<rpc::Task> RoundDriver::HandOut(const std::string& worker_id) {
     for (int n : slot.shape.layer_sizes) task.add_subnet_layers(n);
     task.set_first_step(rounds_done_ * config().local_steps);
     task.set_deadline_ms(absl::ToInt64Milliseconds(options_.task_timeout));
+    RoundShapeToProto(plan_.shape, task.mutable_round_shape());
     return task;
   }
   return std::nullopt;

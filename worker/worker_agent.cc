@@ -99,7 +99,8 @@ absl::Status WorkerAgent::DoTask(const rpc::Task& task) {
   const absl::Duration task_timeout = absl::Milliseconds(std::max<int64_t>(task.deadline_ms(), 1000));
   ASSIGN_OR_RETURN(IstTrainingConfig config, TrainingConfigFromSpec(task.spec()));
   ASSIGN_OR_RETURN(std::unique_ptr<const ModelFamily> family, MakeModelFamily(config));
-  ASSIGN_OR_RETURN(RoundPlan plan, family->PlanRound(tag.round()));
+  ASSIGN_OR_RETURN(RoundPlan plan,
+                   family->PlanRound(tag.round(), RoundShapeFromProto(task.round_shape())));
   if (tag.subnet() < 0 || tag.subnet() >= plan.num_slices) {
     return absl::InvalidArgumentError(absl::StrCat(SliceTagString(tag), ": subnet is not in [0, ",
                                                    plan.num_slices, ")"));
@@ -120,6 +121,8 @@ absl::Status WorkerAgent::DoTask(const rpc::Task& task) {
   const TrainingData data = TrainingData::Dense(*train);
   RETURN_IF_ERROR(family->CheckData(data));
   // Not keyed by job id: a coordinator restarted without checkpoints reuses ids.
+  // S may change from round to round (an elastic job): shards for the round's S.
+  config.num_subnets = plan.num_slices;
   const std::string shards_key = absl::StrCat(train->num_samples(), "/", config.num_subnets,
                                               "/", config.batch_size, "/", config.seed);
   if (shards_key_ != shards_key || shards_ == nullptr) {

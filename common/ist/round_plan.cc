@@ -1,5 +1,7 @@
 #include "common/ist/round_plan.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/base/seed.h"
 #include "common/base/status_macros.h"
@@ -43,6 +45,20 @@ void Average(const std::vector<const MlpParams<float>*>& replicas,
 }
 
 }  // namespace
+
+RoundShape RoundShapeFromProto(const rpc::RoundShape& proto) {
+  RoundShape shape;
+  shape.num_slices = proto.slices();
+  shape.shares.assign(proto.shares().begin(), proto.shares().end());
+  shape.min_units = std::max(proto.min_units(), 1);
+  return shape;
+}
+
+void RoundShapeToProto(const RoundShape& shape, rpc::RoundShape* proto) {
+  proto->set_slices(shape.num_slices);
+  proto->mutable_shares()->Assign(shape.shares.begin(), shape.shares.end());
+  proto->set_min_units(shape.min_units);
+}
 
 absl::StatusOr<RoundPlan> PlanMlpRound(const IstTrainingConfig& config, int64_t round,
                                        const RoundShape& shape) {

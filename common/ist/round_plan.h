@@ -28,6 +28,7 @@
 #include "common/model/job_config.h"
 #include "common/model/mlp_model.h"
 #include "common/ist/subnet.h"
+#include "proto/job.pb.h"
 
 namespace ist {
 
@@ -40,6 +41,10 @@ struct RoundShape {
                                // > 0); empty: equal sizes
   int min_units = 1;           // IST with shares: the least units per block
 };
+
+// The shape as it travels (rpc::RoundShape in proto/job.proto) and back.
+RoundShape RoundShapeFromProto(const rpc::RoundShape& proto);
+void RoundShapeToProto(const RoundShape& shape, rpc::RoundShape* proto);
 
 // One round of any family: its mode, its slice count and the partition the
 // family drew (the field its family uses; the other stays empty).
