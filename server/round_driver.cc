@@ -218,6 +218,7 @@ rpc::JobProgress RoundDriver::MergedRoundProgress(const rpc::JobProgress& progre
   rpc::JobProgress p = progress;
   p.set_round(rounds_done_);
   p.set_train_loss(last_round_loss_);
+  RoundShapeToProto(plan_.shape, p.mutable_round_shape());  // for an exact replay
   telemetry_.AddToProgress(&p);
   const absl::Time fingerprint_start = options_.now();
   p.set_model_fingerprint(ParamsFingerprint(model_));

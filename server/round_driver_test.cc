@@ -115,6 +115,7 @@ TEST_F(RoundDriverTest, HandsOutEverySubnetOnceAndMergesTheTrainedSlices) {
   EXPECT_DOUBLE_EQ(p.train_loss(), 1.5);
   EXPECT_EQ(p.model_fingerprint(), ParamsFingerprint(expected));
   EXPECT_EQ(p.round_bytes_received(), 4 * (pa.NumScalars() + pb.NumScalars()));
+  EXPECT_EQ(p.round_shape().slices(), 2);  // recorded for replay
 
   // The next round was extracted with the merge: its slices are those of
   // the merged model under round 1's plan.
