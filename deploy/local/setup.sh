@@ -13,7 +13,8 @@ PACKAGES=(
   openssl
   dataset-fashion-mnist
   clang-14 libclang-rt-14-dev llvm-14
-  prometheus-cpp-dev
+  prometheus-cpp-dev libcpp-httplib-dev
+  chromium
   shellcheck curl
 )
 
