@@ -207,7 +207,7 @@ class Chart {
       this.key = key;
       this.plot = new uPlot({
         title: this.title,
-        width: 620,
+        width: 560,
         height: 320,
         scales: {x: {time: false}},
         axes: [{label: X_LABELS[x]}, {label: this.yLabel}],
@@ -269,7 +269,8 @@ function jobPage() {
     cell(row, job.mode);
     cell(row, job.model);
     tbody.appendChild(row);
-    document.getElementById('spec').textContent = JSON.stringify(main.spec, null, 2);
+    document.getElementById('spec').textContent = Object.entries(main.spec || {})
+        .map(([k, v]) => k + ': ' + (typeof v === 'object' ? JSON.stringify(v) : v)).join('\n');
     const events = document.getElementById('events');
     events.replaceChildren();
     for (const e of main.events) {
