@@ -48,13 +48,14 @@ std::string Number(double value) {
 // A time in seconds since the epoch, or null when not set (0).
 std::string UnixTime(double value) { return value > 0 ? Number(value) : "null"; }
 
+// The spec's model name (empty is the default, "mlp") and its layer widths
+// if it lists any, e.g. "mlp 784-64-10".
 std::string ModelName(const rpc::JobSpec& spec) {
-  if (!spec.model().empty() && spec.model() != "mlp") return spec.model();
-  std::string layers;
+  std::string name = spec.model().empty() ? "mlp" : spec.model();
   for (int i = 0; i < spec.layers_size(); ++i) {
-    absl::StrAppend(&layers, i == 0 ? "" : "-", spec.layers(i));
+    absl::StrAppend(&name, i == 0 ? " " : "-", spec.layers(i));
   }
-  return absl::StrCat("mlp ", layers);
+  return name;
 }
 
 bool Evaluated(const rpc::JobProgress& p) {
