@@ -4,16 +4,19 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "common/daemon/bootstrap.h"
 #include "common/daemon/program.h"
 #include "common/daemon/stop_signal.h"
 #include "common/train/compute_threads.h"
+#include "common/wire/http_server.h"
 #include "common/wire/security.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
 #include "server/coordinator.h"
 #include "server/coordinator_metrics.h"
+#include "server/dashboard.h"
 #include "server/grpc_services.h"
 
 DEFINE_string(listen, "127.0.0.1:7070",
@@ -43,6 +46,11 @@ DEFINE_string(metrics_listen, "",
               "if set (HOST:PORT, port 0 picks one), serve Prometheus metrics at "
               "http://HOST:PORT/metrics");
 DEFINE_string(metrics_port_file, "", "if set, write the metrics port here once serving");
+DEFINE_string(http_listen, "",
+              "if set (HOST:PORT, port 0 picks one), serve the read-only web dashboard "
+              "there: HTTPS with --tls_cert/--tls_key (client certificates required "
+              "with --tls_ca), and --token_file's token required when set");
+DEFINE_string(http_port_file, "", "if set, write the dashboard's port here once serving");
 DEFINE_string(log_level, "info", "info, warning or error");
 
 namespace {
@@ -61,6 +69,37 @@ void ConfigureCoordinatorServer(grpc::ServerBuilder* builder) {
   builder->SetMaxSendMessageSize(8 << 20);
   builder->AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+}
+
+// Serves the dashboard on --http_listen with the gRPC API's TLS files and
+// token; null if the flag is empty.
+absl::StatusOr<std::unique_ptr<ist::HttpServer>> StartDashboard(ist::Coordinator* coordinator) {
+  if (FLAGS_http_listen.empty()) return nullptr;
+  std::string token;
+  if (!FLAGS_token_file.empty()) {
+    absl::StatusOr<std::string> read = ist::ReadTokenFile(FLAGS_token_file);
+    if (!read.ok()) return read.status();
+    token = *read;
+  }
+  auto dashboard =
+      std::make_shared<ist::Dashboard>(ist::CoordinatorDashboardSource(coordinator), token);
+  ist::HttpServerOptions options;
+  options.address = FLAGS_http_listen;
+  options.tls_cert = FLAGS_tls_cert;
+  options.tls_key = FLAGS_tls_key;
+  options.tls_ca = FLAGS_tls_ca;
+  options.threads = 4;
+  auto started = ist::HttpServer::Start(
+      options, [dashboard](const ist::HttpRequest& request) { return dashboard->Handle(request); });
+  if (!started.ok()) {
+    return absl::Status(started.status().code(),
+                        absl::StrCat("--http_listen: ", started.status().message()));
+  }
+  LOG(INFO) << "dashboard on " << ((*started)->tls() ? "https" : "http") << "://"
+            << FLAGS_http_listen << " (port " << (*started)->port() << ")"
+            << (token.empty() ? "" : ", bearer token required");
+  ist::PublishPort(FLAGS_http_port_file, (*started)->port());
+  return started;
 }
 
 }  // namespace
@@ -82,6 +121,7 @@ int main(int argc, char** argv) {
       .AtLeast("--checkpoint_every_rounds", FLAGS_checkpoint_every_rounds, 1)
       .AtLeast("--max_jobs", FLAGS_max_jobs, 1)
       .AtLeast("--max_job_memory_mb", FLAGS_max_job_memory_mb, 1);
+  if (!FLAGS_http_listen.empty()) checks.HostPort("--http_listen", FLAGS_http_listen);
   if (!checks.ok()) return program.Fail(checks.status());
   FLAGS_minloglevel = LogLevel(FLAGS_log_level);
   ist::StopSignal stop;
@@ -108,6 +148,8 @@ int main(int argc, char** argv) {
       ist::StartMetricsEndpoint(FLAGS_metrics_listen, FLAGS_metrics_port_file,
                                 std::make_shared<ist::CoordinatorMetrics>(coordinator.get()));
   if (!metrics_server.ok()) return program.Fail(metrics_server.status());
+  auto dashboard_server = StartDashboard(coordinator.get());
+  if (!dashboard_server.ok()) return program.Fail(dashboard_server.status());
   ist::WorkerServiceImpl worker_service(coordinator.get());
   ist::SliceServiceImpl slice_service(coordinator.get());
   ist::JobServiceImpl job_service(coordinator.get());
@@ -129,7 +171,8 @@ int main(int argc, char** argv) {
   // at once), then stop serving.
   coordinator->Shutdown();
   serving->Shutdown(absl::Seconds(5));
-  metrics_server->reset();  // scrapes read the coordinator
+  metrics_server->reset();  // scrapes and dashboard pages read the coordinator
+  dashboard_server->reset();
   coordinator.reset();
   LOG(INFO) << "coordinator stopped";
   return 0;

@@ -1,23 +1,26 @@
-// A minimal HTTP server for Prometheus scrapes: GET /metrics answers with
-// the text exposition of a Collectable (prometheus-cpp-core), anything else
-// with 404. One thread, one connection at a time, bounded request size and
-// socket timeouts.
+// The Prometheus endpoint of a daemon: GET /metrics answers with the text
+// exposition of a Collectable (prometheus-cpp-core), computed at scrape
+// time; any other path with 404. Served by HttpServer (http_server.h, on
+// cpp-httplib): plain HTTP, two request threads.
 //
-// Why not prometheus-cpp's Exposer: it runs Debian's civetweb, whose worker
-// threads crash in their first snprintf once libquadmath (pulled in with
-// OpenBLAS) has registered printf hooks; our daemons link OpenBLAS.
+// prometheus-cpp's own Exposer (civetweb) is not used; docs/design.md says
+// why cpp-httplib was chosen and what was checked.
 #ifndef IST_COMMON_WIRE_METRICS_SERVER_H_
 #define IST_COMMON_WIRE_METRICS_SERVER_H_
 
-#include <atomic>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
+#include "common/wire/http_server.h"
 #include "prometheus/collectable.h"
 
 namespace ist {
+
+// What GET `path` answers with for `metrics`: the text exposition at
+// /metrics, 404 elsewhere.
+HttpResponse AnswerMetricsRequest(const std::string& path,
+                                  const prometheus::Collectable& metrics);
 
 class MetricsServer {
  public:
@@ -26,20 +29,13 @@ class MetricsServer {
   // InvalidArgument for a malformed address, Unavailable if it cannot bind.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
       const std::string& address, std::shared_ptr<prometheus::Collectable> metrics);
-  ~MetricsServer();
 
-  int port() const { return port_; }
+  int port() const { return http_->port(); }
 
  private:
-  MetricsServer(int fd, int port, std::shared_ptr<prometheus::Collectable> metrics);
-  void Serve();
-  void Answer(int client);
+  explicit MetricsServer(std::unique_ptr<HttpServer> http) : http_(std::move(http)) {}
 
-  const int listen_fd_;
-  const int port_;
-  std::shared_ptr<prometheus::Collectable> metrics_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
+  std::unique_ptr<HttpServer> http_;
 };
 
 }  // namespace ist

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian package the project needs. Idempotent: when all of
 # them are present it prints one line and does nothing else.
+# --build-only: only what building needs, not the browser the dashboard's
+# test drives (the container image's build stage uses this).
 set -euo pipefail
 
 PACKAGES=(
@@ -13,9 +15,12 @@ PACKAGES=(
   openssl
   dataset-fashion-mnist
   clang-14 libclang-rt-14-dev llvm-14
-  prometheus-cpp-dev
+  prometheus-cpp-dev libcpp-httplib-dev
   shellcheck curl
 )
+if [ "${1:-}" != "--build-only" ]; then
+  PACKAGES+=(chromium)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
