@@ -81,7 +81,11 @@ absl::Status Coordinator::Recover() {
     job->finished = file->header.finished_unix();
     const rpc::JobState state = job->progress.state();
     if (state != rpc::QUEUED) {
-      job->rounds.ResumeFrom(std::move(file->params), file->round);
+      std::vector<RoundShape> shapes;
+      for (const rpc::RoundShape& shape : file->header.round_shapes()) {
+        shapes.push_back(RoundShapeFromProto(shape));
+      }
+      job->rounds.ResumeFrom(std::move(file->params), file->round, std::move(shapes));
       job->progress.set_round(file->round);
     }
     ++recovered;
@@ -115,6 +119,9 @@ void Coordinator::CheckpointLocked(Job* job) {
   header.set_submitted_unix(job->submitted);
   header.set_started_unix(job->started);
   header.set_finished_unix(job->finished);
+  for (const RoundShape& shape : job->rounds.round_shapes()) {
+    RoundShapeToProto(shape, header.add_round_shapes());
+  }
   // Only the round loop (or Shutdown after it) writes a job's model, and
   // checkpoints are written from there or for jobs with no model yet, so
   // the model can be read without the lock.
@@ -250,7 +257,7 @@ void Coordinator::StartJobLocked(Job* job) {
   job->rounds.EnsureModel();  // a resumed job keeps its checkpointed model
   job->progress.set_state(rpc::RUNNING);
   job->progress.set_model_fingerprint(ParamsFingerprint(job->rounds.model()));
-  absl::Status s = job->rounds.OpenRound();
+  absl::Status s = job->rounds.OpenRound(workers_.NumLive(absl::Now()));
   cv_.SignalAll();  // workers waiting in GetTask
   if (!s.ok()) EndJobLocked(job, rpc::FAILED, std::string(s.message()));
   BumpLocked(job);
@@ -318,7 +325,7 @@ void Coordinator::FinishRoundLocked(Job* job) {
       EndJobLocked(job, rpc::CANCELLED, "");
       return;
     }
-    absl::Status s = rounds.OpenRound();
+    absl::Status s = rounds.OpenRound(workers_.NumLive(absl::Now()));
     cv_.SignalAll();  // workers waiting in GetTask
     if (!s.ok()) EndJobLocked(job, rpc::FAILED, std::string(s.message()));
     BumpLocked(job);

@@ -1,5 +1,7 @@
 #include "server/round_driver.h"
 
+#include <algorithm>
+
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -20,10 +22,12 @@ RoundDriver::RoundDriver(std::string job_id, rpc::JobSpec spec,
       total_rounds_(total_rounds),
       options_(std::move(options)) {}
 
-void RoundDriver::ResumeFrom(MlpParams<float> model, int64_t rounds_done) {
+void RoundDriver::ResumeFrom(MlpParams<float> model, int64_t rounds_done,
+                             std::vector<RoundShape> shapes) {
   model_ = std::move(model);
   has_model_ = true;
   rounds_done_ = rounds_done;
+  round_shapes_ = std::move(shapes);
 }
 
 void RoundDriver::EnsureModel() {
@@ -32,15 +36,18 @@ void RoundDriver::EnsureModel() {
   has_model_ = true;
 }
 
-absl::Status RoundDriver::OpenRound() {
+absl::Status RoundDriver::OpenRound(int live_workers) {
   telemetry_.StartCycle(options_.now(), options_.process_cpu_seconds());
-  const int S = config().num_subnets;
-  const bool extracted = next_extracted_;
+  const int S = SlicesFor(live_workers);
+  // The slices extracted with the last merge assumed that round's S.
+  const bool extracted = next_extracted_ && next_plan_.num_slices == S;
   next_extracted_ = false;
   if (extracted) {
     plan_ = std::move(next_plan_);
   } else {
-    ASSIGN_OR_RETURN(plan_, family_->PlanRound(rounds_done_));
+    RoundShape shape;
+    shape.num_slices = S;
+    ASSIGN_OR_RETURN(plan_, family_->PlanRound(rounds_done_, shape));
   }
   slots_.assign(S, Slot());  // drops the slots' references to last round's slices
   if (!extracted) {
@@ -60,8 +67,14 @@ absl::Status RoundDriver::OpenRound() {
   return absl::OkStatus();
 }
 
+int RoundDriver::SlicesFor(int live_workers) const {
+  const int min = config().num_subnets;
+  const int max = spec_.max_workers();
+  return max > min ? std::clamp(live_workers, min, max) : min;
+}
+
 std::vector<MlpParams<float>*> RoundDriver::SpareOutgoing() {
-  const int S = config().num_subnets;
+  const int S = plan_.num_slices > 0 ? plan_.num_slices : config().num_subnets;
   spare_outgoing_.resize(S);
   std::vector<MlpParams<float>*> params;
   for (int s = 0; s < S; ++s) {
@@ -192,7 +205,9 @@ absl::Status RoundDriver::MergeRound(bool next_round_follows) {
     // plan derives from the seed alone). merge_s then includes the next
     // round's extraction, and that round's plan_extract_s is ~0.
     for (Slot& slot : slots_) slot.outgoing.reset();
-    absl::StatusOr<RoundPlan> next = family_->PlanRound(rounds_done_ + 1);
+    RoundShape same_s;  // a guess: OpenRound re-plans if S changes
+    same_s.num_slices = plan_.num_slices;
+    absl::StatusOr<RoundPlan> next = family_->PlanRound(rounds_done_ + 1, same_s);
     merged = next.status();
     if (merged.ok()) {
       merged = family_->MergeThenExtractSlices(plan_, trained, *next, SpareOutgoing(), &model_);
@@ -208,6 +223,8 @@ absl::Status RoundDriver::MergeRound(bool next_round_follows) {
   RETURN_IF_ERROR(merged);
   round_open_ = false;
   slots_.clear();
+  // A fixed-S job's shapes are all the spec's: only elastic jobs record them.
+  if (spec_.max_workers() > config().num_subnets) round_shapes_.push_back(plan_.shape);
   ++rounds_done_;
   last_round_loss_ = loss;
   telemetry_.RoundMerged(options_.now(), merge_seconds);

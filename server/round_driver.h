@@ -80,8 +80,14 @@ class RoundDriver {
   // The model as of rounds_done() merged rounds. Only if has_model().
   const MlpParams<float>& model() const { return model_; }
   int64_t rounds_done() const { return rounds_done_; }
-  // Continues from `model` after `rounds_done` rounds (a checkpoint).
-  void ResumeFrom(MlpParams<float> model, int64_t rounds_done);
+  // Continues from `model` after `rounds_done` rounds (a checkpoint), whose
+  // shapes were `shapes` (may be empty for a checkpoint without them).
+  void ResumeFrom(MlpParams<float> model, int64_t rounds_done,
+                  std::vector<RoundShape> shapes = {});
+  // The shape of every merged round of an elastic job, in order (for replay
+  // and checkpoints); empty for a fixed-S job, whose rounds all have S =
+  // spec.workers and equal sizes.
+  const std::vector<RoundShape>& round_shapes() const { return round_shapes_; }
   // Gives the job its initial model unless it has one.
   void EnsureModel();
 
@@ -90,7 +96,11 @@ class RoundDriver {
   // Plans round rounds_done() (or takes the plan and slices extracted with
   // the last merge), extracts its slices and opens it for hand-out. An
   // error from planning leaves no round open. Requires has_model().
-  absl::Status OpenRound();
+  // `live_workers` sets S for an elastic job (spec.max_workers > workers):
+  // clamped to [workers, max_workers]; other jobs ignore it.
+  absl::Status OpenRound(int live_workers = 0);
+  // The S the next round would have with `live_workers` live workers.
+  int SlicesFor(int live_workers) const;
   bool round_open() const { return round_open_; }
   // True when the open round has all its trained slices (MergeRound next).
   bool AllSlicesIn() const {
@@ -188,6 +198,7 @@ class RoundDriver {
   bool has_model_ = false;
   MlpParams<float> model_;
   int64_t rounds_done_ = 0;
+  std::vector<RoundShape> round_shapes_;  // of the merged rounds
 
   // The open round.
   bool round_open_ = false;

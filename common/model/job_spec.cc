@@ -236,6 +236,16 @@ absl::Status ValidateJobSpec(const rpc::JobSpec& spec) {
   // widths), local_steps and batch_size; its messages use the proto's names.
   const IstTrainingConfig config = ToConfig(spec);
   RETURN_IF_ERROR(ValidateTrainingConfig(config));
+  if (spec.max_workers() != 0) {
+    if (spec.max_workers() < spec.workers() || spec.max_workers() > 1024) {
+      return Invalid("max_workers", absl::StrCat("must be 0 or in [workers = ", spec.workers(), ", 1024]"),
+                     spec.max_workers());
+    }
+    IstTrainingConfig widest = config;  // the layers must split max_workers ways too
+    widest.num_subnets = spec.max_workers();
+    const absl::Status s = ValidateTrainingConfig(widest);
+    if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("max_workers: ", s.message()));
+  }
   if (config.cnn.has_value() && config.mode == TrainingMode::kIst) {
     RETURN_IF_ERROR(ValidateCnnSplit(*config.cnn, config.num_subnets));
   }
