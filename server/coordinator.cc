@@ -257,7 +257,7 @@ void Coordinator::StartJobLocked(Job* job) {
   job->rounds.EnsureModel();  // a resumed job keeps its checkpointed model
   job->progress.set_state(rpc::RUNNING);
   job->progress.set_model_fingerprint(ParamsFingerprint(job->rounds.model()));
-  absl::Status s = job->rounds.OpenRound(workers_.NumLive(absl::Now()));
+  absl::Status s = job->rounds.OpenRound(workers_.LiveThroughputs(absl::Now()));
   cv_.SignalAll();  // workers waiting in GetTask
   if (!s.ok()) EndJobLocked(job, rpc::FAILED, std::string(s.message()));
   BumpLocked(job);
@@ -325,7 +325,7 @@ void Coordinator::FinishRoundLocked(Job* job) {
       EndJobLocked(job, rpc::CANCELLED, "");
       return;
     }
-    absl::Status s = rounds.OpenRound(workers_.NumLive(absl::Now()));
+    absl::Status s = rounds.OpenRound(workers_.LiveThroughputs(absl::Now()));
     cv_.SignalAll();  // workers waiting in GetTask
     if (!s.ok()) EndJobLocked(job, rpc::FAILED, std::string(s.message()));
     BumpLocked(job);
@@ -458,9 +458,10 @@ absl::Status Coordinator::AcceptSlice(const std::string& worker_id, const rpc::S
   std::string why;
   RoundDriver* rounds = RunningRoundsLocked(tag, &why);
   if (rounds == nullptr) return DropPushLocked(tag, why);
+  const int64_t scalars = slice.NumScalars();
   const absl::Status accepted = rounds->Accept(worker_id, tag, stats, std::move(slice));
   if (!accepted.ok()) return DropPushLocked(tag, std::string(accepted.message()));
-  workers_.RecordTaskDone(worker_id, stats);
+  workers_.RecordTaskDone(worker_id, stats, scalars);
   workers_.Touch(worker_id, absl::Now());
   workers_.Release(worker_id);
   cv_.SignalAll();

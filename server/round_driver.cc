@@ -36,18 +36,20 @@ void RoundDriver::EnsureModel() {
   has_model_ = true;
 }
 
-absl::Status RoundDriver::OpenRound(int live_workers) {
+absl::Status RoundDriver::OpenRound(const std::vector<std::pair<std::string, double>>& live) {
+  const int live_workers = static_cast<int>(live.size());
   telemetry_.StartCycle(options_.now(), options_.process_cpu_seconds());
   const int S = SlicesFor(live_workers);
-  // The slices extracted with the last merge assumed that round's S.
-  const bool extracted = next_extracted_ && next_plan_.num_slices == S;
+  std::vector<std::string> owners;
+  const RoundShape wanted = ShapeFor(S, live, &owners);
+  // The slices extracted with the last merge assumed that round's shape.
+  const bool extracted = next_extracted_ && next_plan_.num_slices == S && wanted.shares.empty() &&
+                         next_plan_.shape.shares.empty();
   next_extracted_ = false;
   if (extracted) {
     plan_ = std::move(next_plan_);
   } else {
-    RoundShape shape;
-    shape.num_slices = S;
-    ASSIGN_OR_RETURN(plan_, family_->PlanRound(rounds_done_, shape));
+    ASSIGN_OR_RETURN(plan_, family_->PlanRound(rounds_done_, wanted));
   }
   slots_.assign(S, Slot());  // drops the slots' references to last round's slices
   if (!extracted) {
@@ -58,6 +60,7 @@ absl::Status RoundDriver::OpenRound(int live_workers) {
   for (int s = 0; s < S; ++s) {
     Slot& slot = slots_[s];
     slot.shape = family_->SliceShape(plan_, s);
+    slot.owner = s < static_cast<int>(owners.size()) ? owners[s] : "";
     slot.outgoing = spare_outgoing_[s];
   }
   telemetry_.PlanExtractDone(options_.now());
@@ -65,6 +68,30 @@ absl::Status RoundDriver::OpenRound(int live_workers) {
   round_open_ = true;
   telemetry_.RoundOpened(options_.now());
   return absl::OkStatus();
+}
+
+RoundShape RoundDriver::ShapeFor(int S, const std::vector<std::pair<std::string, double>>& live,
+                                 std::vector<std::string>* owners) const {
+  RoundShape shape;
+  shape.num_slices = S;
+  owners->clear();
+  if (!spec_.speed_aware() || static_cast<int>(live.size()) < S) return shape;
+  // The S fastest live workers (ties: lower id first), all measured.
+  std::vector<std::pair<std::string, double>> chosen = live;
+  std::stable_sort(chosen.begin(), chosen.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
+  chosen.resize(S);
+  for (const auto& [id, throughput] : chosen) {
+    if (!(throughput > 0)) return shape;
+  }
+  int narrowest = 0;
+  for (int n : config().model.layer_sizes) narrowest = narrowest == 0 ? n : std::min(narrowest, n);
+  shape.min_units = std::max(1, narrowest / (4 * S));
+  for (const auto& [id, throughput] : chosen) {
+    shape.shares.push_back(throughput);
+    owners->push_back(id);
+  }
+  return shape;
 }
 
 int RoundDriver::SlicesFor(int live_workers) const {
@@ -92,27 +119,33 @@ std::vector<MlpParams<float>*> RoundDriver::SpareOutgoing() {
 
 std::optional<rpc::Task> RoundDriver::HandOut(const std::string& worker_id) {
   if (!round_open_) return std::nullopt;
-  for (int s = 0; s < static_cast<int>(slots_.size()); ++s) {
-    Slot& slot = slots_[s];
-    if (slot.state != Slot::kPending) continue;
-    slot.state = Slot::kAssigned;
-    slot.worker = worker_id;
-    ++slot.attempt;
-    slot.deadline = options_.now() + options_.task_timeout;
-    rpc::Task task;
-    rpc::SliceTag* tag = task.mutable_tag();
-    tag->set_job_id(job_id_);
-    tag->set_round(rounds_done_);
-    tag->set_subnet(s);
-    tag->set_attempt(slot.attempt);
-    *task.mutable_spec() = spec_;
-    for (int n : slot.shape.layer_sizes) task.add_subnet_layers(n);
-    task.set_first_step(rounds_done_ * config().local_steps);
-    task.set_deadline_ms(absl::ToInt64Milliseconds(options_.task_timeout));
-    RoundShapeToProto(plan_.shape, task.mutable_round_shape());
-    return task;
+  // A slot sized for this worker first, then any slot sized for nobody.
+  int chosen = -1;
+  for (int s = 0; s < static_cast<int>(slots_.size()) && chosen < 0; ++s) {
+    if (slots_[s].state == Slot::kPending && slots_[s].owner == worker_id) chosen = s;
   }
-  return std::nullopt;
+  for (int s = 0; s < static_cast<int>(slots_.size()) && chosen < 0; ++s) {
+    if (slots_[s].state == Slot::kPending && slots_[s].owner.empty()) chosen = s;
+  }
+  if (chosen < 0) return std::nullopt;
+  const int s = chosen;
+  Slot& slot = slots_[s];
+  slot.state = Slot::kAssigned;
+  slot.worker = worker_id;
+  ++slot.attempt;
+  slot.deadline = options_.now() + options_.task_timeout;
+  rpc::Task task;
+  rpc::SliceTag* tag = task.mutable_tag();
+  tag->set_job_id(job_id_);
+  tag->set_round(rounds_done_);
+  tag->set_subnet(s);
+  tag->set_attempt(slot.attempt);
+  *task.mutable_spec() = spec_;
+  for (int n : slot.shape.layer_sizes) task.add_subnet_layers(n);
+  task.set_first_step(rounds_done_ * config().local_steps);
+  task.set_deadline_ms(absl::ToInt64Milliseconds(options_.task_timeout));
+  RoundShapeToProto(plan_.shape, task.mutable_round_shape());
+  return task;
 }
 
 bool RoundDriver::TakeBack(const std::string& worker_id, int subnet) {
@@ -122,6 +155,7 @@ bool RoundDriver::TakeBack(const std::string& worker_id, int subnet) {
   LOG(WARNING) << JobTag(job_id_, rounds_done_) << " subnet=" << subnet << ": worker "
                << worker_id << " abandoned it; reassigning";
   slot.state = Slot::kPending;
+  slot.owner.clear();  // taken back: any worker may have it
   slot.worker.clear();
   return true;
 }
@@ -132,6 +166,10 @@ std::vector<std::string> RoundDriver::ReclaimExpired(
   const absl::Time now = options_.now();
   for (int s = 0; s < static_cast<int>(slots_.size()); ++s) {
     Slot& slot = slots_[s];
+    if (slot.state == Slot::kPending && !slot.owner.empty() && !why_lost(slot.owner, now).empty()) {
+      slot.owner.clear();  // sized for a worker that is gone: any worker may have it
+      continue;
+    }
     if (slot.state != Slot::kAssigned) continue;
     std::string why = why_lost(slot.worker, now);
     if (why.empty() && now > slot.deadline) why = "missed the task deadline";
@@ -140,6 +178,7 @@ std::vector<std::string> RoundDriver::ReclaimExpired(
                  << slot.worker << " " << why << "; subnet goes to the next worker that asks";
     reclaimed.push_back(slot.worker);
     slot.state = Slot::kPending;
+    slot.owner.clear();
     slot.worker.clear();
   }
   return reclaimed;

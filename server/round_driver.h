@@ -98,9 +98,20 @@ class RoundDriver {
   // error from planning leaves no round open. Requires has_model().
   // `live_workers` sets S for an elastic job (spec.max_workers > workers):
   // clamped to [workers, max_workers]; other jobs ignore it.
-  absl::Status OpenRound(int live_workers = 0);
+  absl::Status OpenRound(int live_workers = 0) {
+    return OpenRound(std::vector<std::pair<std::string, double>>(live_workers));
+  }
+  // The same with the live workers' ids and throughputs (0: unmeasured). A
+  // speed-aware job (spec.speed_aware) sizes its subnets by them when all
+  // the chosen workers are measured, and hands each subnet to the worker it
+  // was sized for.
+  absl::Status OpenRound(const std::vector<std::pair<std::string, double>>& live);
   // The S the next round would have with `live_workers` live workers.
   int SlicesFor(int live_workers) const;
+  // The shape of a round of S slices with these live workers, and in
+  // *owners the worker each slice is sized for (empty: equal sizes).
+  RoundShape ShapeFor(int S, const std::vector<std::pair<std::string, double>>& live,
+                      std::vector<std::string>* owners) const;
   bool round_open() const { return round_open_; }
   // True when the open round has all its trained slices (MergeRound next).
   bool AllSlicesIn() const {
@@ -174,6 +185,7 @@ class RoundDriver {
     State state = kPending;
     int attempt = -1;  // the current (or last) attempt's number
     std::string worker;
+    std::string owner;  // speed-aware: the worker it was sized for ("" = any)
     absl::Time deadline;
     MlpConfig shape;
     std::shared_ptr<const OutgoingSlice> outgoing;

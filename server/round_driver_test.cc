@@ -241,5 +241,43 @@ TEST_F(RoundDriverTest, ResumesFromACheckpointedRound) {
   EXPECT_EQ(task->first_step(), 4);
 }
 
+// Speed-aware sizes: the shares are the chosen workers' throughputs, each
+// subnet is handed to the worker it was sized for, and an unmeasured worker
+// means equal sizes.
+TEST(RoundDriverSpeedTest, SubnetsAreSizedForAndHandedToTheirWorkers) {
+  rpc::JobSpec spec = Spec();
+  spec.set_speed_aware(true);
+  auto config = TrainingConfigFromSpec(spec);
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto family = MakeModelFamily(*config);
+  ASSERT_TRUE(family.ok()) << family.status();
+  RoundDriverOptions options;
+  options.process_cpu_seconds = [] { return 0.0; };
+  RoundDriver driver("job-1", spec, std::move(*family), 3, options);
+  driver.EnsureModel();
+
+  std::vector<std::string> owners;
+  RoundShape unmeasured = driver.ShapeFor(2, {{"w1", 0.0}, {"w2", 5.0}}, &owners);
+  EXPECT_TRUE(unmeasured.shares.empty());
+  EXPECT_TRUE(owners.empty());
+  RoundShape sized = driver.ShapeFor(2, {{"w1", 1.0}, {"w2", 3.0}, {"w3", 2.0}}, &owners);
+  EXPECT_THAT(sized.shares, ElementsAre(3.0, 2.0));  // the two fastest
+  EXPECT_THAT(owners, ElementsAre("w2", "w3"));
+  EXPECT_EQ(sized.min_units, 1);  // a quarter of an equal share of 6 neurons
+
+  ASSERT_TRUE(driver.OpenRound({{"w1", 1.0}, {"w2", 3.0}}).ok());
+  // w1 asks first but gets the subnet sized for it (subnet 1: share 1.0),
+  // the smaller one; w2 gets subnet 0.
+  auto t1 = driver.HandOut("w1");
+  auto t2 = driver.HandOut("w2");
+  ASSERT_TRUE(t1.has_value() && t2.has_value());
+  EXPECT_EQ(t1->tag().subnet(), 1);
+  EXPECT_EQ(t2->tag().subnet(), 0);
+  EXPECT_LT(t1->subnet_layers(1), t2->subnet_layers(1));
+  EXPECT_THAT(t1->round_shape().shares(), ElementsAre(3.0, 1.0));
+  // A third worker gets nothing: every subnet is sized for someone.
+  EXPECT_FALSE(driver.HandOut("w3").has_value());
+}
+
 }  // namespace
 }  // namespace ist

@@ -1,5 +1,7 @@
 #include "server/worker_registry.h"
 
+#include <cmath>
+
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -45,11 +47,26 @@ void WorkerRegistry::Release(const std::string& id) {
   if (it != workers_.end()) it->second.assignment.job_id.clear();
 }
 
-void WorkerRegistry::RecordTaskDone(const std::string& id, const rpc::TrainStats& stats) {
+void WorkerRegistry::RecordTaskDone(const std::string& id, const rpc::TrainStats& stats,
+                                    int64_t slice_scalars) {
   auto it = workers_.find(id);
   if (it == workers_.end()) return;
   ++it->second.tasks_done;
   if (stats.steps() > 0) it->second.last_step_seconds = stats.train_seconds() / stats.steps();
+  if (slice_scalars > 0 && stats.steps() > 0 && stats.train_seconds() > 0 &&
+      std::isfinite(stats.train_seconds())) {
+    const double rate = static_cast<double>(slice_scalars) * stats.steps() / stats.train_seconds();
+    double& t = it->second.throughput;
+    t = t == 0 ? rate : 0.5 * t + 0.5 * rate;
+  }
+}
+
+std::vector<std::pair<std::string, double>> WorkerRegistry::LiveThroughputs(absl::Time now) const {
+  std::vector<std::pair<std::string, double>> out;
+  for (const auto& [id, w] : workers_) {
+    if (now - w.last_seen <= worker_timeout_) out.emplace_back(id, w.throughput);
+  }
+  return out;
 }
 
 std::vector<rpc::WorkerStatus> WorkerRegistry::List(absl::Time now) const {

@@ -61,7 +61,13 @@ class WorkerRegistry {
   // Counts a task the worker finished whose training `stats` report
   // (last_step_seconds = train_seconds / steps when steps > 0). Ignored for
   // unknown ids.
-  void RecordTaskDone(const std::string& id, const rpc::TrainStats& stats);
+  // `slice_scalars` (> 0) updates the worker's throughput: an average of
+  // slice_scalars * steps / train_seconds over its recent tasks.
+  void RecordTaskDone(const std::string& id, const rpc::TrainStats& stats,
+                      int64_t slice_scalars = 0);
+  // The live workers at `now`, in id order, with their throughput (0 until
+  // measured).
+  std::vector<std::pair<std::string, double>> LiveThroughputs(absl::Time now) const;
 
   // Every worker, in id order, with state "lost", "training" (holds an
   // assignment) or "idle" as of `now`.
@@ -75,6 +81,7 @@ class WorkerRegistry {
     absl::Time last_seen;
     int64_t tasks_done = 0;
     double last_step_seconds = 0;
+    double throughput = 0;  // slice scalars x steps per second of training
     WorkerAssignment assignment;
   };
 

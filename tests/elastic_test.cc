@@ -100,6 +100,47 @@ TEST(ElasticTest, WorkersJoinAndLeaveAndTheRunReplaysExactly) {
   EXPECT_TRUE(IdenticalParams(file->params, (*engine)->model()));
 }
 
+// Speed-aware subnet sizes: once both workers are measured, each round's
+// shares are their throughputs; the run replays exactly from the recorded
+// shapes (which hold the shares).
+TEST(ElasticTest, SpeedAwareSizesAreRecordedAndReplayExactly) {
+  SetComputeThreads(1);
+  auto cluster = LocalCluster::Start();
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE((*cluster)->AddWorker().ok());
+  rpc::JobSpec spec = ElasticSpec(20);
+  spec.set_max_workers(0);
+  spec.set_speed_aware(true);
+  auto job = (*cluster)->Submit(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto run = (*cluster)->Watch(*job, 300);
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_EQ(run->last.state(), rpc::SUCCEEDED) << run->last.error();
+  run->rounds.erase(0);
+  ASSERT_EQ(run->rounds.size(), 20u);
+  auto config = TrainingConfigFromSpec(WithDefaults(spec));
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto train = LoadDataset("fashion-mnist", DataDir(), true);
+  ASSERT_TRUE(train.ok()) << train.status();
+  auto engine = LocalIstEngine::Create(*config, &*train);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  int sized_rounds = 0;
+  for (const auto& [round, progress] : run->rounds) {
+    const RoundShape shape = RoundShapeFromProto(progress.round_shape());
+    EXPECT_EQ(shape.num_slices, 2);
+    if (!shape.shares.empty()) {
+      ++sized_rounds;
+      EXPECT_EQ(shape.shares.size(), 2u);
+      EXPECT_GE(shape.min_units, 1);
+    }
+    ASSERT_TRUE((*engine)->RunRound(shape).ok());
+    ASSERT_EQ(progress.model_fingerprint(), ParamsFingerprint((*engine)->model()))
+        << "round " << round;
+  }
+  // Round 1 has no measurements; from the third round on both workers have.
+  EXPECT_GE(sized_rounds, 15);
+}
+
 TEST(ElasticTest, MaxWorkersIsCheckedAgainstWorkersAndTheLayers) {
   rpc::JobSpec spec = WithDefaults(ElasticSpec(10));
   spec.set_max_workers(1);
@@ -110,6 +151,9 @@ TEST(ElasticTest, MaxWorkersIsCheckedAgainstWorkersAndTheLayers) {
       << ValidateJobSpec(spec);
   spec.set_max_workers(24);
   EXPECT_TRUE(ValidateJobSpec(spec).ok()) << ValidateJobSpec(spec);
+  spec.set_speed_aware(true);
+  spec.set_mode("local_sgd");
+  EXPECT_NE(ValidateJobSpec(spec).message().find("speed_aware"), std::string::npos);
 }
 
 }  // namespace

@@ -236,6 +236,10 @@ absl::Status ValidateJobSpec(const rpc::JobSpec& spec) {
   // widths), local_steps and batch_size; its messages use the proto's names.
   const IstTrainingConfig config = ToConfig(spec);
   RETURN_IF_ERROR(ValidateTrainingConfig(config));
+  if (spec.speed_aware() && spec.mode() != "ist") {
+    return Invalid("speed_aware", "sizes IST subnets: mode must be 'ist'",
+                   absl::StrCat("mode '", spec.mode(), "'"));
+  }
   if (spec.max_workers() != 0) {
     if (spec.max_workers() < spec.workers() || spec.max_workers() > 1024) {
       return Invalid("max_workers", absl::StrCat("must be 0 or in [workers = ", spec.workers(), ", 1024]"),
