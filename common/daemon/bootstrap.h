@@ -68,7 +68,8 @@ struct GrpcServerSpec {
 void ApplyConnectionLimits(grpc::ServerBuilder* builder);
 
 // Raises the soft RLIMIT_NOFILE to the hard limit and logs the limit in
-// force. Called by StartGrpcServer once per process.
+// force; sends gRPC's log lines to glog. Does this once per process; called
+// by StartGrpcServer, and by the daemons that serve nothing (workers).
 void RaiseDescriptorLimitOnce();
 
 // Keeps the listener of a GrpcServing alive through descriptor exhaustion
