@@ -1,7 +1,8 @@
 #!/bin/bash
 # The coordinator under a 256-descriptor limit (prlimit sets soft = hard, so
 # raising the soft limit does not help) is flooded with 300 idle TCP
-# connections while a job runs, in plaintext and with mutual TLS. After the
+# connections while a job runs, in plaintext and with mutual TLS. While they
+# are open, health on a connection opened before says NOT_SERVING. After the
 # connections close, the coordinator must answer within 5 s (the gRPC health
 # check in plaintext, istctl list with TLS), and the job that ran through
 # the flood must end SUCCEEDED with the model of an undisturbed run of the
@@ -61,11 +62,30 @@ run_mode() {  # run_mode plain|mtls
   ctl() { "$R/cli/istctl" --coordinator="$addr" "${client_tls[@]}" "$@"; }
 
   ctl --timeout=20 submit "${SPEC[@]}" >out.txt 2>&1 || fail "$mode: submit: $(cat out.txt)"
-  python3 "$R/tests/idle_connections.py" "$port" 300 2 >flood.txt 2>&1 \
-    || fail "$mode: flood: $(cat flood.txt)"
-  grep -q "opened" flood.txt || fail "$mode: flood opened nothing: $(cat flood.txt)"
+  # In plaintext a probe connected before the flood asks again during it.
+  local probe=""
+  rm -f flooded
+  if [ "$mode" = plain ]; then
+    "$R/tests/health_probe" "$addr" 5 flooded >during.txt 2>&1 &
+    probe=$!
+  fi
+  python3 "$R/tests/idle_connections.py" "$port" 300 3 >flood.txt 2>&1 &
+  local flood=$!
+  for _ in $(seq 100); do
+    grep -q "Failed accept4: Too many open files" "coordinator-$mode.log" && break
+    sleep 0.1
+  done
   grep -q "Failed accept4: Too many open files" "coordinator-$mode.log" \
     || fail "$mode: the flood did not exhaust the descriptors: $(cat flood.txt)"
+  touch flooded
+  if [ -n "$probe" ]; then
+    wait "$probe"
+    [ "$(sed -n 1p during.txt)" = SERVING ] || fail "$mode: health before the flood: $(cat during.txt)"
+    [ "$(sed -n 2p during.txt)" = NOT_SERVING ] \
+      || fail "$mode: health during the flood, on a connection opened before it: $(cat during.txt)"
+  fi
+  wait "$flood" || fail "$mode: flood: $(cat flood.txt)"
+  grep -q "opened" flood.txt || fail "$mode: flood opened nothing: $(cat flood.txt)"
   local start end
   start=$(date +%s.%N)
   if [ "$mode" = plain ]; then
