@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -46,12 +47,12 @@ const std::vector<CommandSpec>& Commands() {
        nullptr,
        {"spec", "name", "layers", "dataset", "workers", "local_steps", "rounds",
         "epochs", "lr", "momentum", "weight_decay", "batch", "seed",
-        "eval_every", "bn_mode", "mode", "wait"}},
+        "eval_every", "bn_mode", "mode", "wait", "reconnect_for"}},
       {"status", "JOB_ID", {}},
       {"list", nullptr, {}},
       {"workers", nullptr, {}},
       {"cancel", "JOB_ID", {}},
-      {"watch", "JOB_ID", {}},
+      {"watch", "JOB_ID", {"reconnect_for"}},
       {"export", "JOB_ID", {"out"}},
       {"eval", "JOB_ID", {"dataset", "split"}},
       {"help", nullptr, {}},
@@ -192,13 +193,26 @@ std::string TimeoutText(double seconds) {
   return absl::StrCat(seconds, "s");
 }
 
+// A TLS server closes a plaintext connection without a word ("Socket
+// closed"): say what that probably means.
+std::string TlsHint(const GlobalOptions& g, const grpc::Status& status) {
+  if (!g.security.tls.ca.empty()) return "";
+  const std::string& message = status.error_message();
+  if (!absl::StrContains(message, "Socket closed") &&
+      !absl::StrContains(message, "Connection reset")) {
+    return "";
+  }
+  return " (the server may require TLS: connect with --tls_ca=FILE, and --tls_cert and "
+         "--tls_key if it asks for a client certificate)";
+}
+
 // Prints the failure of `rpc` (e.g. "GetJob j-1") and returns the exit code.
 int ReportRpcError(const GlobalOptions& g, absl::string_view rpc,
                    const grpc::Status& status, std::ostream& err) {
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
       err << "istctl: cannot reach the coordinator at " << g.coordinator
-          << " (" << rpc << "): " << status.error_message() << "\n";
+          << " (" << rpc << "): " << status.error_message() << TlsHint(g, status) << "\n";
       break;
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       err << "istctl: no answer from the coordinator at " << g.coordinator
@@ -267,9 +281,55 @@ class ProgressPrinter {
   bool line_open_ = false;
 };
 
-int RunWatch(const GlobalOptions& g, const std::string& job_id,
+// How long watch and submit --wait keep trying to reach a coordinator they
+// lost: --reconnect_for, default kDefaultReconnectSeconds.
+absl::StatusOr<double> ReconnectSeconds(const std::map<std::string, std::string>& flags) {
+  const auto it = flags.find("reconnect_for");
+  if (it == flags.end()) return kDefaultReconnectSeconds;
+  double seconds = 0;
+  if (!absl::SimpleAtod(it->second, &seconds) || !(seconds >= 0) || seconds > 1e7) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--reconnect_for: must be a number of seconds in [0, 1e7], got '", it->second, "'"));
+  }
+  return seconds;
+}
+
+// True for the ends of a watch that a coordinator restart causes: the
+// connection failed, or the server ended the stream (it does at shutdown)
+// before the job finished.
+bool LostCoordinator(const grpc::Status& status) {
+  return status.ok() || status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         status.error_code() == grpc::StatusCode::CANCELLED;
+}
+
+// GetJob until the coordinator answers or `until` passes: each attempt
+// waits for the channel to connect (wait_for_ready) for up to 5 s, then
+// backs off 200 ms doubling to 2 s. Returns the last status and fills
+// `status` on success.
+grpc::Status ReconnectAndGetJob(const std::string& job_id, absl::Time until,
+                                rpc::JobService::StubInterface* stub, rpc::JobStatus* status) {
+  absl::Duration backoff = absl::Milliseconds(200);
+  grpc::Status s;
+  while (true) {
+    grpc::ClientContext context;
+    context.set_wait_for_ready(true);
+    context.set_deadline(absl::ToChronoTime(std::min(until, absl::Now() + absl::Seconds(5))));
+    rpc::GetJobRequest request;
+    request.set_job_id(job_id);
+    s = stub->GetJob(&context, request, status);
+    const bool transient = s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                           s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+    if (s.ok() || !transient || absl::Now() >= until) return s;
+    absl::SleepFor(std::min(backoff, until - absl::Now()));
+    backoff = std::min(backoff * 2, absl::Seconds(2));
+  }
+}
+
+int RunWatch(const GlobalOptions& g, const std::string& job_id, double reconnect_seconds,
              rpc::JobService::StubInterface* stub, std::ostream& out,
              std::ostream& err, bool live) {
+  const absl::Time overall_deadline =
+      g.timeout_given ? absl::Now() + absl::Seconds(g.timeout_seconds) : absl::InfiniteFuture();
   // A bounded call first: an unreachable coordinator or an unknown job fails
   // within --timeout even though the stream below may have no deadline.
   rpc::JobStatus status;
@@ -283,44 +343,84 @@ int RunWatch(const GlobalOptions& g, const std::string& job_id,
   }
   ProgressPrinter printer(out, g.output, live);
   rpc::JobProgress last = status.progress();
-  if (IsTerminal(last.state())) {
-    if (g.output == OutputFormat::kJson) printer.Print(last);
-    printer.Summary(last);
-    return ExitCodeForState(last.state());
-  }
-
-  grpc::ClientContext context;
-  if (g.timeout_given) SetDeadline(&context, g.timeout_seconds);
-  rpc::WatchJobRequest request;
-  request.set_job_id(job_id);
-  std::unique_ptr<grpc::ClientReaderInterface<rpc::JobProgress>> reader =
-      stub->WatchJob(&context, request);
-  rpc::JobProgress progress;
-  while (reader->Read(&progress)) {
-    printer.Print(progress);
-    last = progress;
-    if (IsTerminal(progress.state())) {
-      context.TryCancel();  // in case the server keeps the stream open
-      break;
+  // The end of the current outage's reconnect window; InfinitePast while
+  // the watch delivers progress. A watch that keeps failing without any
+  // progress gives up when the window of its first failure closes.
+  absl::Time reconnect_until = absl::InfinitePast();
+  while (true) {
+    if (IsTerminal(last.state())) {
+      if (g.output == OutputFormat::kJson) printer.Print(last);
+      printer.Summary(last);
+      return ExitCodeForState(last.state());
     }
+    grpc::ClientContext context;
+    if (g.timeout_given) context.set_deadline(absl::ToChronoTime(overall_deadline));
+    rpc::WatchJobRequest request;
+    request.set_job_id(job_id);
+    std::unique_ptr<grpc::ClientReaderInterface<rpc::JobProgress>> reader =
+        stub->WatchJob(&context, request);
+    rpc::JobProgress progress;
+    while (reader->Read(&progress)) {
+      printer.Print(progress);
+      last = progress;
+      reconnect_until = absl::InfinitePast();
+      if (IsTerminal(progress.state())) {
+        context.TryCancel();  // in case the server keeps the stream open
+        break;
+      }
+    }
+    const grpc::Status s = reader->Finish();
+    if (IsTerminal(last.state())) {
+      printer.Summary(last);
+      return ExitCodeForState(last.state());
+    }
+    printer.EndLine();
+    if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && g.timeout_given) {
+      err << "istctl: job " << job_id << " did not finish within the --timeout of "
+          << TimeoutText(g.timeout_seconds) << " (" << StateName(last.state())
+          << ", " << RoundText(last) << ")\n";
+      return kExitFailure;
+    }
+    if (!LostCoordinator(s) || reconnect_seconds <= 0) {
+      if (!s.ok()) return ReportRpcError(g, "WatchJob " + job_id, s, err);
+      err << "istctl: the coordinator at " << g.coordinator
+          << " ended the watch of job " << job_id << " before it finished ("
+          << StateName(last.state()) << ", " << RoundText(last) << ")\n";
+      return kExitFailure;
+    }
+    const std::string reason = s.ok() ? "it ended the watch" : s.error_message();
+    if (reconnect_until != absl::InfinitePast()) {
+      // Failed again without progress since the last reconnect: pause.
+      absl::SleepFor(std::max(absl::ZeroDuration(),
+                              std::min(absl::Seconds(1), reconnect_until - absl::Now())));
+    } else {
+      reconnect_until =
+          std::min(overall_deadline, absl::Now() + absl::Seconds(reconnect_seconds));
+      err << "istctl: lost the coordinator at " << g.coordinator << " while watching job "
+          << job_id << " (" << reason << "); reconnecting for up to "
+          << TimeoutText(reconnect_seconds) << "\n";
+      err.flush();
+    }
+    const grpc::Status back =
+        absl::Now() < reconnect_until
+            ? ReconnectAndGetJob(job_id, reconnect_until, stub, &status)
+            : grpc::Status(grpc::StatusCode::UNAVAILABLE, reason);
+    if (!back.ok()) {
+      if (back.error_code() == grpc::StatusCode::UNAVAILABLE ||
+          back.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+        err << "istctl: the coordinator at " << g.coordinator << " did not come back within "
+            << TimeoutText(reconnect_seconds) << " (job " << job_id << " was "
+            << StateName(last.state()) << ", " << RoundText(last)
+            << "; last error: " << back.error_message() << ")\n";
+        return kExitFailure;
+      }
+      return ReportRpcError(g, "GetJob " + job_id, back, err);
+    }
+    err << "istctl: reconnected to " << g.coordinator << "; job " << job_id << " is "
+        << StateName(status.progress().state()) << ", " << RoundText(status.progress()) << "\n";
+    err.flush();
+    last = status.progress();
   }
-  const grpc::Status s = reader->Finish();
-  if (IsTerminal(last.state())) {
-    printer.Summary(last);
-    return ExitCodeForState(last.state());
-  }
-  printer.EndLine();
-  if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && g.timeout_given) {
-    err << "istctl: job " << job_id << " did not finish within the --timeout of "
-        << TimeoutText(g.timeout_seconds) << " (" << StateName(last.state())
-        << ", " << RoundText(last) << ")\n";
-    return kExitFailure;
-  }
-  if (!s.ok()) return ReportRpcError(g, "WatchJob " + job_id, s, err);
-  err << "istctl: the coordinator at " << g.coordinator
-      << " ended the watch of job " << job_id << " before it finished ("
-      << StateName(last.state()) << ", " << RoundText(last) << ")\n";
-  return kExitFailure;
 }
 
 int RunSubmit(const Invocation& inv, rpc::JobService::StubInterface* stub,
@@ -346,7 +446,7 @@ int RunSubmit(const Invocation& inv, rpc::JobService::StubInterface* stub,
   out.flush();
   const auto wait = inv.flags.find("wait");
   if (wait == inv.flags.end() || wait->second != "true") return kExitOk;
-  return RunWatch(g, response.job_id(), stub, out, err, live);
+  return RunWatch(g, response.job_id(), ReconnectSeconds(inv.flags).value_or(kDefaultReconnectSeconds), stub, out, err, live);
 }
 
 int RunStatus(const Invocation& inv, rpc::JobService::StubInterface* stub,
@@ -568,12 +668,17 @@ commands:
       submit a job; the spec comes from FILE (text proto of ist.rpc.JobSpec)
       with the flags overriding its fields, and is checked before sending.
       Prints the job id; --wait then watches it like `watch`.
+      --reconnect_for as for watch.
   status JOB_ID                 the job's spec and progress
   list                          all jobs
   workers                       every worker: state, last contact, task,
                                 step time
   cancel JOB_ID                 cancel a queued or running job
-  watch JOB_ID                  follow the job's progress until it ends
+  watch JOB_ID [--reconnect_for=SECONDS]
+                                follow the job's progress until it ends; if
+                                the coordinator goes away, keep trying to
+                                reach it for SECONDS (default 300; 0: give
+                                up at once), then follow the job again
   export JOB_ID --out=FILE      download the job's model into FILE
   eval JOB_ID [--dataset=NAME] [--split=test|train]
                                 evaluate the job's current model
@@ -684,6 +789,7 @@ absl::StatusOr<Invocation> ParseCommandLine(
         c, ": unexpected argument '", inv.args[max_args], "'"));
   }
   if (c == "help") return inv;
+  if (absl::StatusOr<double> r = ReconnectSeconds(inv.flags); !r.ok()) return r.status();
   if (c == "export") {
     const auto out = inv.flags.find("out");
     if (out == inv.flags.end() || out->second.empty()) {
@@ -1000,7 +1106,9 @@ int RunCommand(const Invocation& inv, rpc::JobService::StubInterface* stub,
   if (c == "list") return RunList(inv, stub, out, err);
   if (c == "workers") return RunWorkers(inv, stub, out, err);
   if (c == "cancel") return RunCancel(inv, stub, out, err);
-  if (c == "watch") return RunWatch(inv.global, inv.args[0], stub, out, err, live);
+  if (c == "watch") {
+    return RunWatch(inv.global, inv.args[0], ReconnectSeconds(inv.flags).value_or(kDefaultReconnectSeconds), stub, out, err, live);
+  }
   if (c == "export") return RunExport(inv, stub, out, err);
   if (c == "eval") return RunEval(inv, stub, out, err);
   LOG(FATAL) << "RunCommand: command '" << c << "' is not runnable";

@@ -8,6 +8,12 @@
 //   istctl --coordinator=HOST:PORT [--output=text|json] [--timeout=SECONDS]
 //          COMMAND [ARGS] [FLAGS]
 //
+// watch and submit --wait survive a coordinator restart: when the
+// connection fails or the server ends the watch before the job finished,
+// they try to reach the coordinator again for --reconnect_for seconds
+// (default 300, within --timeout if given) and follow the job from where
+// the restarted coordinator has it.
+//
 // Exit codes: 0 success; 1 an RPC or I/O failed, the job was not found, or
 // (watch, submit --wait) the job ended other than SUCCEEDED; 2 usage error,
 // invalid job spec or INVALID_ARGUMENT from the coordinator.
@@ -38,6 +44,10 @@ constexpr int kExitUsage = 2;
 // Largest gRPC message istctl sends or accepts (set explicitly on the
 // channel; the job API's messages and model chunks are far smaller).
 constexpr int kMaxMessageBytes = 64 << 20;
+
+// Seconds watch and submit --wait keep trying to reach a coordinator that
+// went away (a restart), unless --reconnect_for says otherwise.
+constexpr double kDefaultReconnectSeconds = 300;
 
 enum class OutputFormat { kText, kJson };
 

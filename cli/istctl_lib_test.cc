@@ -1,5 +1,6 @@
 #include "cli/istctl_lib.h"
 
+#include <atomic>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -318,6 +319,11 @@ class FakeJobService : public rpc::JobService::Service {
  public:
   rpc::JobState final_state = rpc::SUCCEEDED;
   bool end_stream_early = false;
+  // The next this many watches end after round 2 (as at a restart), then
+  // watches run to the end.
+  std::atomic<int> watches_to_end_early{0};
+  // Every watch fails UNAVAILABLE before sending anything.
+  bool watch_unavailable = false;
   std::string model = std::string(100000, 'm');
 
   grpc::Status SubmitJob(grpc::ServerContext*,
@@ -358,10 +364,12 @@ class FakeJobService : public rpc::JobService::Service {
   grpc::Status WatchJob(grpc::ServerContext*,
                         const rpc::WatchJobRequest* request,
                         grpc::ServerWriter<rpc::JobProgress>* writer) override {
+    if (watch_unavailable) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "gone");
+    const bool early = end_stream_early || watches_to_end_early.fetch_sub(1) > 0;
     for (int round = 1; round <= 3; ++round) {
       rpc::JobProgress p = Progress(rpc::RUNNING, round, 3);
       if (round == 3) {
-        if (end_stream_early) return grpc::Status::OK;
+        if (early) return grpc::Status::OK;
         p.set_state(final_state);
         p.set_error(final_state == rpc::FAILED ? "boom" : "");
       }
@@ -483,9 +491,45 @@ TEST_F(RunCommandTest, WatchExitCodeFollowsFinalState) {
   service_.final_state = rpc::CANCELLED;
   EXPECT_EQ(Run({"submit", "--layers=784-64-10", "--wait"}), 1);
   service_.end_stream_early = true;
-  EXPECT_EQ(Run({"watch", "job-1"}), 1);
+  EXPECT_EQ(Run({"watch", "job-1", "--reconnect_for=0"}), 1);
   EXPECT_THAT(err_.str(), HasSubstr("ended the watch of job job-1 before it "
                                     "finished (RUNNING, round 2/3"));
+}
+
+TEST_F(RunCommandTest, WatchFollowsTheJobAfterTheWatchIsLost) {
+  service_.watches_to_end_early = 2;
+  EXPECT_EQ(Run({"submit", "--layers=784-64-10", "--wait"}), 0) << err_.str();
+  EXPECT_THAT(err_.str(), HasSubstr("lost the coordinator at " + address_ +
+                                    " while watching job job-1 (it ended the watch); "
+                                    "reconnecting for up to 300s"));
+  EXPECT_THAT(err_.str(), HasSubstr("reconnected to " + address_ + "; job job-1 is RUNNING"));
+  EXPECT_THAT(out_.str(), HasSubstr("final test accuracy: 0.8123"));
+}
+
+TEST_F(RunCommandTest, WatchGivesUpWhenReconnectForRunsOut) {
+  service_.watch_unavailable = true;
+  EXPECT_EQ(Run({"watch", "job-1", "--reconnect_for=0.5"}), 1);
+  EXPECT_THAT(err_.str(), HasSubstr("did not come back within 0.5s (job job-1 was RUNNING"));
+  EXPECT_THAT(err_.str(), HasSubstr("last error: gone"));
+}
+
+TEST_F(RunCommandTest, WatchOfAnUnreachableCoordinatorFailsAtOnce) {
+  server_->Shutdown();
+  auto inv = ParseCommandLine({"--coordinator=" + address_, "watch", "job-1",
+                               "--reconnect_for=1"});
+  ASSERT_TRUE(inv.ok());
+  // The first GetJob fails: nothing to follow, the usual unreachable error.
+  EXPECT_EQ(RunCommand(*inv, stub_.get(), out_, err_, false), 1);
+  EXPECT_THAT(err_.str(), HasSubstr("cannot reach the coordinator at " + address_));
+}
+
+TEST(ParseReconnectForTest, RefusesNegativeAndGarbage) {
+  for (const char* bad : {"--reconnect_for=-1", "--reconnect_for=abc"}) {
+    auto inv = ParseCommandLine({"--coordinator=h:1", "watch", "job-1", bad});
+    ASSERT_FALSE(inv.ok()) << bad;
+    EXPECT_THAT(std::string(inv.status().message()), HasSubstr("--reconnect_for: must be"));
+  }
+  EXPECT_FALSE(ParseCommandLine({"--coordinator=h:1", "status", "j", "--reconnect_for=1"}).ok());
 }
 
 TEST_F(RunCommandTest, RpcErrorsMapToExitCodes) {

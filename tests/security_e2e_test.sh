@@ -73,6 +73,7 @@ refused "wrong token" "token" "${MTLS[@]}" --token_file=wrong
 refused "untrusted CA" "$ADDR" --tls_ca=other.pem --tls_cert=client.pem --tls_key=client.key --token_file=token
 refused "no client certificate" "$ADDR" --tls_ca=ca.pem --token_file=token
 refused "plaintext" "$ADDR" --token_file=token
+grep -q "the server may require TLS" err.txt || fail "plaintext: no TLS hint: $(cat err.txt)"
 
 # Only the worker with a client certificate ever registered.
 ctl "${MTLS[@]}" --token_file=token workers >out.txt || fail "workers: $(cat out.txt)"

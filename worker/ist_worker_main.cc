@@ -109,6 +109,7 @@ int main(int argc, char** argv) {
       .AtLeast("--threads", FLAGS_threads, 0)
       .AtLeast("--poll_wait_ms", FLAGS_poll_wait_ms, 100);
   if (!checks.ok()) return program.Fail(checks.status());
+  ist::RaiseDescriptorLimitOnce();
   ist::SetComputeThreads(FLAGS_threads);
   ist::StopSignal stop;
 

@@ -32,8 +32,12 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CoordinatorChannel(
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(8 << 20);
   args.SetMaxSendMessageSize(8 << 20);
-  // Reconnect quickly after a coordinator restart.
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  // Reconnect quickly after a coordinator restart: the channel tries again
+  // at least every second, so a call made right after the restart does not
+  // fail on a connection attempt that failed before it.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   // Detect a dead connection (peer gone, link stalled) within ~30 s instead
   // of waiting for a task's deadline; the coordinator allows these pings
   // (server/ist_coordinator_main.cc).
@@ -45,7 +49,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CoordinatorChannel(
 }
 
 WorkerAgent::WorkerAgent(WorkerOptions options, std::shared_ptr<grpc::Channel> channel)
-    : options_(std::move(options)), stub_(rpc::WorkerService::NewStub(channel)), slices_(channel) {}
+    : options_(std::move(options)), channel_(channel), stub_(rpc::WorkerService::NewStub(channel)), slices_(channel) {}
 
 absl::Status WorkerAgent::Register() {
   rpc::RegisterWorkerRequest request;
@@ -220,6 +224,14 @@ WorkerAgent::Counters WorkerAgent::counters() const {
   return c;
 }
 
+void WorkerAgent::WaitForCoordinator(absl::Time until, const std::atomic<bool>* stop) {
+  while (!stop->load() && absl::Now() < until) {
+    // Asks the channel to connect and waits up to 100 ms for it.
+    const absl::Time step = std::min(until, absl::Now() + absl::Milliseconds(100));
+    if (channel_->WaitForConnected(absl::ToChronoTime(step))) return;
+  }
+}
+
 void WorkerAgent::Run(const std::atomic<bool>* stop) {
   absl::Duration backoff = absl::Milliseconds(100);
   int failures = 0;
@@ -241,7 +253,11 @@ void WorkerAgent::Run(const std::atomic<bool>* stop) {
       registered_.store(false);
     }
     const absl::Time until = absl::Now() + backoff;
-    while (!stop->load() && absl::Now() < until) absl::SleepFor(absl::Milliseconds(50));
+    if (unreachable) {
+      WaitForCoordinator(until, stop);
+    } else {
+      while (!stop->load() && absl::Now() < until) absl::SleepFor(absl::Milliseconds(50));
+    }
     backoff = std::min(backoff * 2, options_.max_backoff);
   }
 }

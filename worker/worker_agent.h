@@ -41,6 +41,10 @@ class WorkerAgent {
   WorkerAgent(WorkerOptions options, std::shared_ptr<grpc::Channel> channel);
 
   // Serves until `stop` becomes true (checked at least every poll_wait).
+  // While the coordinator is unreachable, waits with backoff (100 ms doubling
+  // to max_backoff) for the channel to connect again; a wait ends as soon as
+  // it does, so a restarted coordinator is rejoined within about a second
+  // of serving, not after the rest of the backoff.
   void Run(const std::atomic<bool>* stop);
 
   // One register-if-needed + poll + train + push cycle. Returns true if a
@@ -64,6 +68,8 @@ class WorkerAgent {
 
  private:
   absl::Status Register();
+  // Returns when the channel is connected, `until` has passed or *stop.
+  void WaitForCoordinator(absl::Time until, const std::atomic<bool>* stop);
   // Sends a heartbeat every `interval` until *done; runs on its own thread
   // while a task trains, so a long task does not look like a dead worker.
   void HeartbeatUntil(const std::atomic<bool>* done, rpc::SliceTag tag, absl::Duration interval);
@@ -71,6 +77,7 @@ class WorkerAgent {
   absl::StatusOr<std::shared_ptr<const DenseDataset>> LoadTrainingSet(const std::string& name);
 
   const WorkerOptions options_;
+  const std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<rpc::WorkerService::Stub> stub_;
   SliceStreamClient slices_;  // FetchSlice and PushSlice, zero-copy
   std::string worker_id_;

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string>
 
+#include "common/daemon/bootstrap.h"
 #include "common/daemon/program.h"
 #include "common/daemon/stop_signal.h"
 #include "common/store/xc_shard_client.h"
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
   ist::FlagChecks checks;
   checks.Required("--coordinator", FLAGS_coordinator).AtLeast("--poll_wait_ms", FLAGS_poll_wait_ms, 1);
   if (!checks.ok()) return program.Fail(checks.status());
+  ist::RaiseDescriptorLimitOnce();
   ist::StopSignal stop;
   ist::XcWorkerOptions options;
   options.coordinator = FLAGS_coordinator;

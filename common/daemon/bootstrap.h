@@ -2,6 +2,17 @@
 // gives (port 0 picks a free port, which is reported back), the port file a
 // script or test waits for, the optional Prometheus endpoint, and the
 // one-line description of the transport security for the start-up log.
+//
+// Descriptor exhaustion: the gRPC library of this system (1.51) stops
+// accepting for good when accept4 fails ("Failed accept4: Too many open
+// files"), even after descriptors are freed. StartGrpcServer therefore
+// raises the soft RLIMIT_NOFILE to the hard limit, bounds what a connection
+// may hold (see ApplyConnectionLimits), and keeps the listener alive: when
+// gRPC reports a failed accept, the dead listening socket is shut down (new
+// connections are refused instead of hanging), health turns NOT_SERVING on
+// the connections still open, and once descriptors are free again a new
+// server with the same services listens on the same port. Calls on
+// connections accepted before keep being served by the old server.
 // Flags, usage errors and malloc tuning are in program.h; signals in
 // stop_signal.h.
 //
@@ -48,13 +59,42 @@ struct GrpcServerSpec {
   std::function<void(grpc::ServerBuilder*)> configure;
 };
 
+// Channel arguments every daemon's server gets before spec.configure runs
+// (which may override them): a TLS or HTTP/2 handshake must finish within
+// 10 s (a connection that never speaks is closed then), at most 100
+// concurrent calls per connection, a connection with no call for 10 min is
+// closed (clients reconnect on their next call), and at most 1024 threads
+// serve calls at once (beyond that calls fail RESOURCE_EXHAUSTED).
+void ApplyConnectionLimits(grpc::ServerBuilder* builder);
+
+// Raises the soft RLIMIT_NOFILE to the hard limit and logs the limit in
+// force; sends gRPC's log lines to glog. Does this once per process; called
+// by StartGrpcServer, and by the daemons that serve nothing (workers).
+void RaiseDescriptorLimitOnce();
+
+// Keeps the listener of a GrpcServing alive through descriptor exhaustion
+// (see the file comment). Defined in bootstrap.cc.
+class ListenerKeeper;
+
 // A started gRPC server and the port it bound.
 struct GrpcServing {
-  std::unique_ptr<grpc::Server> server;
+  GrpcServing();
+  GrpcServing(GrpcServing&&);
+  GrpcServing& operator=(GrpcServing&&);
+  ~GrpcServing();
+
+  std::unique_ptr<grpc::Server> server;  // the server first started
   int port = 0;
+  // Null for a default-constructed GrpcServing. Declared after `server`, so
+  // it stops (and shuts down the servers it started) first.
+  std::unique_ptr<ListenerKeeper> keeper;
+
+  // How many times the listener was started again after a failed accept.
+  int listener_restarts() const;
 
   // Stops accepting calls, lets running calls finish for up to `grace`,
-  // then cancels them. Returns when the server has stopped.
+  // then cancels them, on every server started for this port. Returns when
+  // they have stopped.
   void Shutdown(absl::Duration grace);
 };
 
