@@ -5,7 +5,7 @@
 # imports the job API's modules for the ist_client package.
 #
 #   cli/python/generate_stubs.sh [OUT_DIR]
-#   PYTHONPATH=cli/python:OUT_DIR /usr/bin/python3 ...
+#   PYTHONPATH=cli/python:OUT_DIR python3 ...   (Debian's python3)
 #
 # Exits non-zero, naming the file, if protoc fails or no .proto file declares
 # the job service.

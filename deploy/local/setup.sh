@@ -15,6 +15,7 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev llvm-14
   prometheus-cpp-dev
   shellcheck curl
+  python3-grpcio python3-protobuf python3-grpc-tools
 )
 
 missing=()

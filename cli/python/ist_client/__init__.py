@@ -3,8 +3,8 @@
 Needs Debian's python3-grpcio and python3-protobuf, and the stubs that
 cli/python/generate_stubs.sh writes into a build directory:
 
-    cli/python/generate_stubs.sh build/python
-    PYTHONPATH=cli/python:build/python /usr/bin/python3 my_script.py
+    cli/python/generate_stubs.sh   # writes cli/python/build
+    PYTHONPATH=cli/python:cli/python/build /usr/bin/python3 my_script.py
 """
 
 try:

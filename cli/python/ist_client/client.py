@@ -28,6 +28,9 @@ from ist_client_stubs import job_pb2_grpc
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
+# istctl's limit too: job listings and model file chunks fit.
+_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20)]
+
 # The states after which a job changes no more.
 TERMINAL_STATES = frozenset(
     [job_pb2.SUCCEEDED, job_pb2.FAILED, job_pb2.CANCELLED])
@@ -102,7 +105,7 @@ def parse_spec(spec):
             name = str(spec)
             text = _read_file("spec", name).decode("utf-8", "replace")
         else:
-            name, text = "spec", spec
+            name, text = "spec (no such file; read as a text proto)", spec
         try:
             return text_format.Parse(text, job_pb2.JobSpec())
         except text_format.ParseError as e:
@@ -268,7 +271,7 @@ def connect(target, token=None, tls_ca=None, client_cert=None,
     if client_cert is not None and tls_ca is None:
         raise ValueError("client_cert: requires tls_ca")
     if tls_ca is None:
-        channel = grpc.insecure_channel(target)
+        channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
     else:
         credentials = grpc.ssl_channel_credentials(
             root_certificates=_read_file("tls_ca", tls_ca),
@@ -276,5 +279,6 @@ def connect(target, token=None, tls_ca=None, client_cert=None,
                          if client_key else None),
             certificate_chain=(_read_file("client_cert", client_cert)
                                if client_cert else None))
-        channel = grpc.secure_channel(target, credentials)
+        channel = grpc.secure_channel(target, credentials,
+                                       options=_CHANNEL_OPTIONS)
     return Client(target, channel, token, timeout)
