@@ -60,6 +60,10 @@ check(os.path.getsize(model) == size and size > 32 * 784 * 4,
 with open(model, "rb") as f:
     check(f.read(8) == b"ISTMODL1", "export: no model magic")
 check(not os.path.exists(model + ".tmp"), "export left its .tmp file")
+# The fingerprint the proto documents, computed from the export file alone.
+check(ist_client.model_fingerprint(model) == last.model_fingerprint,
+      f"fingerprint {ist_client.model_fingerprint(model):016x} != "
+      f"{last.model_fingerprint:016x}")
 
 result = client.eval(job)
 check(0 <= result.accuracy <= 1, f"eval accuracy {result.accuracy}")

@@ -94,7 +94,7 @@ HEADER_KEY=$(
     "$CXX" --version
     printf '%s\n' "${CXXFLAGS[@]}"
     dpkg-query -W libprotobuf-dev libabsl-dev libeigen3-dev libclang-rt-14-dev 2>/dev/null || true
-    cat common/*.h tests/fuzz/*.h "$GEN"/proto/*.pb.h
+    cat common/*/*.h tests/fuzz/*.h "$GEN"/proto/*.pb.h
   } | sha256sum | cut -c1-16)
 
 declare -A OBJ_OF

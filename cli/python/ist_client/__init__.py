@@ -17,7 +17,7 @@ except ImportError as e:
 
 from ist_client.client import (  # noqa: E402
     DEFAULT_TIMEOUT_SECONDS, TERMINAL_STATES, Client, IstError, connect,
-    parse_spec, state_name)
+    model_fingerprint, parse_spec, state_name)
 from ist_client_stubs import job_pb2  # noqa: E402
 
 QUEUED = job_pb2.QUEUED
@@ -27,7 +27,7 @@ FAILED = job_pb2.FAILED
 CANCELLED = job_pb2.CANCELLED
 
 __all__ = [
-    "Client", "IstError", "connect", "parse_spec", "state_name", "job_pb2",
+    "Client", "IstError", "connect", "model_fingerprint", "parse_spec", "state_name", "job_pb2",
     "TERMINAL_STATES", "DEFAULT_TIMEOUT_SECONDS",
     "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED",
 ]

@@ -282,3 +282,51 @@ def connect(target, token=None, tls_ca=None, client_cert=None,
         channel = grpc.secure_channel(target, credentials,
                                        options=_CHANNEL_OPTIONS)
     return Client(target, channel, token, timeout)
+
+
+_FNV_PRIME = 0x100000001B3
+_MASK = (1 << 64) - 1
+
+
+def _mix64(x):
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & _MASK
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+def model_fingerprint(model_file):
+    """JobProgress.model_fingerprint of the model in an exported model file
+    (a path or its bytes), computed as proto/job.proto documents it."""
+    data = pathlib.Path(model_file).read_bytes() if not isinstance(
+        model_file, (bytes, bytearray)) else bytes(model_file)
+    if data[:8] != b"ISTMODL1":
+        raise ValueError("not an ist model file (no ISTMODL1 magic)")
+    header_len = int.from_bytes(data[8:16], "little")
+    header = job_pb2.ModelFileHeader()
+    header.ParseFromString(data[16:16 + header_len])
+    payload = memoryview(data)[16 + header_len:len(data) - 4]
+    lanes = [0xCBF29CE484222325, 0x84222325CBF29CE4, 0xCBF29CE4CBF29CE4,
+             0x8422232584222325]
+    offset = 0
+    for tensor in header.tensors.tensors:
+        n = 4
+        for d in tensor.shape:
+            n *= d
+        t = payload[offset:offset + n]
+        offset += n
+        i = 0
+        while i + 32 <= n:
+            for k in range(4):
+                word = int.from_bytes(t[i + 8 * k:i + 8 * k + 8], "little")
+                lanes[k] = ((lanes[k] ^ word) * _FNV_PRIME) & _MASK
+            i += 32
+        while i < n:
+            lanes[0] = ((lanes[0] ^ t[i]) * _FNV_PRIME) & _MASK
+            i += 1
+        lanes[1] = ((lanes[1] ^ n) * _FNV_PRIME) & _MASK
+    h = 0xCBF29CE484222325
+    for x in lanes:
+        h = _mix64(h ^ _mix64(x))
+    return h
