@@ -62,30 +62,6 @@ skip_all() {
 
 # ------------------------------------------------------------------ setup
 [ "$(id -u)" -eq 0 ] || skip_all "needs root (rootful podman)"
-missing=()
-for t in podman runc mmdebstrap; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  command -v apt-get >/dev/null 2>&1 || skip_all "${missing[*]} missing and no apt-get to install them"
-  echo "installing ${missing[*]} (apt-get)"
-  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-         podman runc mmdebstrap >/tmp/ist-container-apt.log 2>&1; then
-    tail -n 5 /tmp/ist-container-apt.log | indent
-    skip_all "podman runc mmdebstrap missing and apt-get install failed"
-  fi
-fi
-export CONTAINERS_CONF=$ROOT/deploy/docker/containers.conf
-if ! podman info >/tmp/ist-container-info.log 2>&1; then
-  tail -n 3 /tmp/ist-container-info.log | indent
-  skip_all "podman info fails: podman does not work here"
-fi
-command -v kubectl >/dev/null 2>&1 || skip_all "kubectl missing (renders the overlays' args)"
-command -v node >/dev/null 2>&1 || skip_all "node missing (tests/k8s/pod_args.js)"
-if [ ! -d "$HERE/k8s/node_modules/js-yaml" ]; then
-  echo "installing node tools: npm ci in tests/k8s"
-  (cd "$HERE/k8s" && npm ci --ignore-scripts --no-audit --no-fund) >/tmp/ist-container-npm.log 2>&1 ||
-    skip_all "npm ci in tests/k8s failed (registry unreachable?)"
-fi
-
 WORK=$(mktemp -d /tmp/ist-container-test.XXXXXX)
 chmod 755 "$WORK"
 NET=ist-ctest-$$
@@ -94,10 +70,38 @@ VOLUMES=()
 cleanup() {
   for c in "${CONTAINERS[@]}"; do podman rm -f -t 2 "$c" >/dev/null 2>&1 || true; done
   for v in "${VOLUMES[@]}"; do podman volume rm -f "$v" >/dev/null 2>&1 || true; done
-  podman network rm -f "$NET" >/dev/null 2>&1 || true
+  if command -v podman >/dev/null 2>&1; then podman network rm -f "$NET" >/dev/null 2>&1 || true; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+missing=()
+for t in podman runc mmdebstrap; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null 2>&1 || skip_all "${missing[*]} missing and no apt-get to install them"
+  echo "installing ${missing[*]} (apt-get)"
+  apt_install() {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      podman runc mmdebstrap >>"$WORK/apt.log" 2>&1
+  }
+  # A second try after refreshing stale package lists.
+  if ! apt_install && ! { apt-get update >>"$WORK/apt.log" 2>&1 && apt_install; }; then
+    tail -n 5 "$WORK/apt.log" | indent
+    skip_all "podman runc mmdebstrap missing and apt-get install failed"
+  fi
+fi
+export CONTAINERS_CONF=$ROOT/deploy/docker/containers.conf
+if ! podman info >"$WORK/info.log" 2>&1; then
+  tail -n 3 "$WORK/info.log" | indent
+  skip_all "podman info fails: podman does not work here"
+fi
+command -v kubectl >/dev/null 2>&1 || skip_all "kubectl missing (renders the overlays' args)"
+command -v node >/dev/null 2>&1 || skip_all "node missing (tests/k8s/pod_args.js)"
+if [ ! -d "$HERE/k8s/node_modules/js-yaml" ]; then
+  echo "installing node tools: npm ci in tests/k8s"
+  (cd "$HERE/k8s" && npm ci --ignore-scripts --no-audit --no-fund) >"$WORK/npm.log" 2>&1 ||
+    skip_all "npm ci in tests/k8s failed (registry unreachable?)"
+fi
+
 
 t0=$(date +%s)
 if podman image exists "$BASE"; then
