@@ -271,10 +271,10 @@ if [ $NODE_OK = 1 ] && [ -n "${RENDERED[submit]:-}" ]; then
 fi
 if command -v shellcheck >/dev/null 2>&1; then
   scripts=("$ROOT/deploy/docker/healthcheck.sh" "$K8S/gen-secrets.sh" "$HERE/check_manifests.sh"
-           "$HERE/image_rootfs_check.sh")
+           "$HERE/image_rootfs_check.sh" "$ROOT/tests/container_test.sh")
   [ -f "$JOB_SCRIPT" ] && scripts+=("$JOB_SCRIPT")
   if shellcheck -S warning "${scripts[@]}" >"$WORK/sc.log" 2>&1; then
-    pass "shellcheck: healthcheck.sh, gen-secrets.sh, check_manifests.sh, image_rootfs_check.sh$([ -f "$JOB_SCRIPT" ] && echo ", the submit Job's script")"
+    pass "shellcheck: healthcheck.sh, gen-secrets.sh, check_manifests.sh, image_rootfs_check.sh, container_test.sh$([ -f "$JOB_SCRIPT" ] && echo ", the submit Job's script")"
   else
     indent <"$WORK/sc.log"
     fail "shellcheck"

@@ -65,13 +65,24 @@ function main() {
   const stages = new Map();  // name -> config
   let stage = null;
   let stageIndex = 0;
+  // ARGs before the first FROM: their defaults expand in FROM lines
+  // (`FROM ${BINARIES} AS binaries` names the stage BINARIES defaults to).
+  const globalArgs = new Map();
+  const expandArgs = (s) => s.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g,
+    (m, a, b) => (globalArgs.has(a || b) ? globalArgs.get(a || b) : m));
   for (const ins of instructions(text)) {
     switch (ins.op) {
+      case "ARG": {
+        if (stage) break;
+        const m = ins.args.match(/^([A-Za-z_][A-Za-z0-9_]*)(?:=(.*))?$/);
+        if (m) globalArgs.set(m[1], (m[2] || "").replace(/^"(.*)"$/, "$1"));
+        break;
+      }
       case "ERROR":
         err(ins.line, ins.args);
         break;
       case "FROM": {
-        const words = ins.args.split(/\s+/).filter((w) => !w.startsWith("--platform"));
+        const words = expandArgs(ins.args).split(/\s+/).filter((w) => !w.startsWith("--platform"));
         const image = words[0];
         const name = words.length >= 3 && words[1].toUpperCase() === "AS" ? words[2] : String(stageIndex);
         stageIndex++;

@@ -114,12 +114,13 @@ for stage in $(stage_chain daemon); do
 done
 if [ $ok = 1 ]; then pass "the RUN/COPY instructions of stages $(stage_chain daemon) ran in a bookworm minbase root"; else fail "stage instructions"; fi
 
-# The targets' own COPY --from=build of the binaries.
+# The targets' own COPY --from=binaries of the binaries.
 for target in coordinator worker istctl; do
   while IFS=$'\t' read -r st op args; do
     [ "$st" = "$target" ] && [ "$op" = COPY ] || continue
     read -r from src dst <<<"$args"
-    [ "$from" = "--from=build" ] || continue
+    # binaries: the build (or prebuilt) stage's /out, replaced by ours.
+    [ "$from" = "--from=binaries" ] || continue
     cp -L "${FROM_BUILD[$src]}" "$R$dst"
   done < <(instructions)
 done
