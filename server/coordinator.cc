@@ -21,7 +21,19 @@ JobQueueOptions QueueOptions(const CoordinatorOptions& options) {
   queue.max_jobs = options.max_jobs;
   queue.progress_history = Coordinator::kProgressHistory;
   queue.rounds.task_timeout = options.task_timeout;
+  queue.rounds.max_attempts = options.max_attempts;
   return queue;
+}
+
+// `reason` from a peer, fit for a log line and a job's error: at most
+// `max_bytes`, every control character a space.
+std::string PrintableReason(const std::string& reason, size_t max_bytes) {
+  std::string out = reason.substr(0, max_bytes);
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  }
+  if (reason.size() > max_bytes) out += "...";
+  return out;
 }
 
 }  // namespace
@@ -342,6 +354,10 @@ void Coordinator::RoundLoop() {
       EndJobLocked(job, rpc::CANCELLED, "");
       continue;
     }
+    if (const absl::Status& failure = job->rounds.failure(); !failure.ok()) {
+      EndJobLocked(job, rpc::FAILED, std::string(failure.message()));
+      continue;
+    }
     if (job->rounds.AllSlicesIn()) {
       FinishRoundLocked(job);
       continue;
@@ -376,7 +392,7 @@ absl::StatusOr<std::optional<rpc::Task>> Coordinator::GetTask(const std::string&
   if (Job* running = jobs_.running(); running != nullptr && !held.job_id.empty() &&
                                       held.job_id == running->id() &&
                                       held.round == running->rounds.rounds_done()) {
-    running->rounds.TakeBack(worker_id, held.subnet);
+    if (running->rounds.TakeBack(worker_id, held.subnet)) cv_.SignalAll();
   }
   workers_.Release(worker_id);
   const absl::Time deadline = absl::Now() + wait;
@@ -472,6 +488,27 @@ absl::Status Coordinator::DropPushLocked(const rpc::SliceTag& tag, const std::st
   }
   LOG(WARNING) << SliceTagString(tag) << " push dropped: " << why;
   return absl::FailedPreconditionError(absl::StrCat("dropped ", SliceTagString(tag), ": ", why));
+}
+
+absl::Status Coordinator::ReportTaskFailure(const rpc::ReportTaskFailureRequest& request) {
+  absl::MutexLock lock(&mu_);
+  const rpc::SliceTag& tag = request.tag();
+  std::string why;
+  RoundDriver* rounds = RunningRoundsLocked(tag, &why);
+  const absl::Status reported =
+      rounds != nullptr
+          ? rounds->ReportFailure(request.worker_id(), tag,
+                                  PrintableReason(request.reason(), kMaxFailureReasonBytes),
+                                  request.deterministic())
+          : absl::FailedPreconditionError(why);
+  if (!reported.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("failure report for ", SliceTagString(tag), ": ", reported.message()));
+  }
+  workers_.Touch(request.worker_id(), absl::Now());
+  workers_.Release(request.worker_id());
+  cv_.SignalAll();
+  return absl::OkStatus();
 }
 
 bool Coordinator::Heartbeat(const rpc::HeartbeatRequest& request) {

@@ -47,6 +47,10 @@ struct CoordinatorOptions {
   // How long one attempt at a subnet may take before it is given to another
   // worker (attempt + 1).
   absl::Duration task_timeout = absl::Minutes(5);
+  // Attempts each subnet of a round may take, whatever ends them; when the
+  // last ends without a trained slice the job ends FAILED naming the round
+  // and subnet.
+  int max_attempts = 5;
   // A worker silent for this long is lost; its subnet is reassigned.
   absl::Duration worker_timeout = absl::Seconds(20);
   absl::Duration heartbeat_interval = absl::Seconds(2);
@@ -133,6 +137,14 @@ class Coordinator {
                            const rpc::TrainStats& stats, MlpParams<float> slice);
   // Records that a pushed slice was rejected (bad shape, NaN, broken stream).
   void CountRejectedSlice(const rpc::SliceTag& tag, const std::string& reason);
+  // The worker's attempt `request.tag()` failed. A deterministic failure
+  // ends the job FAILED with an error naming the round, subnet and reason
+  // (the reason is cut to kMaxFailureReasonBytes, control characters
+  // replaced); any other ends the attempt, and the subnet goes to the next
+  // worker that asks. FailedPrecondition if the tag is not the worker's
+  // awaited attempt of the running job; nothing changes then.
+  absl::Status ReportTaskFailure(const rpc::ReportTaskFailureRequest& request);
+  static constexpr int kMaxFailureReasonBytes = 1024;
   // False if the worker is unknown (coordinator restarted): re-register.
   bool Heartbeat(const rpc::HeartbeatRequest& request);
 

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "common/model/job_spec.h"
 #include "common/wire/model_file.h"
 #include "common/wire/slice_codec.h"
@@ -157,6 +158,73 @@ TEST(CoordinatorTest, ReassignsAfterTheDeadlineAndIgnoresTheLatePush) {
   EXPECT_EQ(p.model_fingerprint(), ParamsFingerprint(InitialMlpModel(*config)));
 }
 
+// Waits (bounded) until the job has ended; its last status.
+rpc::JobStatus WaitForEnd(Coordinator* c, const std::string& job) {
+  rpc::JobStatus status;
+  for (int i = 0; i < 200; ++i) {
+    auto s = c->GetJob(job);
+    EXPECT_TRUE(s.ok()) << s.status();
+    if (!s.ok()) break;
+    status = *s;
+    const rpc::JobState state = status.progress().state();
+    if (state != rpc::QUEUED && state != rpc::RUNNING) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return status;
+}
+
+TEST(CoordinatorTest, ADeterministicTaskFailureEndsTheJobFailed) {
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  Coordinator c(options);
+  auto job = c.SubmitJob(Spec());
+  ASSERT_TRUE(job.ok());
+  const std::string a = Register(&c, "a"), b = Register(&c, "b");
+  const rpc::Task ta = Take(&c, a);
+  rpc::ReportTaskFailureRequest report;
+  report.set_worker_id(b);  // not the holder: refused
+  *report.mutable_tag() = ta.tag();
+  report.set_reason("training diverged: loss is nan at local step 1\nforged line");
+  report.set_deterministic(true);
+  EXPECT_EQ(c.ReportTaskFailure(report).code(), absl::StatusCode::kFailedPrecondition);
+  report.set_worker_id(a);
+  ASSERT_TRUE(c.ReportTaskFailure(report).ok());
+
+  const rpc::JobStatus status = WaitForEnd(&c, *job);
+  EXPECT_EQ(status.progress().state(), rpc::FAILED);
+  EXPECT_THAT(status.progress().error(),
+              HasSubstr(absl::StrCat("round 0, subnet ", ta.tag().subnet(),
+                                     ": worker ", a, " failed attempt 0: training diverged: "
+                                     "loss is nan at local step 1 forged line")));
+  // The next job runs.
+  auto next = c.SubmitJob(Spec());
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(Take(&c, b).tag().job_id(), *next);
+}
+
+TEST(CoordinatorTest, ASubnetThatIsAbandonedOverAndOverEndsTheJobFailed) {
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  options.max_attempts = 3;
+  Coordinator c(options);
+  rpc::JobSpec spec = Spec();
+  spec.set_workers(1);
+  auto job = c.SubmitJob(spec);
+  ASSERT_TRUE(job.ok());
+  const std::string w = Register(&c, "w");
+  // Each GetTask gives up the task held: attempts 0, 1 and 2 end unfinished.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    EXPECT_EQ(Take(&c, w).tag().attempt(), attempt);
+  }
+  auto none = c.GetTask(w, absl::Milliseconds(1));
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  const rpc::JobStatus status = WaitForEnd(&c, *job);
+  EXPECT_EQ(status.progress().state(), rpc::FAILED);
+  EXPECT_THAT(status.progress().error(),
+              HasSubstr("round 0, subnet 0: no trained slice after 3 attempts"));
+}
+
 TEST(CoordinatorTest, RejectsBadSpecsBeforeQueueing) {
   CoordinatorOptions options;
   options.data_dir = DataDir();
@@ -164,6 +232,8 @@ TEST(CoordinatorTest, RejectsBadSpecsBeforeQueueing) {
   rpc::JobSpec spec = Spec();
   spec.set_lr(-1);
   EXPECT_THAT(c.SubmitJob(spec).status().message(), HasSubstr("lr"));
+  spec.set_lr(1e30);
+  EXPECT_THAT(c.SubmitJob(spec).status().message(), HasSubstr("lr: must be at most 1000"));
   spec = Spec();
   spec.set_dataset("idx:missing-dir");
   EXPECT_EQ(c.SubmitJob(spec).status().code(), absl::StatusCode::kNotFound);

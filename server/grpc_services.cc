@@ -57,6 +57,12 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+grpc::Status WorkerServiceImpl::ReportTaskFailure(grpc::ServerContext* context,
+                                                  const rpc::ReportTaskFailureRequest* request,
+                                                  rpc::ReportTaskFailureResponse* response) {
+  return ToGrpcStatus(coordinator_->ReportTaskFailure(*request));
+}
+
 grpc::Status SliceServiceImpl::FetchSlice(grpc::ServerContext* context,
                                           const rpc::FetchSliceRequest* request,
                                           grpc::ServerWriter<SliceChunkOut>* writer) {

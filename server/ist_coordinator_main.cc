@@ -26,6 +26,9 @@ DEFINE_string(checkpoint_dir, "",
               "and resumed from here when the coordinator restarts");
 DEFINE_int32(checkpoint_every_rounds, 10, "rounds between checkpoints of a running job");
 DEFINE_int32(task_timeout_s, 300, "seconds one attempt at a subnet may take");
+DEFINE_int32(max_attempts, 5,
+             "attempts each subnet of a round may take (lost workers, missed deadlines, "
+             "failed tasks); the job fails when the last one ends without a result");
 DEFINE_int32(worker_timeout_s, 20, "seconds of silence after which a worker is lost");
 DEFINE_int32(threads, 0, "compute threads for evaluation (0: all cores)");
 DEFINE_int32(max_jobs, 100, "queued + running jobs accepted at once");
@@ -78,6 +81,7 @@ int main(int argc, char** argv) {
   checks.OneOf("--log_level", FLAGS_log_level, {"info", "warning", "error"})
       .HostPort("--listen", FLAGS_listen)
       .AtLeast("--task_timeout_s", FLAGS_task_timeout_s, 1)
+      .AtLeast("--max_attempts", FLAGS_max_attempts, 1)
       .AtLeast("--worker_timeout_s", FLAGS_worker_timeout_s, 1)
       .AtLeast("--checkpoint_every_rounds", FLAGS_checkpoint_every_rounds, 1)
       .AtLeast("--max_jobs", FLAGS_max_jobs, 1)
@@ -96,6 +100,7 @@ int main(int argc, char** argv) {
   options.checkpoint_dir = FLAGS_checkpoint_dir;
   options.checkpoint_every = FLAGS_checkpoint_every_rounds;
   options.task_timeout = absl::Seconds(FLAGS_task_timeout_s);
+  options.max_attempts = FLAGS_max_attempts;
   options.worker_timeout = absl::Seconds(FLAGS_worker_timeout_s);
   options.max_jobs = FLAGS_max_jobs;
   options.max_job_memory_bytes = FLAGS_max_job_memory_mb << 20;
