@@ -180,6 +180,35 @@ TEST(FaultTest, CorruptCheckpointFallsBackToThePreviousOne) {
   ExpectSameAsReference(cluster->get(), *job, spec);
 }
 
+// A job whose loss diverges (lr and weight decay at the spec's bounds) ends FAILED with the
+// round, subnet and the worker's reason, instead of handing the subnet out
+// forever; the spec check refuses a learning rate past the bound.
+TEST(FaultTest, ADivergingJobEndsFailedNamingRoundSubnetAndReason) {
+  auto cluster = LocalCluster::Start();
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  ASSERT_TRUE((*cluster)->AddWorker().ok());
+  rpc::JobSpec spec = Spec(2, 3);
+  spec.set_lr(1e30);
+  auto refused = (*cluster)->Submit(spec);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("lr: must be at most 1000"));
+  spec.set_lr(kMaxLearningRate);
+  spec.set_weight_decay(kMaxWeightDecay);
+  auto job = (*cluster)->Submit(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto status = (*cluster)->WaitForJob(*job, 60);
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->progress().state(), rpc::FAILED);
+  EXPECT_THAT(status->progress().error(), HasSubstr("round 0, subnet "));
+  EXPECT_THAT(status->progress().error(), HasSubstr("training diverged: loss is"));
+  // The worker serves the next job.
+  auto next = (*cluster)->Submit(Spec(1, 1));
+  ASSERT_TRUE(next.ok());
+  auto done = (*cluster)->WaitForJob(*next, 60);
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->progress().state(), rpc::SUCCEEDED) << done->progress().error();
+}
+
 // A worker that pushes NaNs, a wrong shape or a stale round: every push is
 // rejected with the reason, and the model is untouched.
 TEST(FaultTest, BadPushesAreRejectedAndTheModelIsUntouched) {
