@@ -1,5 +1,6 @@
 #include "server/coordinator.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -36,12 +37,21 @@ std::string PrintableReason(const std::string& reason, size_t max_bytes) {
   return out;
 }
 
+WorkerRegistryOptions RegistryOptions(const CoordinatorOptions& options) {
+  WorkerRegistryOptions registry;
+  registry.worker_timeout = options.worker_timeout;
+  registry.forget_after = std::max(options.forget_workers_after, options.worker_timeout);
+  registry.max_workers = options.max_workers;
+  registry.registrations_per_minute = options.registrations_per_minute;
+  return registry;
+}
+
 }  // namespace
 
 Coordinator::Coordinator(CoordinatorOptions options)
     : options_(std::move(options)),
       jobs_(QueueOptions(options_)),
-      workers_(options_.worker_timeout) {
+      workers_(RegistryOptions(options_)) {
   loop_ = std::thread([this] { RoundLoop(); });
 }
 
@@ -369,14 +379,19 @@ void Coordinator::RoundLoop() {
 
 // ---------------------------------------------------------------- workers
 
-rpc::RegisterWorkerResponse Coordinator::RegisterWorker(
-    const rpc::RegisterWorkerRequest& request) {
+absl::StatusOr<rpc::RegisterWorkerResponse> Coordinator::RegisterWorker(
+    const rpc::RegisterWorkerRequest& request, const std::string& peer) {
   absl::MutexLock lock(&mu_);
-  const std::string id = workers_.Register(request.name(), absl::Now());
-  LOG(INFO) << "worker " << id << " registered (" << request.name() << ", "
+  absl::StatusOr<std::string> id = workers_.Register(request.name(), peer, absl::Now());
+  if (!id.ok()) {
+    LOG_EVERY_N(WARNING, 100) << "registration from " << PeerHost(peer)
+                              << " refused: " << id.status().message();
+    return id.status();
+  }
+  LOG(INFO) << "worker " << *id << " registered (" << request.name() << ", "
             << request.threads() << " threads)";
   rpc::RegisterWorkerResponse response;
-  response.set_worker_id(id);
+  response.set_worker_id(*id);
   response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
   return response;
 }
@@ -523,6 +538,7 @@ bool Coordinator::stopping() {
 
 std::vector<rpc::WorkerStatus> Coordinator::ListWorkers() {
   absl::MutexLock lock(&mu_);
+  workers_.Prune(absl::Now());
   return workers_.List(absl::Now());
 }
 

@@ -53,6 +53,13 @@ struct CoordinatorOptions {
   int max_attempts = 5;
   // A worker silent for this long is lost; its subnet is reassigned.
   absl::Duration worker_timeout = absl::Seconds(20);
+  // A worker silent for this long is forgotten (no longer listed; it must
+  // register again). At least worker_timeout.
+  absl::Duration forget_workers_after = absl::Minutes(10);
+  // Workers known at once, and registrations accepted per peer host and
+  // minute (server/worker_registry.h).
+  int max_workers = 1000;
+  int registrations_per_minute = 120;
   absl::Duration heartbeat_interval = absl::Seconds(2);
   int eval_batch = 1000;
   // Unfinished (queued + running) jobs accepted at once; submit fails beyond.
@@ -109,7 +116,13 @@ class Coordinator {
 
   // ---- Worker API ----
 
-  rpc::RegisterWorkerResponse RegisterWorker(const rpc::RegisterWorkerRequest& request);
+  // Registers a worker calling from `peer` (a gRPC peer string; its host
+  // is what registrations are rate-limited by). InvalidArgument naming the
+  // field if the name is too long or has characters other than letters,
+  // digits and . _ - : @ / [ ] % +; ResourceExhausted if the peer
+  // registers too often or max_workers live workers are known.
+  absl::StatusOr<rpc::RegisterWorkerResponse> RegisterWorker(
+      const rpc::RegisterWorkerRequest& request, const std::string& peer);
   // A task for the worker, waiting up to `wait` for one; nullopt if none.
   // NotFound if the worker is unknown (it must register again).
   absl::StatusOr<std::optional<rpc::Task>> GetTask(const std::string& worker_id,
@@ -149,6 +162,8 @@ class Coordinator {
   bool Heartbeat(const rpc::HeartbeatRequest& request);
 
   int num_live_workers();
+  // Every known worker (at most max_workers), after forgetting those silent
+  // for forget_workers_after.
   std::vector<rpc::WorkerStatus> ListWorkers();
   // True once the destructor has begun.
   bool stopping();

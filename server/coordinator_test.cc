@@ -39,7 +39,9 @@ rpc::JobSpec Spec() {
 std::string Register(Coordinator* c, const std::string& name) {
   rpc::RegisterWorkerRequest r;
   r.set_name(name);
-  return c->RegisterWorker(r).worker_id();
+  auto registered = c->RegisterWorker(r, "ipv4:127.0.0.1:40000");
+  EXPECT_TRUE(registered.ok()) << registered.status();
+  return registered.ok() ? registered->worker_id() : "";
 }
 
 rpc::Task Take(Coordinator* c, const std::string& worker) {
@@ -223,6 +225,33 @@ TEST(CoordinatorTest, ASubnetThatIsAbandonedOverAndOverEndsTheJobFailed) {
   EXPECT_EQ(status.progress().state(), rpc::FAILED);
   EXPECT_THAT(status.progress().error(),
               HasSubstr("round 0, subnet 0: no trained slice after 3 attempts"));
+}
+
+TEST(CoordinatorTest, BoundsTheWorkerRegistry) {
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  options.registrations_per_minute = 20;
+  Coordinator c(options);
+  rpc::RegisterWorkerRequest r;
+  // 20 registrations with 1 MiB names: each refused, naming the field.
+  r.set_name(std::string(1 << 20, 'x'));
+  for (int i = 0; i < 20; ++i) {
+    auto refused = c.RegisterWorker(r, absl::StrCat("ipv4:10.0.0.", i, ":5000"));
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(refused.status().message(), HasSubstr("name: must be 1 to 128 bytes"));
+  }
+  r.set_name("evil\nI1203 worker w1 registered");
+  EXPECT_THAT(c.RegisterWorker(r, "ipv4:10.0.0.1:5000").status().message(),
+              HasSubstr("name: may hold only"));
+  EXPECT_TRUE(c.ListWorkers().empty());
+  // One peer host registers at most 20 times a minute.
+  r.set_name("w");
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_TRUE(c.RegisterWorker(r, absl::StrCat("ipv4:10.0.0.9:", 5000 + i)).ok()) << i;
+  }
+  EXPECT_EQ(c.RegisterWorker(r, "ipv4:10.0.0.9:6000").status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(c.ListWorkers().size(), 20u);
 }
 
 TEST(CoordinatorTest, RejectsBadSpecsBeforeQueueing) {

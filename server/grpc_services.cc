@@ -31,7 +31,9 @@ grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context,
                                                rpc::RegisterWorkerResponse* response) {
   rpc::RegisterWorkerRequest named = *request;
   if (named.name().empty()) named.set_name(context->peer());
-  *response = coordinator_->RegisterWorker(named);
+  auto registered = coordinator_->RegisterWorker(named, context->peer());
+  if (!registered.ok()) return ToGrpcStatus(registered.status());
+  *response = std::move(*registered);
   return grpc::Status::OK;
 }
 
