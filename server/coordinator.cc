@@ -78,23 +78,29 @@ void Coordinator::Shutdown() {
 absl::Status Coordinator::Recover() {
   if (options_.checkpoint_dir.empty()) return absl::OkStatus();
   ASSIGN_OR_RETURN(std::vector<std::string> ids, ListCheckpointedJobs(options_.checkpoint_dir));
+  ASSIGN_OR_RETURN(const int64_t highest, HighestJobNumber(options_.checkpoint_dir));
   absl::MutexLock lock(&mu_);
-  int recovered = 0;
+  jobs_.NumberAfter(highest);
+  int recovered = 0, failed = 0;
   for (const std::string& id : ids) {
     std::string warning;
-    absl::StatusOr<ModelFile> file = ReadCheckpoint(options_.checkpoint_dir, id, &warning);
-    if (!file.ok()) {
-      LOG(ERROR) << "job=" << id << " cannot recover: " << file.status();
-      continue;
-    }
-    if (!warning.empty()) LOG(WARNING) << "job=" << id << " " << warning;
-    absl::StatusOr<IstTrainingConfig> config = TrainingConfigFromSpec(file->spec);
+    absl::StatusOr<ModelFile> file = RecoverCheckpoint(options_.checkpoint_dir, id, &warning);
+    absl::StatusOr<IstTrainingConfig> config =
+        file.ok() ? TrainingConfigFromSpec(file->spec) : file.status();
     absl::StatusOr<std::unique_ptr<const ModelFamily>> family =
         config.ok() ? MakeModelFamily(*config) : config.status();
     if (!family.ok()) {
-      LOG(ERROR) << "job=" << id << " checkpoint holds a bad spec: " << family.status();
+      // Listed as FAILED with the reason; its files stay as they are.
+      const std::string error =
+          file.ok() ? absl::StrCat("cannot recover: the checkpoint holds a bad spec: ",
+                                   family.status().message())
+                    : absl::StrCat("cannot recover: ", file.status().message());
+      LOG(ERROR) << "job=" << id << " " << error;
+      BumpLocked(jobs_.RestoreFailed(id, error));
+      ++failed;
       continue;
     }
+    if (!warning.empty()) LOG(WARNING) << "job=" << id << " " << warning;
     Job* job = jobs_.Restore(id, file->spec, std::move(*family),
                              file->header.progress().total_rounds());
     job->progress = file->header.progress();
@@ -122,7 +128,9 @@ absl::Status Coordinator::Recover() {
     }
     BumpLocked(job);
   }
-  LOG(INFO) << "recovered " << recovered << " jobs from " << options_.checkpoint_dir;
+  LOG(INFO) << "recovered " << recovered << " jobs from " << options_.checkpoint_dir
+            << (failed > 0 ? absl::StrCat("; ", failed, " could not be and are listed FAILED")
+                           : "");
   cv_.SignalAll();
   return absl::OkStatus();
 }

@@ -79,8 +79,12 @@ class Coordinator {
 
   // Loads every job checkpointed in options.checkpoint_dir: unfinished jobs
   // are queued again (in job order) and resume from their last checkpoint;
-  // finished ones keep their state and model. A corrupt checkpoint is
-  // reported and the previous one used. Call once, before serving.
+  // finished ones keep their state and model. A corrupt checkpoint is moved
+  // aside, reported, and the previous one used; a job with no readable
+  // checkpoint (or a spec no longer valid) is listed FAILED with an error
+  // naming its files, which are kept. New jobs are numbered after every
+  // job-N file in the directory, so no id is ever reused. Call once,
+  // before serving.
   absl::Status Recover();
 
   // Stops the round loop, abandons the open round (the model stays at the

@@ -2,11 +2,14 @@
 // merge, stale and duplicate pushes, reassignment after a deadline.
 #include "server/coordinator.h"
 
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "common/model/job_spec.h"
+#include "server/checkpoint.h"
 #include "common/wire/model_file.h"
 #include "common/wire/slice_codec.h"
 #include "common/ist/subnet.h"
@@ -252,6 +255,61 @@ TEST(CoordinatorTest, BoundsTheWorkerRegistry) {
   EXPECT_EQ(c.RegisterWorker(r, "ipv4:10.0.0.9:6000").status().code(),
             absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(c.ListWorkers().size(), 20u);
+}
+
+// Flips a byte in the middle of the file at `path`; its new contents.
+std::string CorruptFile(const std::string& path) {
+  absl::StatusOr<std::string> bytes = ReadWholeFile(path);
+  EXPECT_TRUE(bytes.ok()) << bytes.status();
+  if (!bytes.ok()) return "";
+  (*bytes)[bytes->size() / 2] ^= 0x5a;
+  EXPECT_TRUE(WriteFileAtomically(path, *bytes).ok());
+  return *bytes;
+}
+
+TEST(CoordinatorTest, AJobWithBothCheckpointsCorruptIsListedFailedAndItsIdNeverReused) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = std::string(tmp != nullptr ? tmp : "/tmp") + "/both-corrupt";
+  ::mkdir(dir.c_str(), 0755);
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  options.checkpoint_dir = dir;
+  std::string job;
+  {
+    Coordinator c(options);
+    ASSERT_TRUE(c.Recover().ok());
+    rpc::JobSpec spec = Spec();
+    spec.set_rounds(1000000);
+    auto submitted = c.SubmitJob(spec);  // checkpointed when queued
+    ASSERT_TRUE(submitted.ok());
+    job = *submitted;
+    for (int i = 0; i < 100 && c.GetJob(job)->progress().state() != rpc::RUNNING; ++i) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    ASSERT_EQ(c.GetJob(job)->progress().state(), rpc::RUNNING);
+    c.Shutdown();  // checkpointed again: the first copy becomes .prev
+  }
+  const std::string ckpt = CheckpointPath(dir, job), prev = ckpt + ".prev";
+  const std::string bad = CorruptFile(ckpt), bad_prev = CorruptFile(prev);
+
+  for (int start = 0; start < 2; ++start) {
+    Coordinator c(options);
+    ASSERT_TRUE(c.Recover().ok());
+    auto failed = c.GetJob(job);
+    ASSERT_TRUE(failed.ok()) << failed.status();
+    EXPECT_EQ(failed->progress().state(), rpc::FAILED);
+    EXPECT_THAT(failed->progress().error(), HasSubstr(ckpt + ".corrupt"));
+    EXPECT_THAT(failed->progress().error(), HasSubstr(prev + ".corrupt"));
+    // New jobs never take its id, nor that of a job recovered before.
+    auto next = c.SubmitJob(Spec());
+    ASSERT_TRUE(next.ok());
+    EXPECT_EQ(*next, start == 0 ? "job-2" : "job-3");
+    EXPECT_EQ(c.ListJobs().size(), start == 0 ? 2u : 3u);
+    c.Shutdown();
+    // The unreadable copies are kept as they were.
+    EXPECT_EQ(ReadWholeFile(ckpt + ".corrupt").value_or(""), bad);
+    EXPECT_EQ(ReadWholeFile(prev + ".corrupt").value_or(""), bad_prev);
+  }
 }
 
 TEST(CoordinatorTest, RejectsBadSpecsBeforeQueueing) {
