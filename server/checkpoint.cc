@@ -81,8 +81,8 @@ absl::StatusOr<ModelFile> ReadCheckpoint(const std::string& dir, const std::stri
 
 absl::StatusOr<std::string> MoveAside(const std::string& path) {
   for (int n = 0; n < 1000; ++n) {
-    const std::string aside =
-        n == 0 ? absl::StrCat(path, kMovedAsideSuffix) : absl::StrCat(path, kMovedAsideSuffix, ".", n);
+    const std::string aside = n == 0 ? absl::StrCat(path, kMovedAsideSuffix)
+                                     : absl::StrCat(path, kMovedAsideSuffix, ".", n);
     // link() fails if `aside` exists: nothing is ever replaced.
     if (::link(path.c_str(), aside.c_str()) == 0) {
       if (::unlink(path.c_str()) != 0) {
@@ -120,9 +120,9 @@ absl::StatusOr<ModelFile> ReadOrMoveAside(const std::string& path, bool* existed
   }
   if (!*existed) return error;
   absl::StatusOr<std::string> aside = MoveAside(path);
-  return absl::DataLossError(
-      absl::StrCat(error.message(), aside.ok() ? absl::StrCat(" (moved aside to ", *aside, ")")
-                                               : absl::StrCat(" (", aside.status().message(), ")")));
+  const std::string where = aside.ok() ? absl::StrCat("moved aside to ", *aside)
+                                       : std::string(aside.status().message());
+  return absl::DataLossError(absl::StrCat(error.message(), " (", where, ")"));
 }
 
 // Files in `dir`, or an error naming it.

@@ -91,8 +91,10 @@ TEST(WorkerRegistryTest, CountsFinishedTasksAndTheirStepTime) {
 
 TEST(WorkerRegistryTest, RefusesNamesTooLongOrWithOtherCharacters) {
   WorkerRegistry registry(Options());
-  for (const std::string& name : std::vector<std::string>{"host-1.example.com:4242", "ipv6:[::1]:5000", "w_2@rack/3",
-                                  "ipv6:%5B::1%5D:80", std::string(kMaxWorkerNameBytes, 'a')}) {
+  const std::vector<std::string> names = {"host-1.example.com:4242", "ipv6:[::1]:5000",
+                                          "w_2@rack/3", "ipv6:%5B::1%5D:80",
+                                          std::string(kMaxWorkerNameBytes, 'a')};
+  for (const std::string& name : names) {
     EXPECT_TRUE(registry.Register(name, kPeer, kStart).ok()) << name;
   }
   const absl::StatusOr<std::string> huge =
