@@ -8,6 +8,7 @@
 #ifndef IST_SERVER_CHECKPOINT_H_
 #define IST_SERVER_CHECKPOINT_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -25,13 +26,32 @@ absl::Status WriteCheckpoint(const std::string& dir, const std::string& job_id,
                              const std::string& bytes);
 
 // The newest readable checkpoint of the job: `<job>.ckpt`, or `.prev` when
-// the former is missing or corrupt (then `*warning` says why).
+// the former is missing or corrupt (then `*warning` says why). Reads only.
 absl::StatusOr<ModelFile> ReadCheckpoint(const std::string& dir, const std::string& job_id,
                                          std::string* warning);
 
-// Job ids with a checkpoint (or only a .prev) in `dir`, sorted by job
-// number. An unreadable directory is an error naming it.
+// As ReadCheckpoint, for a coordinator taking the job back at start: each
+// copy that exists but cannot be read or decoded is first moved aside
+// (MoveAside), so that no later checkpoint overwrites it, and `*warning`
+// says so. When neither copy can be read, DataLoss naming both files (as
+// moved aside, or the moved-aside files an earlier start left).
+absl::StatusOr<ModelFile> RecoverCheckpoint(const std::string& dir, const std::string& job_id,
+                                            std::string* warning);
+
+// Renames the file at `path` to `<path>.corrupt`, or `<path>.corrupt.N`
+// with the smallest N >= 1 not taken: an existing file is never replaced,
+// and nothing is deleted. The new path, or an error naming `path`.
+absl::StatusOr<std::string> MoveAside(const std::string& path);
+
+// Job ids with a checkpoint, a .prev or a file moved aside in `dir`, sorted
+// by job number. An unreadable directory is an error naming it.
 absl::StatusOr<std::vector<std::string>> ListCheckpointedJobs(const std::string& dir);
+
+// The highest N of any file in `dir` named `job-N` or `job-N.<anything>`
+// (checkpoints, copies being written, files moved aside); 0 if none. A
+// coordinator numbers new jobs after it, so no id is ever reused. An
+// unreadable directory is an error naming it.
+absl::StatusOr<int64_t> HighestJobNumber(const std::string& dir);
 
 }  // namespace ist
 

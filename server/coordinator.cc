@@ -1,5 +1,6 @@
 #include "server/coordinator.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -21,7 +22,28 @@ JobQueueOptions QueueOptions(const CoordinatorOptions& options) {
   queue.max_jobs = options.max_jobs;
   queue.progress_history = Coordinator::kProgressHistory;
   queue.rounds.task_timeout = options.task_timeout;
+  queue.rounds.max_attempts = options.max_attempts;
   return queue;
+}
+
+// `reason` from a peer, fit for a log line and a job's error: at most
+// `max_bytes`, every control character a space.
+std::string PrintableReason(const std::string& reason, size_t max_bytes) {
+  std::string out = reason.substr(0, max_bytes);
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  }
+  if (reason.size() > max_bytes) out += "...";
+  return out;
+}
+
+WorkerRegistryOptions RegistryOptions(const CoordinatorOptions& options) {
+  WorkerRegistryOptions registry;
+  registry.worker_timeout = options.worker_timeout;
+  registry.forget_after = std::max(options.forget_workers_after, options.worker_timeout);
+  registry.max_known_workers = options.max_known_workers;
+  registry.registrations_per_minute = options.registrations_per_minute;
+  return registry;
 }
 
 }  // namespace
@@ -29,7 +51,7 @@ JobQueueOptions QueueOptions(const CoordinatorOptions& options) {
 Coordinator::Coordinator(CoordinatorOptions options)
     : options_(std::move(options)),
       jobs_(QueueOptions(options_)),
-      workers_(options_.worker_timeout) {
+      workers_(RegistryOptions(options_)) {
   loop_ = std::thread([this] { RoundLoop(); });
 }
 
@@ -56,23 +78,29 @@ void Coordinator::Shutdown() {
 absl::Status Coordinator::Recover() {
   if (options_.checkpoint_dir.empty()) return absl::OkStatus();
   ASSIGN_OR_RETURN(std::vector<std::string> ids, ListCheckpointedJobs(options_.checkpoint_dir));
+  ASSIGN_OR_RETURN(const int64_t highest, HighestJobNumber(options_.checkpoint_dir));
   absl::MutexLock lock(&mu_);
-  int recovered = 0;
+  jobs_.NumberAfter(highest);
+  int recovered = 0, failed = 0;
   for (const std::string& id : ids) {
     std::string warning;
-    absl::StatusOr<ModelFile> file = ReadCheckpoint(options_.checkpoint_dir, id, &warning);
-    if (!file.ok()) {
-      LOG(ERROR) << "job=" << id << " cannot recover: " << file.status();
-      continue;
-    }
-    if (!warning.empty()) LOG(WARNING) << "job=" << id << " " << warning;
-    absl::StatusOr<IstTrainingConfig> config = TrainingConfigFromSpec(file->spec);
+    absl::StatusOr<ModelFile> file = RecoverCheckpoint(options_.checkpoint_dir, id, &warning);
+    absl::StatusOr<IstTrainingConfig> config =
+        file.ok() ? TrainingConfigFromSpec(file->spec) : file.status();
     absl::StatusOr<std::unique_ptr<const ModelFamily>> family =
         config.ok() ? MakeModelFamily(*config) : config.status();
     if (!family.ok()) {
-      LOG(ERROR) << "job=" << id << " checkpoint holds a bad spec: " << family.status();
+      // Listed as FAILED with the reason; its files stay as they are.
+      const std::string error =
+          file.ok() ? absl::StrCat("cannot recover: the checkpoint holds a bad spec: ",
+                                   family.status().message())
+                    : absl::StrCat("cannot recover: ", file.status().message());
+      LOG(ERROR) << "job=" << id << " " << error;
+      BumpLocked(jobs_.RestoreFailed(id, error));
+      ++failed;
       continue;
     }
+    if (!warning.empty()) LOG(WARNING) << "job=" << id << " " << warning;
     Job* job = jobs_.Restore(id, file->spec, std::move(*family),
                              file->header.progress().total_rounds());
     job->progress = file->header.progress();
@@ -104,7 +132,9 @@ absl::Status Coordinator::Recover() {
     }
     BumpLocked(job);
   }
-  LOG(INFO) << "recovered " << recovered << " jobs from " << options_.checkpoint_dir;
+  LOG(INFO) << "recovered " << recovered << " jobs from " << options_.checkpoint_dir
+            << (failed > 0 ? absl::StrCat("; ", failed, " could not be and are listed FAILED")
+                           : "");
   cv_.SignalAll();
   return absl::OkStatus();
 }
@@ -349,6 +379,10 @@ void Coordinator::RoundLoop() {
       EndJobLocked(job, rpc::CANCELLED, "");
       continue;
     }
+    if (const absl::Status& failure = job->rounds.failure(); !failure.ok()) {
+      EndJobLocked(job, rpc::FAILED, std::string(failure.message()));
+      continue;
+    }
     if (job->rounds.AllSlicesIn()) {
       FinishRoundLocked(job);
       continue;
@@ -360,14 +394,19 @@ void Coordinator::RoundLoop() {
 
 // ---------------------------------------------------------------- workers
 
-rpc::RegisterWorkerResponse Coordinator::RegisterWorker(
-    const rpc::RegisterWorkerRequest& request) {
+absl::StatusOr<rpc::RegisterWorkerResponse> Coordinator::RegisterWorker(
+    const rpc::RegisterWorkerRequest& request, const std::string& peer) {
   absl::MutexLock lock(&mu_);
-  const std::string id = workers_.Register(request.name(), absl::Now());
-  LOG(INFO) << "worker " << id << " registered (" << request.name() << ", "
+  absl::StatusOr<std::string> id = workers_.Register(request.name(), peer, absl::Now());
+  if (!id.ok()) {
+    LOG_EVERY_N(WARNING, 100) << "registration from " << PeerHost(peer)
+                              << " refused: " << id.status().message();
+    return id.status();
+  }
+  LOG(INFO) << "worker " << *id << " registered (" << request.name() << ", "
             << request.threads() << " threads)";
   rpc::RegisterWorkerResponse response;
-  response.set_worker_id(id);
+  response.set_worker_id(*id);
   response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
   return response;
 }
@@ -383,7 +422,7 @@ absl::StatusOr<std::optional<rpc::Task>> Coordinator::GetTask(const std::string&
   if (Job* running = jobs_.running(); running != nullptr && !held.job_id.empty() &&
                                       held.job_id == running->id() &&
                                       held.round == running->rounds.rounds_done()) {
-    running->rounds.TakeBack(worker_id, held.subnet);
+    if (running->rounds.TakeBack(worker_id, held.subnet)) cv_.SignalAll();
   }
   workers_.Release(worker_id);
   const absl::Time deadline = absl::Now() + wait;
@@ -482,6 +521,27 @@ absl::Status Coordinator::DropPushLocked(const rpc::SliceTag& tag, const std::st
   return absl::FailedPreconditionError(absl::StrCat("dropped ", SliceTagString(tag), ": ", why));
 }
 
+absl::Status Coordinator::ReportTaskFailure(const rpc::ReportTaskFailureRequest& request) {
+  absl::MutexLock lock(&mu_);
+  const rpc::SliceTag& tag = request.tag();
+  std::string why;
+  RoundDriver* rounds = RunningRoundsLocked(tag, &why);
+  const absl::Status reported =
+      rounds != nullptr
+          ? rounds->ReportFailure(request.worker_id(), tag,
+                                  PrintableReason(request.reason(), kMaxFailureReasonBytes),
+                                  request.deterministic())
+          : absl::FailedPreconditionError(why);
+  if (!reported.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("failure report for ", SliceTagString(tag), ": ", reported.message()));
+  }
+  workers_.Touch(request.worker_id(), absl::Now());
+  workers_.Release(request.worker_id());
+  cv_.SignalAll();
+  return absl::OkStatus();
+}
+
 bool Coordinator::Heartbeat(const rpc::HeartbeatRequest& request) {
   absl::MutexLock lock(&mu_);
   return workers_.Touch(request.worker_id(), absl::Now());
@@ -494,6 +554,7 @@ bool Coordinator::stopping() {
 
 std::vector<rpc::WorkerStatus> Coordinator::ListWorkers() {
   absl::MutexLock lock(&mu_);
+  workers_.Prune(absl::Now());
   return workers_.List(absl::Now());
 }
 

@@ -47,8 +47,19 @@ struct CoordinatorOptions {
   // How long one attempt at a subnet may take before it is given to another
   // worker (attempt + 1).
   absl::Duration task_timeout = absl::Minutes(5);
+  // Attempts each subnet of a round may take, whatever ends them; when the
+  // last ends without a trained slice the job ends FAILED naming the round
+  // and subnet.
+  int max_attempts = 5;
   // A worker silent for this long is lost; its subnet is reassigned.
   absl::Duration worker_timeout = absl::Seconds(20);
+  // A worker silent for this long is forgotten (no longer listed; it must
+  // register again). At least worker_timeout.
+  absl::Duration forget_workers_after = absl::Minutes(10);
+  // Workers known at once, and registrations accepted per peer host and
+  // minute (server/worker_registry.h).
+  int max_known_workers = 1000;
+  int registrations_per_minute = 120;
   absl::Duration heartbeat_interval = absl::Seconds(2);
   int eval_batch = 1000;
   // Unfinished (queued + running) jobs accepted at once; submit fails beyond.
@@ -68,8 +79,12 @@ class Coordinator {
 
   // Loads every job checkpointed in options.checkpoint_dir: unfinished jobs
   // are queued again (in job order) and resume from their last checkpoint;
-  // finished ones keep their state and model. A corrupt checkpoint is
-  // reported and the previous one used. Call once, before serving.
+  // finished ones keep their state and model. A corrupt checkpoint is moved
+  // aside, reported, and the previous one used; a job with no readable
+  // checkpoint (or a spec no longer valid) is listed FAILED with an error
+  // naming its files, which are kept. New jobs are numbered after every
+  // job-N file in the directory, so no id is ever reused. Call once,
+  // before serving.
   absl::Status Recover();
 
   // Stops the round loop, abandons the open round (the model stays at the
@@ -105,7 +120,13 @@ class Coordinator {
 
   // ---- Worker API ----
 
-  rpc::RegisterWorkerResponse RegisterWorker(const rpc::RegisterWorkerRequest& request);
+  // Registers a worker calling from `peer` (a gRPC peer string; its host
+  // is what registrations are rate-limited by). InvalidArgument naming the
+  // field if the name is too long or has characters other than letters,
+  // digits and . _ - : @ / [ ] % +; ResourceExhausted if the peer
+  // registers too often or max_known_workers live workers are known.
+  absl::StatusOr<rpc::RegisterWorkerResponse> RegisterWorker(
+      const rpc::RegisterWorkerRequest& request, const std::string& peer);
   // A task for the worker, waiting up to `wait` for one; nullopt if none.
   // NotFound if the worker is unknown (it must register again).
   absl::StatusOr<std::optional<rpc::Task>> GetTask(const std::string& worker_id,
@@ -133,10 +154,20 @@ class Coordinator {
                            const rpc::TrainStats& stats, MlpParams<float> slice);
   // Records that a pushed slice was rejected (bad shape, NaN, broken stream).
   void CountRejectedSlice(const rpc::SliceTag& tag, const std::string& reason);
+  // The worker's attempt `request.tag()` failed. A deterministic failure
+  // ends the job FAILED with an error naming the round, subnet and reason
+  // (the reason is cut to kMaxFailureReasonBytes, control characters
+  // replaced); any other ends the attempt, and the subnet goes to the next
+  // worker that asks. FailedPrecondition if the tag is not the worker's
+  // awaited attempt of the running job; nothing changes then.
+  absl::Status ReportTaskFailure(const rpc::ReportTaskFailureRequest& request);
+  static constexpr int kMaxFailureReasonBytes = 1024;
   // False if the worker is unknown (coordinator restarted): re-register.
   bool Heartbeat(const rpc::HeartbeatRequest& request);
 
   int num_live_workers();
+  // Every known worker (at most max_known_workers), after forgetting those silent
+  // for forget_workers_after.
   std::vector<rpc::WorkerStatus> ListWorkers();
   // True once the destructor has begun.
   bool stopping();

@@ -43,7 +43,7 @@ TEST(CoordinatorMetricsTest, CountsJobsAndWorkersPerState) {
   for (const char* name : {"a", "b"}) {
     rpc::RegisterWorkerRequest r;
     r.set_name(name);
-    c.RegisterWorker(r);
+    ASSERT_TRUE(c.RegisterWorker(r, "ipv4:127.0.0.1:40000").ok());
   }
   rpc::JobSpec spec;
   for (int n : {784, 8, 10}) spec.add_layers(n);

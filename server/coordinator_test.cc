@@ -2,10 +2,14 @@
 // merge, stale and duplicate pushes, reassignment after a deadline.
 #include "server/coordinator.h"
 
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "common/model/job_spec.h"
+#include "server/checkpoint.h"
 #include "common/wire/model_file.h"
 #include "common/wire/slice_codec.h"
 #include "common/ist/subnet.h"
@@ -38,7 +42,9 @@ rpc::JobSpec Spec() {
 std::string Register(Coordinator* c, const std::string& name) {
   rpc::RegisterWorkerRequest r;
   r.set_name(name);
-  return c->RegisterWorker(r).worker_id();
+  auto registered = c->RegisterWorker(r, "ipv4:127.0.0.1:40000");
+  EXPECT_TRUE(registered.ok()) << registered.status();
+  return registered.ok() ? registered->worker_id() : "";
 }
 
 rpc::Task Take(Coordinator* c, const std::string& worker) {
@@ -157,6 +163,155 @@ TEST(CoordinatorTest, ReassignsAfterTheDeadlineAndIgnoresTheLatePush) {
   EXPECT_EQ(p.model_fingerprint(), ParamsFingerprint(InitialMlpModel(*config)));
 }
 
+// Waits (bounded) until the job has ended; its last status.
+rpc::JobStatus WaitForEnd(Coordinator* c, const std::string& job) {
+  rpc::JobStatus status;
+  for (int i = 0; i < 200; ++i) {
+    auto s = c->GetJob(job);
+    EXPECT_TRUE(s.ok()) << s.status();
+    if (!s.ok()) break;
+    status = *s;
+    const rpc::JobState state = status.progress().state();
+    if (state != rpc::QUEUED && state != rpc::RUNNING) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return status;
+}
+
+TEST(CoordinatorTest, ADeterministicTaskFailureEndsTheJobFailed) {
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  Coordinator c(options);
+  auto job = c.SubmitJob(Spec());
+  ASSERT_TRUE(job.ok());
+  const std::string a = Register(&c, "a"), b = Register(&c, "b");
+  const rpc::Task ta = Take(&c, a);
+  rpc::ReportTaskFailureRequest report;
+  report.set_worker_id(b);  // not the holder: refused
+  *report.mutable_tag() = ta.tag();
+  report.set_reason("training diverged: loss is nan at local step 1\nforged line");
+  report.set_deterministic(true);
+  EXPECT_EQ(c.ReportTaskFailure(report).code(), absl::StatusCode::kFailedPrecondition);
+  report.set_worker_id(a);
+  ASSERT_TRUE(c.ReportTaskFailure(report).ok());
+
+  const rpc::JobStatus status = WaitForEnd(&c, *job);
+  EXPECT_EQ(status.progress().state(), rpc::FAILED);
+  EXPECT_THAT(status.progress().error(),
+              HasSubstr(absl::StrCat("round 0, subnet ", ta.tag().subnet(),
+                                     ": worker ", a, " failed attempt 0: training diverged: "
+                                     "loss is nan at local step 1 forged line")));
+  // The next job runs.
+  auto next = c.SubmitJob(Spec());
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(Take(&c, b).tag().job_id(), *next);
+}
+
+TEST(CoordinatorTest, ASubnetThatIsAbandonedOverAndOverEndsTheJobFailed) {
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  options.max_attempts = 3;
+  Coordinator c(options);
+  rpc::JobSpec spec = Spec();
+  spec.set_workers(1);
+  auto job = c.SubmitJob(spec);
+  ASSERT_TRUE(job.ok());
+  const std::string w = Register(&c, "w");
+  // Each GetTask gives up the task held: attempts 0, 1 and 2 end unfinished.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    EXPECT_EQ(Take(&c, w).tag().attempt(), attempt);
+  }
+  auto none = c.GetTask(w, absl::Milliseconds(1));
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  const rpc::JobStatus status = WaitForEnd(&c, *job);
+  EXPECT_EQ(status.progress().state(), rpc::FAILED);
+  EXPECT_THAT(status.progress().error(),
+              HasSubstr("round 0, subnet 0: no trained slice after 3 attempts"));
+}
+
+TEST(CoordinatorTest, BoundsTheWorkerRegistry) {
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  options.registrations_per_minute = 20;
+  Coordinator c(options);
+  rpc::RegisterWorkerRequest r;
+  // 20 registrations with 1 MiB names: each refused, naming the field.
+  r.set_name(std::string(1 << 20, 'x'));
+  for (int i = 0; i < 20; ++i) {
+    auto refused = c.RegisterWorker(r, absl::StrCat("ipv4:10.0.0.", i, ":5000"));
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(refused.status().message(), HasSubstr("name: must be 1 to 128 bytes"));
+  }
+  r.set_name("evil\nI1203 worker w1 registered");
+  EXPECT_THAT(c.RegisterWorker(r, "ipv4:10.0.0.1:5000").status().message(),
+              HasSubstr("name: may hold only"));
+  EXPECT_TRUE(c.ListWorkers().empty());
+  // One peer host registers at most 20 times a minute.
+  r.set_name("w");
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_TRUE(c.RegisterWorker(r, absl::StrCat("ipv4:10.0.0.9:", 5000 + i)).ok()) << i;
+  }
+  EXPECT_EQ(c.RegisterWorker(r, "ipv4:10.0.0.9:6000").status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(c.ListWorkers().size(), 20u);
+}
+
+// Flips a byte in the middle of the file at `path`; its new contents.
+std::string CorruptFile(const std::string& path) {
+  absl::StatusOr<std::string> bytes = ReadWholeFile(path);
+  EXPECT_TRUE(bytes.ok()) << bytes.status();
+  if (!bytes.ok()) return "";
+  (*bytes)[bytes->size() / 2] ^= 0x5a;
+  EXPECT_TRUE(WriteFileAtomically(path, *bytes).ok());
+  return *bytes;
+}
+
+TEST(CoordinatorTest, AJobWithBothCheckpointsCorruptIsListedFailedAndItsIdNeverReused) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = std::string(tmp != nullptr ? tmp : "/tmp") + "/both-corrupt";
+  ::mkdir(dir.c_str(), 0755);
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  options.checkpoint_dir = dir;
+  std::string job;
+  {
+    Coordinator c(options);
+    ASSERT_TRUE(c.Recover().ok());
+    rpc::JobSpec spec = Spec();
+    spec.set_rounds(1000000);
+    auto submitted = c.SubmitJob(spec);  // checkpointed when queued
+    ASSERT_TRUE(submitted.ok());
+    job = *submitted;
+    for (int i = 0; i < 100 && c.GetJob(job)->progress().state() != rpc::RUNNING; ++i) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    ASSERT_EQ(c.GetJob(job)->progress().state(), rpc::RUNNING);
+    c.Shutdown();  // checkpointed again: the first copy becomes .prev
+  }
+  const std::string ckpt = CheckpointPath(dir, job), prev = ckpt + ".prev";
+  const std::string bad = CorruptFile(ckpt), bad_prev = CorruptFile(prev);
+
+  for (int start = 0; start < 2; ++start) {
+    Coordinator c(options);
+    ASSERT_TRUE(c.Recover().ok());
+    auto failed = c.GetJob(job);
+    ASSERT_TRUE(failed.ok()) << failed.status();
+    EXPECT_EQ(failed->progress().state(), rpc::FAILED);
+    EXPECT_THAT(failed->progress().error(), HasSubstr(ckpt + ".corrupt"));
+    EXPECT_THAT(failed->progress().error(), HasSubstr(prev + ".corrupt"));
+    // New jobs never take its id, nor that of a job recovered before.
+    auto next = c.SubmitJob(Spec());
+    ASSERT_TRUE(next.ok());
+    EXPECT_EQ(*next, start == 0 ? "job-2" : "job-3");
+    EXPECT_EQ(c.ListJobs().size(), start == 0 ? 2u : 3u);
+    c.Shutdown();
+    // The unreadable copies are kept as they were.
+    EXPECT_EQ(ReadWholeFile(ckpt + ".corrupt").value_or(""), bad);
+    EXPECT_EQ(ReadWholeFile(prev + ".corrupt").value_or(""), bad_prev);
+  }
+}
+
 TEST(CoordinatorTest, RejectsBadSpecsBeforeQueueing) {
   CoordinatorOptions options;
   options.data_dir = DataDir();
@@ -164,6 +319,8 @@ TEST(CoordinatorTest, RejectsBadSpecsBeforeQueueing) {
   rpc::JobSpec spec = Spec();
   spec.set_lr(-1);
   EXPECT_THAT(c.SubmitJob(spec).status().message(), HasSubstr("lr"));
+  spec.set_lr(1e30);
+  EXPECT_THAT(c.SubmitJob(spec).status().message(), HasSubstr("lr: must be at most 1000"));
   spec = Spec();
   spec.set_dataset("idx:missing-dir");
   EXPECT_EQ(c.SubmitJob(spec).status().code(), absl::StatusCode::kNotFound);

@@ -31,7 +31,9 @@ grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context,
                                                rpc::RegisterWorkerResponse* response) {
   rpc::RegisterWorkerRequest named = *request;
   if (named.name().empty()) named.set_name(context->peer());
-  *response = coordinator_->RegisterWorker(named);
+  auto registered = coordinator_->RegisterWorker(named, context->peer());
+  if (!registered.ok()) return ToGrpcStatus(registered.status());
+  *response = std::move(*registered);
   return grpc::Status::OK;
 }
 
@@ -55,6 +57,12 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
                                           rpc::HeartbeatResponse* response) {
   response->set_known(coordinator_->Heartbeat(*request));
   return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::ReportTaskFailure(grpc::ServerContext* context,
+                                                  const rpc::ReportTaskFailureRequest* request,
+                                                  rpc::ReportTaskFailureResponse* response) {
+  return ToGrpcStatus(coordinator_->ReportTaskFailure(*request));
 }
 
 grpc::Status SliceServiceImpl::FetchSlice(grpc::ServerContext* context,

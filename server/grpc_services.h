@@ -25,6 +25,9 @@ class WorkerServiceImpl final : public rpc::WorkerService::Service {
                        rpc::GetTaskResponse* response) override;
   grpc::Status Heartbeat(grpc::ServerContext* context, const rpc::HeartbeatRequest* request,
                          rpc::HeartbeatResponse* response) override;
+  grpc::Status ReportTaskFailure(grpc::ServerContext* context,
+                                 const rpc::ReportTaskFailureRequest* request,
+                                 rpc::ReportTaskFailureResponse* response) override;
 
  private:
   Coordinator* coordinator_;

@@ -29,7 +29,16 @@ DEFINE_string(checkpoint_dir, "",
               "and resumed from here when the coordinator restarts");
 DEFINE_int32(checkpoint_every_rounds, 10, "rounds between checkpoints of a running job");
 DEFINE_int32(task_timeout_s, 300, "seconds one attempt at a subnet may take");
+DEFINE_int32(max_attempts, 5,
+             "attempts each subnet of a round may take (lost workers, missed deadlines, "
+             "failed tasks); the job fails when the last one ends without a result");
 DEFINE_int32(worker_timeout_s, 20, "seconds of silence after which a worker is lost");
+DEFINE_int32(forget_workers_after_s, 600,
+             "seconds of silence after which a lost worker is forgotten (no longer listed; "
+             "it registers again); at least --worker_timeout_s");
+DEFINE_int32(max_known_workers, 1000, "workers known at once (1 to 10000); bounds ListWorkers");
+DEFINE_int32(registrations_per_minute, 120,
+             "worker registrations accepted per peer host and minute");
 DEFINE_int32(threads, 0, "compute threads for evaluation (0: all cores)");
 DEFINE_int32(max_jobs, 100, "queued + running jobs accepted at once");
 DEFINE_int64(max_job_memory_mb, 8192,
@@ -117,7 +126,12 @@ int main(int argc, char** argv) {
   checks.OneOf("--log_level", FLAGS_log_level, {"info", "warning", "error"})
       .HostPort("--listen", FLAGS_listen)
       .AtLeast("--task_timeout_s", FLAGS_task_timeout_s, 1)
+      .AtLeast("--max_attempts", FLAGS_max_attempts, 1)
       .AtLeast("--worker_timeout_s", FLAGS_worker_timeout_s, 1)
+      .AtLeast("--forget_workers_after_s", FLAGS_forget_workers_after_s, FLAGS_worker_timeout_s)
+      .AtLeast("--max_known_workers", FLAGS_max_known_workers, 1)
+      .Expect(FLAGS_max_known_workers <= 10000, "--max_known_workers: must be at most 10000")
+      .AtLeast("--registrations_per_minute", FLAGS_registrations_per_minute, 1)
       .AtLeast("--checkpoint_every_rounds", FLAGS_checkpoint_every_rounds, 1)
       .AtLeast("--max_jobs", FLAGS_max_jobs, 1)
       .AtLeast("--max_job_memory_mb", FLAGS_max_job_memory_mb, 1);
@@ -136,7 +150,11 @@ int main(int argc, char** argv) {
   options.checkpoint_dir = FLAGS_checkpoint_dir;
   options.checkpoint_every = FLAGS_checkpoint_every_rounds;
   options.task_timeout = absl::Seconds(FLAGS_task_timeout_s);
+  options.max_attempts = FLAGS_max_attempts;
   options.worker_timeout = absl::Seconds(FLAGS_worker_timeout_s);
+  options.forget_workers_after = absl::Seconds(FLAGS_forget_workers_after_s);
+  options.max_known_workers = FLAGS_max_known_workers;
+  options.registrations_per_minute = FLAGS_registrations_per_minute;
   options.max_jobs = FLAGS_max_jobs;
   options.max_job_memory_bytes = FLAGS_max_job_memory_mb << 20;
   ist::CreateDirectoryIfSet(FLAGS_checkpoint_dir);

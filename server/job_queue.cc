@@ -139,6 +139,18 @@ Job* JobQueue::Restore(const std::string& id, rpc::JobSpec spec,
   return raw;
 }
 
+Job* JobQueue::RestoreFailed(const std::string& id, const std::string& error) {
+  rpc::JobSpec spec;
+  Job* job = Restore(id, std::move(spec), nullptr, 0);
+  job->progress.set_job_id(id);
+  job->progress.set_state(rpc::FAILED);
+  job->progress.set_error(error);
+  job->progress.set_test_accuracy(-1);
+  job->progress.set_eval_round(-1);
+  Publish(job);
+  return job;
+}
+
 void JobQueue::Unqueue(const std::string& job_id) {
   queue_.erase(std::remove(queue_.begin(), queue_.end(), job_id), queue_.end());
 }

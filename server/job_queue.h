@@ -13,6 +13,7 @@
 #define IST_SERVER_JOB_QUEUE_H_
 
 #include <cstdint>
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <memory>
@@ -103,6 +104,12 @@ class JobQueue {
   // see Requeue); ids given later number after it. Owned by the queue.
   Job* Restore(const std::string& id, rpc::JobSpec spec,
                std::shared_ptr<const ModelFamily> family, int64_t total_rounds);
+  // Adds a job whose checkpoint could not be taken back, under its `id`,
+  // as FAILED with `error` (published): it has no spec, family or model;
+  // only its status is served. Ids given later number after it.
+  Job* RestoreFailed(const std::string& id, const std::string& error);
+  // Ids given later number after `n` ("job-<n+1>" or higher).
+  void NumberAfter(int64_t n) { next_job_ = std::max(next_job_, n + 1); }
   // Queues `job` at the back.
   void Requeue(Job* job) { queue_.push_back(job->id()); }
   // Removes `job_id` from the waiting queue (it stays known).

@@ -65,6 +65,7 @@ absl::Status RoundDriver::OpenRound(const std::vector<std::pair<std::string, dou
   }
   telemetry_.PlanExtractDone(options_.now());
   slots_done_ = 0;
+  failure_ = absl::OkStatus();
   round_open_ = true;
   telemetry_.RoundOpened(options_.now());
   return absl::OkStatus();
@@ -118,7 +119,7 @@ std::vector<MlpParams<float>*> RoundDriver::SpareOutgoing() {
 }
 
 std::optional<rpc::Task> RoundDriver::HandOut(const std::string& worker_id) {
-  if (!round_open_) return std::nullopt;
+  if (!round_open_ || !failure_.ok()) return std::nullopt;
   // A slot sized for this worker first, then any slot sized for nobody.
   int chosen = -1;
   for (int s = 0; s < static_cast<int>(slots_.size()) && chosen < 0; ++s) {
@@ -154,10 +155,40 @@ bool RoundDriver::TakeBack(const std::string& worker_id, int subnet) {
   if (slot.state != Slot::kAssigned || slot.worker != worker_id) return false;
   LOG(WARNING) << JobTag(job_id_, rounds_done_) << " subnet=" << subnet << ": worker "
                << worker_id << " abandoned it; reassigning";
+  EndAttempt(subnet, absl::StrCat("worker ", worker_id, " abandoned it"));
+  return true;
+}
+
+void RoundDriver::EndAttempt(int subnet, const std::string& why) {
+  Slot& slot = slots_[subnet];
   slot.state = Slot::kPending;
   slot.owner.clear();  // taken back: any worker may have it
   slot.worker.clear();
-  return true;
+  if (slot.attempt + 1 >= options_.max_attempts && failure_.ok()) {
+    failure_ = absl::ResourceExhaustedError(absl::StrCat(
+        "round ", rounds_done_, ", subnet ", subnet, ": no trained slice after ",
+        slot.attempt + 1, " attempts (the limit, --max_attempts); the last: ", why));
+    LOG(ERROR) << JobTag(job_id_, rounds_done_) << " " << failure_.message();
+  }
+}
+
+absl::Status RoundDriver::ReportFailure(const std::string& worker_id, const rpc::SliceTag& tag,
+                                        const std::string& reason, bool deterministic) {
+  RETURN_IF_ERROR(AwaitedSlot(worker_id, tag).status());
+  const std::string why =
+      absl::StrCat("worker ", worker_id, " failed attempt ", tag.attempt(), ": ", reason);
+  LOG(WARNING) << JobTag(job_id_, rounds_done_) << " subnet=" << tag.subnet() << ": " << why;
+  if (deterministic) {
+    slots_[tag.subnet()].state = Slot::kPending;
+    slots_[tag.subnet()].worker.clear();
+    if (failure_.ok()) {
+      failure_ = absl::AbortedError(
+          absl::StrCat("round ", rounds_done_, ", subnet ", tag.subnet(), ": ", why));
+    }
+    return absl::OkStatus();
+  }
+  EndAttempt(tag.subnet(), why);
+  return absl::OkStatus();
 }
 
 std::vector<std::string> RoundDriver::ReclaimExpired(
@@ -177,9 +208,7 @@ std::vector<std::string> RoundDriver::ReclaimExpired(
     LOG(WARNING) << JobTag(job_id_, rounds_done_) << " subnet=" << s << ": worker "
                  << slot.worker << " " << why << "; subnet goes to the next worker that asks";
     reclaimed.push_back(slot.worker);
-    slot.state = Slot::kPending;
-    slot.owner.clear();
-    slot.worker.clear();
+    EndAttempt(s, absl::StrCat("worker ", slot.worker, " ", why));
   }
   return reclaimed;
 }
@@ -287,6 +316,7 @@ rpc::JobProgress RoundDriver::MergedRoundProgress(const rpc::JobProgress& progre
 
 void RoundDriver::AbandonRound() {
   round_open_ = false;
+  failure_ = absl::OkStatus();
   slots_.clear();
 }
 

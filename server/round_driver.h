@@ -50,6 +50,10 @@ struct RoundDriverOptions {
   // How long one attempt at a subnet may take before it is handed to
   // another worker (attempt + 1).
   absl::Duration task_timeout = absl::Minutes(5);
+  // Attempts each subnet of a round may take, whatever ends them (a lost
+  // worker, a missed deadline, an abandoned or failed task); when the last
+  // one ends without a trained slice the job must fail (failure()).
+  int max_attempts = 5;
   // The clocks: wall time (deadlines, round timing) and the process's CPU
   // time (RoundTelemetry).
   std::function<absl::Time()> now = [] { return absl::Now(); };
@@ -123,14 +127,26 @@ class RoundDriver {
   // round is not open or every subnet is held or done.
   std::optional<rpc::Task> HandOut(const std::string& worker_id);
   // The worker gave up `subnet` of the open round (it asked for new work):
-  // if it still holds it, the subnet goes back to the next worker that
-  // asks. True if it did.
+  // if it still holds it, the attempt ends and the subnet goes back to the
+  // next worker that asks. True if it did.
   bool TakeBack(const std::string& worker_id, int subnet);
   // Takes back every held subnet whose worker `why_lost` reports lost at
   // the driver's now (a non-empty reason) or whose deadline has passed;
   // logs each. Returns the workers whose subnets were taken back.
   std::vector<std::string> ReclaimExpired(
       const std::function<std::string(const std::string& worker_id, absl::Time now)>& why_lost);
+  // The worker holding attempt `tag` reports that it failed with `reason`.
+  // If `deterministic` (the task cannot succeed on any worker: its loss
+  // diverged, its slice or spec is bad) the job must fail now (failure());
+  // otherwise the attempt ends as TakeBack's does. FailedPrecondition, and
+  // nothing changes, if `tag` is not the attempt awaited from `worker_id`.
+  absl::Status ReportFailure(const std::string& worker_id, const rpc::SliceTag& tag,
+                             const std::string& reason, bool deterministic);
+  // OK while the open round can still complete. Otherwise the reason the
+  // job must end FAILED, naming the round and subnet: a deterministic
+  // failure reported by a worker, or a subnet whose max_attempts attempts
+  // all ended without a trained slice. No subnet is handed out then.
+  const absl::Status& failure() const { return failure_; }
 
   // Each of these refuses a tag that is not the attempt awaited (round not
   // open or not this one, no such subnet, or the subnet is not held by
@@ -193,6 +209,10 @@ class RoundDriver {
     double mean_loss = 0;
   };
 
+  // Ends the current attempt at `subnet` (held, not done) for `why`: the
+  // subnet goes back to pending, or, if it was the last attempt allowed,
+  // sets failure_.
+  void EndAttempt(int subnet, const std::string& why);
   // The slot of the awaited attempt `tag` by `worker_id`, or
   // FailedPrecondition saying why not.
   absl::StatusOr<const Slot*> AwaitedSlot(const std::string& worker_id,
@@ -217,6 +237,7 @@ class RoundDriver {
   RoundPlan plan_;
   std::vector<Slot> slots_;
   int slots_done_ = 0;
+  absl::Status failure_;
   double last_round_loss_ = 0;
   RoundTelemetry telemetry_;
   // Each slot's outgoing slice of the last round, kept so the next round

@@ -228,6 +228,55 @@ TEST_F(RoundDriverTest, AnAbandonedRoundHandsOutNothingAndKeepsTheModel) {
   EXPECT_TRUE(IdenticalParams(driver_->model(), before));
 }
 
+TEST_F(RoundDriverTest, EverySubnetHasABoundedNumberOfAttempts) {
+  // The default bound: five attempts, whatever ends them.
+  auto gone = [](const std::string& worker, absl::Time) {
+    return worker == "lost" ? std::string("is gone") : std::string();
+  };
+  ASSERT_TRUE(driver_->OpenRound().ok());
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    EXPECT_TRUE(driver_->failure().ok()) << attempt;
+    const std::string worker = attempt % 2 == 0 ? "quitter" : "lost";
+    std::optional<rpc::Task> task = driver_->HandOut(worker);
+    ASSERT_TRUE(task.has_value()) << attempt;
+    ASSERT_EQ(task->tag().subnet(), 0);
+    ASSERT_EQ(task->tag().attempt(), attempt);
+    if (worker == "quitter") {
+      EXPECT_TRUE(driver_->TakeBack(worker, 0));
+    } else {
+      EXPECT_THAT(driver_->ReclaimExpired(gone), ElementsAre("lost"));
+    }
+  }
+  EXPECT_EQ(driver_->failure().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(driver_->failure().message(),
+              HasSubstr("round 0, subnet 0: no trained slice after 5 attempts"));
+  EXPECT_THAT(driver_->failure().message(), HasSubstr("worker quitter abandoned it"));
+  EXPECT_FALSE(driver_->HandOut("c").has_value());
+}
+
+TEST_F(RoundDriverTest, ADeterministicFailureFailsTheJobAtOnce) {
+  ASSERT_TRUE(driver_->OpenRound().ok());
+  std::optional<rpc::Task> ta = driver_->HandOut("a");
+  std::optional<rpc::Task> tb = driver_->HandOut("b");
+  ASSERT_TRUE(ta.has_value() && tb.has_value());
+  // Only the holder of the awaited attempt may report it.
+  EXPECT_EQ(driver_->ReportFailure("b", ta->tag(), "loss is nan", true).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(driver_->failure().ok());
+  // A failure that another worker may not see ends the attempt only.
+  ASSERT_TRUE(driver_->ReportFailure("a", ta->tag(), "data set not found", false).ok());
+  EXPECT_TRUE(driver_->failure().ok());
+  std::optional<rpc::Task> again = driver_->HandOut("c");
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->tag().attempt(), 1);
+
+  ASSERT_TRUE(driver_->ReportFailure("b", tb->tag(), "training diverged: loss is nan", true).ok());
+  EXPECT_EQ(driver_->failure().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(driver_->failure().message(),
+              HasSubstr("round 0, subnet 1: worker b failed attempt 0: training diverged"));
+  EXPECT_FALSE(driver_->HandOut("d").has_value());
+}
+
 TEST_F(RoundDriverTest, ResumesFromACheckpointedRound) {
   MlpParams<float> model = driver_->model();
   for (auto& w : model.weights) w.array() += 2;

@@ -1,19 +1,105 @@
 #include "server/worker_registry.h"
 
+#include <algorithm>
 #include <cmath>
-
+#include <iterator>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace ist {
 
-std::string WorkerRegistry::Register(const std::string& name, absl::Time now) {
+absl::Status ValidateWorkerName(const std::string& name) {
+  if (name.empty() || name.size() > kMaxWorkerNameBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "name: must be 1 to ", kMaxWorkerNameBytes, " bytes, got ", name.size(), " bytes"));
+  }
+  for (size_t i = 0; i < name.size(); ++i) {
+    const unsigned char c = name[i];
+    if (absl::ascii_isalnum(c) || absl::StrContains("._-:@/[]%+", static_cast<char>(c))) {
+      continue;
+    }
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "name: may hold only letters, digits and . _ - : @ / [ ] %% +, got byte 0x%02x at "
+        "offset %d",
+        c, i));
+  }
+  return absl::OkStatus();
+}
+
+std::string PeerHost(const std::string& peer) {
+  if (!absl::StartsWith(peer, "ipv4:") && !absl::StartsWith(peer, "ipv6:")) return peer;
+  const size_t colon = peer.rfind(':');
+  return colon > 4 ? peer.substr(0, colon) : peer;
+}
+
+WorkerRegistry::Allowance& WorkerRegistry::RefilledAllowance(const std::string& host,
+                                                             absl::Time now) {
+  const double capacity = options_.registrations_per_minute;
+  auto [it, added] = allowances_.try_emplace(host, Allowance{capacity, now});
+  Allowance& a = it->second;
+  if (!added && now > a.updated) {
+    a.tokens = std::min(capacity, a.tokens + absl::ToDoubleMinutes(now - a.updated) * capacity);
+    a.updated = now;
+  }
+  return a;
+}
+
+absl::StatusOr<std::string> WorkerRegistry::Register(const std::string& name,
+                                                     const std::string& peer, absl::Time now) {
+  if (absl::Status s = ValidateWorkerName(name); !s.ok()) return s;
+  Prune(now);
+  const std::string host = PeerHost(peer);
+  Allowance& allowance = RefilledAllowance(host, now);
+  if (allowance.tokens < 1) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "registrations from ", host, ": more than ", options_.registrations_per_minute,
+        " a minute; retry later"));
+  }
+  if (static_cast<int>(workers_.size()) >= options_.max_known_workers) {
+    auto quietest = workers_.end();
+    for (auto it = workers_.begin(); it != workers_.end(); ++it) {
+      if (Lost(it->second, now) &&
+          (quietest == workers_.end() || it->second.last_seen < quietest->second.last_seen)) {
+        quietest = it;
+      }
+    }
+    if (quietest == workers_.end()) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the coordinator already knows ", workers_.size(),
+          " live workers, its limit (--max_known_workers)"));
+    }
+    workers_.erase(quietest);
+  }
+  allowance.tokens -= 1;
   const std::string id = absl::StrCat("w", next_worker_++);
   Worker& w = workers_[id];
   w.name = name;
   w.last_seen = now;
   return id;
+}
+
+int WorkerRegistry::Prune(absl::Time now) {
+  int removed = 0;
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    if (now - it->second.last_seen > options_.forget_after) {
+      it = workers_.erase(it);
+      ++removed;
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = allowances_.begin(); it != allowances_.end();) {
+    const Allowance& a = it->second;
+    const bool full = a.tokens + absl::ToDoubleMinutes(now - a.updated) *
+                                     options_.registrations_per_minute >=
+                      options_.registrations_per_minute;
+    it = full ? allowances_.erase(it) : std::next(it);
+  }
+  return removed;
 }
 
 bool WorkerRegistry::Touch(const std::string& id, absl::Time now) {
@@ -26,7 +112,7 @@ bool WorkerRegistry::Touch(const std::string& id, absl::Time now) {
 std::string WorkerRegistry::WhyLost(const std::string& id, absl::Time now) const {
   auto it = workers_.find(id);
   if (it == workers_.end()) return "is gone";
-  if (now - it->second.last_seen > worker_timeout_) {
+  if (Lost(it->second, now)) {
     return absl::StrCat("has been silent for ", absl::FormatDuration(now - it->second.last_seen));
   }
   return "";
@@ -64,7 +150,7 @@ void WorkerRegistry::RecordTaskDone(const std::string& id, const rpc::TrainStats
 std::vector<std::pair<std::string, double>> WorkerRegistry::LiveThroughputs(absl::Time now) const {
   std::vector<std::pair<std::string, double>> out;
   for (const auto& [id, w] : workers_) {
-    if (now - w.last_seen <= worker_timeout_) out.emplace_back(id, w.throughput);
+    if (now - w.last_seen <= options_.worker_timeout) out.emplace_back(id, w.throughput);
   }
   return out;
 }
@@ -75,7 +161,7 @@ std::vector<rpc::WorkerStatus> WorkerRegistry::List(absl::Time now) const {
     rpc::WorkerStatus& status = out.emplace_back();
     status.set_worker_id(id);
     status.set_name(w.name);
-    const bool lost = now - w.last_seen > worker_timeout_;
+    const bool lost = Lost(w, now);
     const bool holds = !w.assignment.job_id.empty();
     status.set_state(lost ? "lost" : (holds ? "training" : "idle"));
     status.set_last_contact_unix(absl::ToDoubleSeconds(w.last_seen - absl::UnixEpoch()));
@@ -92,7 +178,7 @@ std::vector<rpc::WorkerStatus> WorkerRegistry::List(absl::Time now) const {
 
 int WorkerRegistry::NumLive(absl::Time now) const {
   int n = 0;
-  for (const auto& [id, w] : workers_) n += (now - w.last_seen <= worker_timeout_);
+  for (const auto& [id, w] : workers_) n += !Lost(w, now);
   return n;
 }
 

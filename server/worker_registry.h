@@ -1,7 +1,14 @@
 // The workers a coordinator knows: their ids, when each was last heard
 // from, which subnet each holds, and what each has done. A worker is live
 // while it was heard from within `worker_timeout`; lost workers stay listed
-// (as "lost") and come back to life on their next call.
+// (as "lost") and come back to life on their next call, until they have
+// been silent for `forget_after`: then they are removed (Prune), and must
+// register again.
+//
+// The registry is bounded: names are short and printable
+// (ValidateWorkerName), each peer may register at most
+// `registrations_per_minute` times a minute, and at most `max_known_workers` are
+// known at once, so List() is bounded too.
 //
 // Time is passed in by the caller (`now`), so expiry can be tested with
 // any clock.
@@ -15,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "proto/job.pb.h"
 #include "proto/worker_service.pb.h"
@@ -28,16 +37,53 @@ struct WorkerAssignment {
   int subnet = -1;
 };
 
+struct WorkerRegistryOptions {
+  // A worker silent for longer than this is lost: its subnet is reassigned.
+  absl::Duration worker_timeout = absl::Seconds(20);
+  // A worker silent for longer than this is forgotten (removed).
+  absl::Duration forget_after = absl::Minutes(10);
+  // Workers known at once.
+  int max_known_workers = 1000;
+  // Registrations accepted from one peer (its address without the port)
+  // per minute, in bursts of up to this many.
+  int registrations_per_minute = 120;
+};
+
+// The longest worker name accepted, in bytes.
+constexpr int kMaxWorkerNameBytes = 128;
+
+// OK if `name` is 1 to kMaxWorkerNameBytes bytes of letters, digits and
+// . _ - : @ / [ ] % + (host names, host:pid, gRPC peer addresses);
+// otherwise InvalidArgument naming the field "name" and what is wrong.
+absl::Status ValidateWorkerName(const std::string& name);
+
+// The part of a gRPC peer string that names the host: "ipv4:10.0.0.1:5000"
+// -> "ipv4:10.0.0.1", "ipv6:[::1]:5000" -> "ipv6:[::1]"; other forms whole.
+std::string PeerHost(const std::string& peer);
+
 class WorkerRegistry {
  public:
-  explicit WorkerRegistry(absl::Duration worker_timeout) : worker_timeout_(worker_timeout) {}
+  explicit WorkerRegistry(WorkerRegistryOptions options) : options_(std::move(options)) {}
 
   WorkerRegistry(const WorkerRegistry&) = delete;
   WorkerRegistry& operator=(const WorkerRegistry&) = delete;
 
-  // Adds a worker heard from at `now` and returns its new id ("w1", "w2",
-  // ... in registration order; ids are never reused).
-  std::string Register(const std::string& name, absl::Time now);
+  // Adds a worker named `name`, calling from `peer` (a gRPC peer string),
+  // heard from at `now`, and returns its new id ("w1", "w2", ... in
+  // registration order; ids are never reused). Forgets workers silent for
+  // forget_after first. Errors, and nothing is added:
+  //   InvalidArgument  the name fails ValidateWorkerName;
+  //   ResourceExhausted  the peer's host registered registrations_per_minute
+  //     times within the last minute, or max_known_workers workers are known and
+  //     none is lost (else the longest-silent lost one is forgotten).
+  absl::StatusOr<std::string> Register(const std::string& name, const std::string& peer,
+                                       absl::Time now);
+
+  // Removes every worker silent for longer than forget_after at `now`
+  // (whatever it held is the caller's to take back) and the rate records of
+  // peers idle long enough to have their full allowance again. Returns the
+  // number of workers removed.
+  int Prune(absl::Time now);
 
   bool Contains(const std::string& id) const { return workers_.count(id) > 0; }
 
@@ -85,8 +131,21 @@ class WorkerRegistry {
     WorkerAssignment assignment;
   };
 
-  const absl::Duration worker_timeout_;
+  // A peer host's registration allowance: a token bucket holding up to
+  // registrations_per_minute tokens, refilled at that rate.
+  struct Allowance {
+    double tokens = 0;
+    absl::Time updated;
+  };
+  // The allowance of `host` refilled up to `now`.
+  Allowance& RefilledAllowance(const std::string& host, absl::Time now);
+  bool Lost(const Worker& w, absl::Time now) const {
+    return now - w.last_seen > options_.worker_timeout;
+  }
+
+  const WorkerRegistryOptions options_;
   std::map<std::string, Worker> workers_;
+  std::map<std::string, Allowance> allowances_;
   int64_t next_worker_ = 1;
 };
 

@@ -2,6 +2,10 @@
 // assignments, and the listing the job API shows.
 #include "server/worker_registry.h"
 
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -11,11 +15,18 @@ namespace {
 using testing::HasSubstr;
 
 const absl::Time kStart = absl::FromUnixSeconds(1000);
+const char kPeer[] = "ipv4:127.0.0.1:40000";
+
+WorkerRegistryOptions Options() {
+  WorkerRegistryOptions options;
+  options.worker_timeout = absl::Seconds(20);
+  return options;
+}
 
 TEST(WorkerRegistryTest, GivesIdsInRegistrationOrder) {
-  WorkerRegistry registry(absl::Seconds(20));
-  EXPECT_EQ(registry.Register("a", kStart), "w1");
-  EXPECT_EQ(registry.Register("a", kStart), "w2");  // same name, new worker
+  WorkerRegistry registry(Options());
+  EXPECT_EQ(*registry.Register("a", kPeer, kStart), "w1");
+  EXPECT_EQ(*registry.Register("a", kPeer, kStart), "w2");  // same name, new worker
   EXPECT_TRUE(registry.Contains("w2"));
   EXPECT_FALSE(registry.Contains("w3"));
   EXPECT_FALSE(registry.Touch("w3", kStart));
@@ -23,8 +34,8 @@ TEST(WorkerRegistryTest, GivesIdsInRegistrationOrder) {
 }
 
 TEST(WorkerRegistryTest, AWorkerSilentPastTheTimeoutIsLostUntilHeardFromAgain) {
-  WorkerRegistry registry(absl::Seconds(20));
-  const std::string w = registry.Register("a", kStart);
+  WorkerRegistry registry(Options());
+  const std::string w = *registry.Register("a", kPeer, kStart);
   EXPECT_EQ(registry.WhyLost(w, kStart + absl::Seconds(20)), "");  // exactly the timeout: live
   EXPECT_EQ(registry.NumLive(kStart + absl::Seconds(20)), 1);
   EXPECT_EQ(registry.WhyLost(w, kStart + absl::Seconds(21)), "has been silent for 21s");
@@ -37,8 +48,9 @@ TEST(WorkerRegistryTest, AWorkerSilentPastTheTimeoutIsLostUntilHeardFromAgain) {
 }
 
 TEST(WorkerRegistryTest, TracksWhichWorkerHoldsWhichSubnet) {
-  WorkerRegistry registry(absl::Seconds(20));
-  const std::string a = registry.Register("a", kStart), b = registry.Register("b", kStart);
+  WorkerRegistry registry(Options());
+  const std::string a = *registry.Register("a", kPeer, kStart);
+  const std::string b = *registry.Register("b", kPeer, kStart);
   registry.Assign(a, {"job-3", 4, 1});
   EXPECT_EQ(registry.Assignment(a).job_id, "job-3");
   EXPECT_EQ(registry.Assignment(a).round, 4);
@@ -65,8 +77,8 @@ TEST(WorkerRegistryTest, TracksWhichWorkerHoldsWhichSubnet) {
 }
 
 TEST(WorkerRegistryTest, CountsFinishedTasksAndTheirStepTime) {
-  WorkerRegistry registry(absl::Seconds(20));
-  const std::string w = registry.Register("a", kStart);
+  WorkerRegistry registry(Options());
+  const std::string w = *registry.Register("a", kPeer, kStart);
   rpc::TrainStats stats;
   stats.set_steps(4);
   stats.set_train_seconds(2);
@@ -75,6 +87,85 @@ TEST(WorkerRegistryTest, CountsFinishedTasksAndTheirStepTime) {
   const rpc::WorkerStatus status = registry.List(kStart)[0];
   EXPECT_EQ(status.tasks_done(), 2);
   EXPECT_DOUBLE_EQ(status.last_step_seconds(), 0.5);
+}
+
+TEST(WorkerRegistryTest, RefusesNamesTooLongOrWithOtherCharacters) {
+  WorkerRegistry registry(Options());
+  const std::vector<std::string> names = {"host-1.example.com:4242", "ipv6:[::1]:5000",
+                                          "w_2@rack/3", "ipv6:%5B::1%5D:80",
+                                          std::string(kMaxWorkerNameBytes, 'a')};
+  for (const std::string& name : names) {
+    EXPECT_TRUE(registry.Register(name, kPeer, kStart).ok()) << name;
+  }
+  const absl::StatusOr<std::string> huge =
+      registry.Register(std::string(1 << 20, 'a'), kPeer, kStart);
+  EXPECT_EQ(huge.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(huge.status().message(), "name: must be 1 to 128 bytes, got 1048576 bytes");
+  const absl::StatusOr<std::string> forged =
+      registry.Register("a\nE1203 forged log line", kPeer, kStart);
+  EXPECT_EQ(forged.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(forged.status().message(), HasSubstr("name: may hold only"));
+  EXPECT_THAT(forged.status().message(), HasSubstr("got byte 0x0a at offset 1"));
+  EXPECT_FALSE(registry.Register("", kPeer, kStart).ok());
+  EXPECT_FALSE(registry.Register("a b", kPeer, kStart).ok());
+  EXPECT_EQ(registry.List(kStart).size(), 5u);
+}
+
+TEST(WorkerRegistryTest, ForgetsWorkersSilentPastForgetAfter) {
+  WorkerRegistryOptions options = Options();
+  options.forget_after = absl::Minutes(5);
+  WorkerRegistry registry(options);
+  const std::string quiet = *registry.Register("quiet", kPeer, kStart);
+  const std::string busy = *registry.Register("busy", kPeer, kStart);
+  ASSERT_TRUE(registry.Touch(busy, kStart + absl::Minutes(4)));
+  EXPECT_EQ(registry.Prune(kStart + absl::Minutes(5)), 0);  // exactly forget_after: kept
+  EXPECT_EQ(registry.List(kStart + absl::Minutes(5))[0].state(), "lost");
+  EXPECT_EQ(registry.Prune(kStart + absl::Minutes(5) + absl::Seconds(1)), 1);
+  EXPECT_FALSE(registry.Contains(quiet));
+  EXPECT_FALSE(registry.Touch(quiet, kStart + absl::Minutes(6)));  // must register again
+  EXPECT_EQ(registry.WhyLost(quiet, kStart + absl::Minutes(6)), "is gone");
+  ASSERT_EQ(registry.List(kStart + absl::Minutes(6)).size(), 1u);
+  EXPECT_EQ(registry.List(kStart + absl::Minutes(6))[0].worker_id(), busy);
+}
+
+TEST(WorkerRegistryTest, RateLimitsRegistrationsPerPeerHost) {
+  WorkerRegistryOptions options = Options();
+  options.registrations_per_minute = 3;
+  WorkerRegistry registry(options);
+  // Three from 10.0.0.1, whatever the source port.
+  for (int port : {1000, 1001, 1002}) {
+    EXPECT_TRUE(registry.Register("a", absl::StrCat("ipv4:10.0.0.1:", port), kStart).ok());
+  }
+  const absl::StatusOr<std::string> refused =
+      registry.Register("a", "ipv4:10.0.0.1:1003", kStart);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(refused.status().message(),
+            "registrations from ipv4:10.0.0.1: more than 3 a minute; retry later");
+  // Another host has its own allowance; the first gets one back every 20 s.
+  EXPECT_TRUE(registry.Register("b", "ipv4:10.0.0.2:1000", kStart).ok());
+  EXPECT_FALSE(registry.Register("a", "ipv4:10.0.0.1:1004", kStart + absl::Seconds(19)).ok());
+  EXPECT_TRUE(registry.Register("a", "ipv4:10.0.0.1:1005", kStart + absl::Seconds(21)).ok());
+  EXPECT_EQ(PeerHost("ipv6:[::1]:5000"), "ipv6:[::1]");
+  EXPECT_EQ(PeerHost("unix:/run/ist.sock"), "unix:/run/ist.sock");
+}
+
+TEST(WorkerRegistryTest, HoldsAtMostMaxWorkersSoTheListIsBounded) {
+  WorkerRegistryOptions options = Options();
+  options.max_known_workers = 2;
+  WorkerRegistry registry(options);
+  const std::string w1 = *registry.Register("a", "ipv4:10.0.0.1:1", kStart);
+  const std::string w2 = *registry.Register("b", "ipv4:10.0.0.2:1", kStart + absl::Seconds(5));
+  const absl::StatusOr<std::string> full =
+      registry.Register("c", "ipv4:10.0.0.3:1", kStart + absl::Seconds(10));
+  EXPECT_EQ(full.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(full.status().message(), HasSubstr("2 live workers, its limit (--max_known_workers)"));
+  // Once both are lost, a new worker takes the place of the longest silent.
+  const absl::StatusOr<std::string> w3 =
+      registry.Register("c", "ipv4:10.0.0.3:1", kStart + absl::Seconds(30));
+  ASSERT_TRUE(w3.ok()) << w3.status();
+  EXPECT_FALSE(registry.Contains(w1));
+  EXPECT_TRUE(registry.Contains(w2));
+  EXPECT_EQ(registry.List(kStart + absl::Seconds(30)).size(), 2u);
 }
 
 }  // namespace

@@ -180,6 +180,137 @@ TEST(FaultTest, CorruptCheckpointFallsBackToThePreviousOne) {
   ExpectSameAsReference(cluster->get(), *job, spec);
 }
 
+// A job whose loss diverges (lr and weight decay at the spec's bounds) ends FAILED with the
+// round, subnet and the worker's reason, instead of handing the subnet out
+// forever; the spec check refuses a learning rate past the bound.
+TEST(FaultTest, ADivergingJobEndsFailedNamingRoundSubnetAndReason) {
+  auto cluster = LocalCluster::Start();
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  ASSERT_TRUE((*cluster)->AddWorker().ok());
+  rpc::JobSpec spec = Spec(2, 3);
+  spec.set_lr(1e30);
+  auto refused = (*cluster)->Submit(spec);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("lr: must be at most 1000"));
+  spec.set_lr(kMaxLearningRate);
+  spec.set_weight_decay(kMaxWeightDecay);
+  auto job = (*cluster)->Submit(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto status = (*cluster)->WaitForJob(*job, 60);
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(status->progress().state(), rpc::FAILED);
+  EXPECT_THAT(status->progress().error(), HasSubstr("round 0, subnet "));
+  EXPECT_THAT(status->progress().error(), HasSubstr("training diverged: loss is"));
+  // The worker serves the next job.
+  auto next = (*cluster)->Submit(Spec(1, 1));
+  ASSERT_TRUE(next.ok());
+  auto done = (*cluster)->WaitForJob(*next, 60);
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->progress().state(), rpc::SUCCEEDED) << done->progress().error();
+}
+
+// A peer that registers 20 workers with 1 MiB names, or a name with a
+// newline, is refused naming the field, and `istctl workers` (ListWorkers)
+// keeps working; a worker silent past --forget_workers_after_s is no
+// longer listed; one host's registrations are rate-limited.
+TEST(FaultTest, TheWorkerRegistryIsBounded) {
+  auto cluster = LocalCluster::Start({"--worker_timeout_s=1", "--forget_workers_after_s=2",
+                                      "--registrations_per_minute=5"});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  auto stub = rpc::WorkerService::NewStub(
+      grpc::CreateChannel((*cluster)->address(), grpc::InsecureChannelCredentials()));
+  auto call = [&](const std::string& name, rpc::RegisterWorkerResponse* response) {
+    grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    rpc::RegisterWorkerRequest request;
+    request.set_name(name);
+    return stub->RegisterWorker(&c, request, response);
+  };
+  auto list = [&]() -> absl::StatusOr<rpc::ListWorkersResponse> {
+    grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    rpc::ListWorkersResponse workers;
+    grpc::Status s = (*cluster)->jobs()->ListWorkers(&c, rpc::ListWorkersRequest(), &workers);
+    if (!s.ok()) return absl::UnavailableError(s.error_message());
+    return workers;
+  };
+  rpc::RegisterWorkerResponse response;
+  for (int i = 0; i < 20; ++i) {
+    grpc::Status s = call(std::string(1 << 20, 'x'), &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("name: must be 1 to 128 bytes, got 1048576"));
+  }
+  grpc::Status forged = call("w\nE1203 forged", &response);
+  EXPECT_EQ(forged.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(forged.error_message(), HasSubstr("name: may hold only"));
+
+  ASSERT_TRUE(call("quiet", &response).ok());
+  const std::string quiet = response.worker_id();
+  auto listed = list();
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->workers_size(), 1);
+  EXPECT_EQ(listed->workers(0).name(), "quiet");
+  // Forgotten after 2 s of silence (polled for at most 10 s).
+  for (int i = 0; i < 100 && listed.ok() && listed->workers_size() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    listed = list();
+  }
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->workers_size(), 0);
+  {
+    grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    rpc::GetTaskRequest request;
+    request.set_worker_id(quiet);
+    rpc::GetTaskResponse got;
+    EXPECT_EQ(stub->GetTask(&c, request, &got).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  // Five registrations a minute from 127.0.0.1: one was used above.
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(call("w", &response).ok()) << i;
+  grpc::Status limited = call("w", &response);
+  EXPECT_EQ(limited.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(limited.error_message(), HasSubstr("more than 5 a minute"));
+}
+
+// Both checkpoint copies of a job corrupt: after a restart the job is
+// listed FAILED naming both files, which are kept (moved aside), and the
+// next job does not take its id.
+TEST(FaultTest, BothCheckpointsCorruptListsTheJobFailedAndNeverReusesItsId) {
+  const std::string dir = absl::StrCat(TestTmpDir(), "/ckpt-both-corrupt");
+  auto cluster = LocalCluster::Start({"--checkpoint_dir=" + dir, "--checkpoint_every_rounds=2"});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  ASSERT_TRUE((*cluster)->AddWorker().ok());
+  auto job = (*cluster)->Submit(Spec(2, 30));
+  ASSERT_TRUE(job.ok());
+  ASSERT_TRUE((*cluster)->WaitForRound(*job, 5, 60).ok());
+  (*cluster)->StopCoordinator(SIGKILL);
+  const std::string ckpt = CheckpointPath(dir, *job), prev = ckpt + ".prev";
+  std::string corrupted[2];
+  for (int i = 0; i < 2; ++i) {
+    const std::string& path = i == 0 ? ckpt : prev;
+    auto bytes = ReadWholeFile(path);
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    (*bytes)[bytes->size() / 2] ^= 0x5a;
+    ASSERT_TRUE(WriteFileAtomically(path, *bytes).ok());
+    corrupted[i] = *bytes;
+  }
+
+  ASSERT_TRUE((*cluster)->RestartCoordinator().ok());
+  auto failed = (*cluster)->GetJob(*job);
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  EXPECT_EQ(failed->progress().state(), rpc::FAILED);
+  EXPECT_THAT(failed->progress().error(), HasSubstr(ckpt + ": "));
+  EXPECT_THAT(failed->progress().error(), HasSubstr(prev + ": "));
+  auto next = (*cluster)->Submit(Spec(1, 1));
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(*next, "job-2");
+  auto done = (*cluster)->WaitForJob(*next, 60);
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->progress().state(), rpc::SUCCEEDED) << done->progress().error();
+  EXPECT_EQ(ReadWholeFile(ckpt + ".corrupt").value_or(""), corrupted[0]);
+  EXPECT_EQ(ReadWholeFile(prev + ".corrupt").value_or(""), corrupted[1]);
+}
+
 // A worker that pushes NaNs, a wrong shape or a stale round: every push is
 // rejected with the reason, and the model is untouched.
 TEST(FaultTest, BadPushesAreRejectedAndTheModelIsUntouched) {

@@ -87,6 +87,23 @@ void WorkerAgent::HeartbeatUntil(const std::atomic<bool>* done, rpc::SliceTag ta
   }
 }
 
+void WorkerAgent::ReportTaskFailure(const rpc::SliceTag& tag, const absl::Status& failure,
+                                    bool deterministic) {
+  rpc::ReportTaskFailureRequest request;
+  request.set_worker_id(worker_id_);
+  *request.mutable_tag() = tag;
+  request.set_reason(std::string(failure.message()));
+  request.set_deterministic(deterministic);
+  rpc::ReportTaskFailureResponse response;
+  grpc::ClientContext context;
+  SetDeadline(&context, options_.rpc_timeout);
+  const grpc::Status s = stub_->ReportTaskFailure(&context, request, &response);
+  if (!s.ok()) {
+    LOG(WARNING) << SliceTagString(tag) << ": could not report the failure to "
+                 << options_.coordinator << ": " << s.error_message();
+  }
+}
+
 absl::StatusOr<std::shared_ptr<const DenseDataset>> WorkerAgent::LoadTrainingSet(
     const std::string& name) {
   auto it = datasets_.find(name);
@@ -98,8 +115,10 @@ absl::StatusOr<std::shared_ptr<const DenseDataset>> WorkerAgent::LoadTrainingSet
   return shared;
 }
 
-absl::Status WorkerAgent::DoTask(const rpc::Task& task) {
+absl::Status WorkerAgent::DoTask(const rpc::Task& task, bool* deterministic) {
   const rpc::SliceTag& tag = task.tag();
+  // The task's own checks: they fail the same way wherever it runs.
+  *deterministic = true;
   const absl::Duration task_timeout = absl::Milliseconds(std::max<int64_t>(task.deadline_ms(), 1000));
   ASSIGN_OR_RETURN(IstTrainingConfig config, TrainingConfigFromSpec(task.spec()));
   ASSIGN_OR_RETURN(std::unique_ptr<const ModelFamily> family, MakeModelFamily(config));
@@ -120,10 +139,13 @@ absl::Status WorkerAgent::DoTask(const rpc::Task& task) {
     return absl::InvalidArgumentError(absl::StrCat(SliceTagString(tag), ": first_step ",
                                                    task.first_step(), " is not round * R"));
   }
+  // This worker's copy of the data set.
+  *deterministic = false;
   ASSIGN_OR_RETURN(std::shared_ptr<const DenseDataset> train,
                    LoadTrainingSet(task.spec().dataset()));
   const TrainingData data = TrainingData::Dense(*train);
   RETURN_IF_ERROR(family->CheckData(data));
+  *deterministic = true;
   // Not keyed by job id: a coordinator restarted without checkpoints reuses ids.
   // S may change from round to round (an elastic job): shards for the round's S.
   config.num_subnets = plan.num_slices;
@@ -139,6 +161,7 @@ absl::Status WorkerAgent::DoTask(const rpc::Task& task) {
   // zero fill: the decoder writes every byte or the fetch fails).
   auto slice = std::make_shared<MlpParams<float>>();
   slice->ShapeFor(subnet_config);
+  *deterministic = false;  // the network
   {
     rpc::FetchSliceRequest request;
     request.set_worker_id(worker_id_);
@@ -150,6 +173,9 @@ absl::Status WorkerAgent::DoTask(const rpc::Task& task) {
   }
 
   const auto t0 = std::chrono::steady_clock::now();
+  // Training is a function of the task and the fetched slice alone: a
+  // diverged loss recurs on any worker.
+  *deterministic = true;
   ASSIGN_OR_RETURN(LocalTrainResult result,
                    family->TrainSlice(plan, tag.subnet(), data, shards_->batcher(tag.subnet()),
                                       config.sgd.learning_rate, slice.get()));
@@ -159,6 +185,7 @@ absl::Status WorkerAgent::DoTask(const rpc::Task& task) {
   if (result.steps_run > 0) last_step_seconds_.store(seconds / result.steps_run);
 
   // Push: the chunks point into `slice`, which gRPC holds until it is done.
+  *deterministic = false;
   rpc::PushSliceResponse response;
   {
     grpc::ClientContext context;
@@ -203,10 +230,12 @@ absl::StatusOr<bool> WorkerAgent::RunOnce() {
   std::thread heartbeat([&] {
     HeartbeatUntil(&finished, response.task().tag(), heartbeat_interval_);
   });
-  absl::Status done = DoTask(response.task());
+  bool deterministic = false;
+  absl::Status done = DoTask(response.task(), &deterministic);
   finished.store(true);
   heartbeat.join();
   ++tasks_done_;
+  if (!done.ok() && deterministic) ReportTaskFailure(response.task().tag(), done, true);
   if (!done.ok()) {
     return absl::Status(done.code(), absl::StrCat(SliceTagString(response.task().tag()), ": ",
                                                   done.message()));

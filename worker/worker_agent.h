@@ -73,7 +73,16 @@ class WorkerAgent {
   // Sends a heartbeat every `interval` until *done; runs on its own thread
   // while a task trains, so a long task does not look like a dead worker.
   void HeartbeatUntil(const std::atomic<bool>* done, rpc::SliceTag tag, absl::Duration interval);
-  absl::Status DoTask(const rpc::Task& task);
+  // Fetches, trains and pushes the task's slice. On an error,
+  // `*deterministic` says whether the task would fail the same way on any
+  // worker (a bad task or slice, a diverged loss) rather than because of
+  // this worker or the network.
+  absl::Status DoTask(const rpc::Task& task, bool* deterministic);
+  // Tells the coordinator that attempt `tag` failed with `failure`
+  // (ReportTaskFailure); a coordinator without that call, or one that
+  // cannot be reached, is only logged.
+  void ReportTaskFailure(const rpc::SliceTag& tag, const absl::Status& failure,
+                         bool deterministic);
   absl::StatusOr<std::shared_ptr<const DenseDataset>> LoadTrainingSet(const std::string& name);
 
   const WorkerOptions options_;

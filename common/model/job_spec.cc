@@ -236,6 +236,13 @@ absl::Status ValidateJobSpec(const rpc::JobSpec& spec) {
   // widths), local_steps and batch_size; its messages use the proto's names.
   const IstTrainingConfig config = ToConfig(spec);
   RETURN_IF_ERROR(ValidateTrainingConfig(config));
+  if (spec.lr() > kMaxLearningRate) {
+    return Invalid("lr", absl::StrCat("must be at most ", kMaxLearningRate), spec.lr());
+  }
+  if (spec.weight_decay() > kMaxWeightDecay) {
+    return Invalid("weight_decay", absl::StrCat("must be at most ", kMaxWeightDecay),
+                   spec.weight_decay());
+  }
   if (spec.speed_aware() && spec.mode() != "ist") {
     return Invalid("speed_aware", "sizes IST subnets: mode must be 'ist'",
                    absl::StrCat("mode '", spec.mode(), "'"));

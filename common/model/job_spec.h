@@ -23,6 +23,10 @@ constexpr int64_t kMaxJobRounds = 10000000;
 constexpr double kMaxJobEpochs = 1e6;
 constexpr int64_t kMaxModelBytes = int64_t{16} << 30;  // fp32 weights
 constexpr int kMaxJobNameBytes = 256;
+// Far above any learning rate or weight decay that trains (typical values
+// are 1e-4 to 1); a job past them can only diverge.
+constexpr double kMaxLearningRate = 1e3;
+constexpr double kMaxWeightDecay = 1e3;
 
 // Returns `spec` with every zero field that has a default filled in:
 // dataset "fashion-mnist", workers 2, local_steps 20, lr 0.01, batch_size 128,
