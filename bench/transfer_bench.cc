@@ -51,7 +51,7 @@
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "grpcpp/grpcpp.h"
-#include "proto/worker_service.grpc.pb.h"
+#include "proto/ist/v1/worker_service.grpc.pb.h"
 #include "server/coordinator.h"
 #include "server/grpc_services.h"
 #include "worker/worker_agent.h"
@@ -182,7 +182,7 @@ struct Transfer {
 // SliceStreamClient calls) and pushes it straight back. Error on any
 // failure or a rejected push.
 absl::StatusOr<Transfer> FetchAndPush(const ist::SliceStreamClient& slices,
-                                      const std::string& worker_id, const ist::rpc::Task& task,
+                                      const std::string& worker_id, const ist::v1::Task& task,
                                       int64_t push_chunk_bytes) {
   Transfer t;
   ist::MlpConfig shape;
@@ -191,7 +191,7 @@ absl::StatusOr<Transfer> FetchAndPush(const ist::SliceStreamClient& slices,
   auto t0 = Clock::now();
   slice->ShapeFor(shape);  // the worker shapes its buffers first: part of the fetch
   {
-    ist::rpc::FetchSliceRequest request;
+    ist::v1::FetchSliceRequest request;
     request.set_worker_id(worker_id);
     *request.mutable_tag() = task.tag();
     grpc::ClientContext context;
@@ -203,11 +203,11 @@ absl::StatusOr<Transfer> FetchAndPush(const ist::SliceStreamClient& slices,
   t.fetch_seconds = Since(t0);
 
   t0 = Clock::now();
-  ist::rpc::PushSliceResponse response;
+  ist::v1::PushSliceResponse response;
   {
     grpc::ClientContext context;
     SetDeadline(&context, 60);
-    ist::rpc::TrainStats stats;
+    ist::v1::TrainStats stats;
     stats.set_steps(task.spec().local_steps());
     const absl::Status pushed = slices.Push(&context, worker_id, stats, std::move(slice),
                                             task.tag(), push_chunk_bytes, &response);
@@ -220,13 +220,13 @@ absl::StatusOr<Transfer> FetchAndPush(const ist::SliceStreamClient& slices,
   return t;
 }
 
-absl::StatusOr<ist::rpc::Task> TakeTask(ist::rpc::WorkerService::Stub* stub,
+absl::StatusOr<ist::v1::Task> TakeTask(ist::v1::WorkerService::Stub* stub,
                                         const std::string& worker_id) {
   for (int attempt = 0; attempt < 20; ++attempt) {  // at most 20 x 5 s
-    ist::rpc::GetTaskRequest request;
+    ist::v1::GetTaskRequest request;
     request.set_worker_id(worker_id);
     request.set_wait_ms(5000);
-    ist::rpc::GetTaskResponse response;
+    ist::v1::GetTaskResponse response;
     grpc::ClientContext context;
     SetDeadline(&context, 10);
     const grpc::Status s = stub->GetTask(&context, request, &response);
@@ -237,7 +237,7 @@ absl::StatusOr<ist::rpc::Task> TakeTask(ist::rpc::WorkerService::Stub* stub,
 }
 
 int Run() {
-  ist::rpc::JobSpec spec;
+  ist::v1::JobSpec spec;
   std::vector<int> layers;
   if (absl::Status s = ist::ParseLayerSizes(FLAGS_layers, &layers); !s.ok()) {
     std::fprintf(stderr, "--layers: %s\n", std::string(s.message()).c_str());
@@ -281,7 +281,7 @@ int Run() {
     std::fprintf(stderr, "channel: %s\n", std::string(channel.status().message()).c_str());
     return 1;
   }
-  auto stub = ist::rpc::WorkerService::NewStub(*channel);
+  auto stub = ist::v1::WorkerService::NewStub(*channel);
   const ist::SliceStreamClient slices(*channel);
 
   auto job = coordinator.SubmitJob(spec);
@@ -293,9 +293,9 @@ int Run() {
   if (!config.ok()) return 1;
   std::vector<std::string> workers;
   for (int s = 0; s < FLAGS_subnets; ++s) {
-    ist::rpc::RegisterWorkerRequest request;
+    ist::v1::RegisterWorkerRequest request;
     request.set_name(absl::StrCat("bench-", s));
-    ist::rpc::RegisterWorkerResponse response;
+    ist::v1::RegisterWorkerResponse response;
     grpc::ClientContext context;
     SetDeadline(&context, 10);
     if (!stub->RegisterWorker(&context, request, &response).ok()) return 1;
@@ -333,7 +333,7 @@ int Run() {
     // Take every subnet's task first: when GetTask answers, the round is
     // open and its slices extracted, so the coordinator's round loop is idle
     // while both transports are timed (they do not compete for the 2 cores).
-    std::vector<ist::rpc::Task> tasks;
+    std::vector<ist::v1::Task> tasks;
     std::vector<int64_t> expected;
     for (int w = 0; w < FLAGS_subnets; ++w) {
       auto task = TakeTask(stub.get(), workers[w]);

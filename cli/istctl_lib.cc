@@ -150,17 +150,17 @@ absl::Status ParseDouble(const std::string& flag, const std::string& value,
   return absl::OkStatus();
 }
 
-const char* StateName(rpc::JobState state) {
+const char* StateName(v1::JobState state) {
   switch (state) {
-    case rpc::QUEUED:
+    case v1::QUEUED:
       return "QUEUED";
-    case rpc::RUNNING:
+    case v1::RUNNING:
       return "RUNNING";
-    case rpc::SUCCEEDED:
+    case v1::SUCCEEDED:
       return "SUCCEEDED";
-    case rpc::FAILED:
+    case v1::FAILED:
       return "FAILED";
-    case rpc::CANCELLED:
+    case v1::CANCELLED:
       return "CANCELLED";
     default:
       return "UNKNOWN";
@@ -168,7 +168,7 @@ const char* StateName(rpc::JobState state) {
 }
 
 // "round 12/118 (10%)", or "round 12" when the total is unknown.
-std::string RoundText(const rpc::JobProgress& p) {
+std::string RoundText(const v1::JobProgress& p) {
   if (p.total_rounds() <= 0) return absl::StrCat("round ", p.round());
   const double fraction =
       static_cast<double>(p.round()) / static_cast<double>(p.total_rounds());
@@ -236,8 +236,8 @@ void SetDeadline(grpc::ClientContext* context, double seconds) {
       std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6)));
 }
 
-int ExitCodeForState(rpc::JobState state) {
-  return state == rpc::SUCCEEDED ? kExitOk : kExitFailure;
+int ExitCodeForState(v1::JobState state) {
+  return state == v1::SUCCEEDED ? kExitOk : kExitFailure;
 }
 
 // Prints watch progress: JSON lines, plain lines, or one live line redrawn
@@ -247,7 +247,7 @@ class ProgressPrinter {
   ProgressPrinter(std::ostream& out, OutputFormat format, bool live)
       : out_(out), format_(format), live_(live && format == OutputFormat::kText) {}
 
-  void Print(const rpc::JobProgress& p) {
+  void Print(const v1::JobProgress& p) {
     if (format_ == OutputFormat::kJson) {
       out_ << ToJson(p) << "\n";
     } else if (live_) {
@@ -268,7 +268,7 @@ class ProgressPrinter {
 
   // The final summary line (text output only; JSON ends with the last
   // progress object).
-  void Summary(const rpc::JobProgress& p) {
+  void Summary(const v1::JobProgress& p) {
     EndLine();
     if (format_ == OutputFormat::kText) out_ << FormatFinalSummary(p) << "\n";
     out_.flush();
@@ -307,14 +307,14 @@ bool LostCoordinator(const grpc::Status& status) {
 // backs off 200 ms doubling to 2 s. Returns the last status and fills
 // `status` on success.
 grpc::Status ReconnectAndGetJob(const std::string& job_id, absl::Time until,
-                                rpc::JobService::StubInterface* stub, rpc::JobStatus* status) {
+                                v1::JobService::StubInterface* stub, v1::JobStatus* status) {
   absl::Duration backoff = absl::Milliseconds(200);
   grpc::Status s;
   while (true) {
     grpc::ClientContext context;
     context.set_wait_for_ready(true);
     context.set_deadline(absl::ToChronoTime(std::min(until, absl::Now() + absl::Seconds(5))));
-    rpc::GetJobRequest request;
+    v1::GetJobRequest request;
     request.set_job_id(job_id);
     s = stub->GetJob(&context, request, status);
     const bool transient = s.error_code() == grpc::StatusCode::UNAVAILABLE ||
@@ -326,23 +326,23 @@ grpc::Status ReconnectAndGetJob(const std::string& job_id, absl::Time until,
 }
 
 int RunWatch(const GlobalOptions& g, const std::string& job_id, double reconnect_seconds,
-             rpc::JobService::StubInterface* stub, std::ostream& out,
+             v1::JobService::StubInterface* stub, std::ostream& out,
              std::ostream& err, bool live) {
   const absl::Time overall_deadline =
       g.timeout_given ? absl::Now() + absl::Seconds(g.timeout_seconds) : absl::InfiniteFuture();
   // A bounded call first: an unreachable coordinator or an unknown job fails
   // within --timeout even though the stream below may have no deadline.
-  rpc::JobStatus status;
+  v1::JobStatus status;
   {
     grpc::ClientContext context;
     SetDeadline(&context, g.timeout_seconds);
-    rpc::GetJobRequest request;
+    v1::GetJobRequest request;
     request.set_job_id(job_id);
     const grpc::Status s = stub->GetJob(&context, request, &status);
     if (!s.ok()) return ReportRpcError(g, "GetJob " + job_id, s, err);
   }
   ProgressPrinter printer(out, g.output, live);
-  rpc::JobProgress last = status.progress();
+  v1::JobProgress last = status.progress();
   // The end of the current outage's reconnect window; InfinitePast while
   // the watch delivers progress. A watch that keeps failing without any
   // progress gives up when the window of its first failure closes.
@@ -355,11 +355,11 @@ int RunWatch(const GlobalOptions& g, const std::string& job_id, double reconnect
     }
     grpc::ClientContext context;
     if (g.timeout_given) context.set_deadline(absl::ToChronoTime(overall_deadline));
-    rpc::WatchJobRequest request;
+    v1::WatchJobRequest request;
     request.set_job_id(job_id);
-    std::unique_ptr<grpc::ClientReaderInterface<rpc::JobProgress>> reader =
+    std::unique_ptr<grpc::ClientReaderInterface<v1::JobProgress>> reader =
         stub->WatchJob(&context, request);
-    rpc::JobProgress progress;
+    v1::JobProgress progress;
     while (reader->Read(&progress)) {
       printer.Print(progress);
       last = progress;
@@ -423,17 +423,17 @@ int RunWatch(const GlobalOptions& g, const std::string& job_id, double reconnect
   }
 }
 
-int RunSubmit(const Invocation& inv, rpc::JobService::StubInterface* stub,
+int RunSubmit(const Invocation& inv, v1::JobService::StubInterface* stub,
               std::ostream& out, std::ostream& err, bool live) {
   const GlobalOptions& g = inv.global;
-  absl::StatusOr<rpc::JobSpec> spec = SubmitSpecFromFlags(inv.flags);
+  absl::StatusOr<v1::JobSpec> spec = SubmitSpecFromFlags(inv.flags);
   if (!spec.ok()) {
     err << "istctl: submit: " << spec.status().message() << "\n";
     return kExitUsage;
   }
-  rpc::SubmitJobRequest request;
+  v1::SubmitJobRequest request;
   *request.mutable_spec() = *spec;
-  rpc::SubmitJobResponse response;
+  v1::SubmitJobResponse response;
   grpc::ClientContext context;
   SetDeadline(&context, g.timeout_seconds);
   const grpc::Status s = stub->SubmitJob(&context, request, &response);
@@ -449,14 +449,14 @@ int RunSubmit(const Invocation& inv, rpc::JobService::StubInterface* stub,
   return RunWatch(g, response.job_id(), ReconnectSeconds(inv.flags).value_or(kDefaultReconnectSeconds), stub, out, err, live);
 }
 
-int RunStatus(const Invocation& inv, rpc::JobService::StubInterface* stub,
+int RunStatus(const Invocation& inv, v1::JobService::StubInterface* stub,
               std::ostream& out, std::ostream& err) {
   const std::string& job_id = inv.args[0];
   grpc::ClientContext context;
   SetDeadline(&context, inv.global.timeout_seconds);
-  rpc::GetJobRequest request;
+  v1::GetJobRequest request;
   request.set_job_id(job_id);
-  rpc::JobStatus status;
+  v1::JobStatus status;
   const grpc::Status s = stub->GetJob(&context, request, &status);
   if (!s.ok()) return ReportRpcError(inv.global, "GetJob " + job_id, s, err);
   if (inv.global.output == OutputFormat::kJson) {
@@ -467,13 +467,13 @@ int RunStatus(const Invocation& inv, rpc::JobService::StubInterface* stub,
   return kExitOk;
 }
 
-int RunList(const Invocation& inv, rpc::JobService::StubInterface* stub,
+int RunList(const Invocation& inv, v1::JobService::StubInterface* stub,
             std::ostream& out, std::ostream& err) {
   grpc::ClientContext context;
   SetDeadline(&context, inv.global.timeout_seconds);
-  rpc::ListJobsResponse response;
+  v1::ListJobsResponse response;
   const grpc::Status s =
-      stub->ListJobs(&context, rpc::ListJobsRequest(), &response);
+      stub->ListJobs(&context, v1::ListJobsRequest(), &response);
   if (!s.ok()) return ReportRpcError(inv.global, "ListJobs", s, err);
   if (inv.global.output == OutputFormat::kJson) {
     out << ToJson(response) << "\n";
@@ -483,12 +483,12 @@ int RunList(const Invocation& inv, rpc::JobService::StubInterface* stub,
   return kExitOk;
 }
 
-int RunWorkers(const Invocation& inv, rpc::JobService::StubInterface* stub,
+int RunWorkers(const Invocation& inv, v1::JobService::StubInterface* stub,
                std::ostream& out, std::ostream& err) {
   grpc::ClientContext context;
   SetDeadline(&context, inv.global.timeout_seconds);
-  rpc::ListWorkersResponse response;
-  const grpc::Status s = stub->ListWorkers(&context, rpc::ListWorkersRequest(), &response);
+  v1::ListWorkersResponse response;
+  const grpc::Status s = stub->ListWorkers(&context, v1::ListWorkersRequest(), &response);
   if (!s.ok()) return ReportRpcError(inv.global, "ListWorkers", s, err);
   if (inv.global.output == OutputFormat::kJson) {
     out << ToJson(response) << "\n";
@@ -498,14 +498,14 @@ int RunWorkers(const Invocation& inv, rpc::JobService::StubInterface* stub,
   return kExitOk;
 }
 
-int RunCancel(const Invocation& inv, rpc::JobService::StubInterface* stub,
+int RunCancel(const Invocation& inv, v1::JobService::StubInterface* stub,
               std::ostream& out, std::ostream& err) {
   const std::string& job_id = inv.args[0];
   grpc::ClientContext context;
   SetDeadline(&context, inv.global.timeout_seconds);
-  rpc::CancelJobRequest request;
+  v1::CancelJobRequest request;
   request.set_job_id(job_id);
-  rpc::CancelJobResponse response;
+  v1::CancelJobResponse response;
   const grpc::Status s = stub->CancelJob(&context, request, &response);
   if (!s.ok()) return ReportRpcError(inv.global, "CancelJob " + job_id, s, err);
   if (inv.global.output == OutputFormat::kJson) {
@@ -516,10 +516,10 @@ int RunCancel(const Invocation& inv, rpc::JobService::StubInterface* stub,
   return kExitOk;
 }
 
-int RunEval(const Invocation& inv, rpc::JobService::StubInterface* stub,
+int RunEval(const Invocation& inv, v1::JobService::StubInterface* stub,
             std::ostream& out, std::ostream& err) {
   const std::string& job_id = inv.args[0];
-  rpc::EvaluateRequest request;
+  v1::EvaluateRequest request;
   request.set_job_id(job_id);
   if (auto it = inv.flags.find("dataset"); it != inv.flags.end()) {
     request.set_dataset(it->second);
@@ -529,7 +529,7 @@ int RunEval(const Invocation& inv, rpc::JobService::StubInterface* stub,
   }
   grpc::ClientContext context;
   SetDeadline(&context, inv.global.timeout_seconds);
-  rpc::EvaluateResponse response;
+  v1::EvaluateResponse response;
   const grpc::Status s = stub->Evaluate(&context, request, &response);
   if (!s.ok()) return ReportRpcError(inv.global, "Evaluate " + job_id, s, err);
   if (inv.global.output == OutputFormat::kJson) {
@@ -569,7 +569,7 @@ void SyncParentDirectory(const std::string& path) {
   close(fd);
 }
 
-int RunExport(const Invocation& inv, rpc::JobService::StubInterface* stub,
+int RunExport(const Invocation& inv, v1::JobService::StubInterface* stub,
               std::ostream& out, std::ostream& err) {
   const std::string& job_id = inv.args[0];
   const std::string path = inv.flags.at("out");
@@ -588,11 +588,11 @@ int RunExport(const Invocation& inv, rpc::JobService::StubInterface* stub,
 
   grpc::ClientContext context;
   SetDeadline(&context, inv.global.timeout_seconds);
-  rpc::ExportModelRequest request;
+  v1::ExportModelRequest request;
   request.set_job_id(job_id);
-  std::unique_ptr<grpc::ClientReaderInterface<rpc::ModelFileChunk>> reader =
+  std::unique_ptr<grpc::ClientReaderInterface<v1::ModelFileChunk>> reader =
       stub->ExportModel(&context, request);
-  rpc::ModelFileChunk chunk;
+  v1::ModelFileChunk chunk;
   int64_t bytes = 0;
   std::string write_error;
   while (reader->Read(&chunk)) {
@@ -665,7 +665,7 @@ commands:
          [--local_steps=R] [--rounds=N | --epochs=E] [--lr=X] [--momentum=X]
          [--weight_decay=X] [--batch=B] [--seed=N] [--eval_every=N]
          [--bn_mode=batch|running] [--mode=ist|local_sgd|data_parallel] [--wait]
-      submit a job; the spec comes from FILE (text proto of ist.rpc.JobSpec)
+      submit a job; the spec comes from FILE (text proto of ist.v1.JobSpec)
       with the flags overriding its fields, and is checked before sending.
       Prints the job id; --wait then watches it like `watch`.
       --reconnect_for as for watch.
@@ -816,7 +816,7 @@ absl::StatusOr<Invocation> ParseCommandLine(
 }
 
 absl::Status ApplySpecFlags(const std::map<std::string, std::string>& flags,
-                            rpc::JobSpec* spec) {
+                            v1::JobSpec* spec) {
   auto get = [&flags](const char* name) -> const std::string* {
     const auto it = flags.find(name);
     return it == flags.end() ? nullptr : &it->second;
@@ -897,9 +897,9 @@ absl::Status ApplySpecFlags(const std::map<std::string, std::string>& flags,
   return absl::OkStatus();
 }
 
-absl::StatusOr<rpc::JobSpec> SubmitSpecFromFlags(
+absl::StatusOr<v1::JobSpec> SubmitSpecFromFlags(
     const std::map<std::string, std::string>& flags) {
-  rpc::JobSpec spec;
+  v1::JobSpec spec;
   if (const auto it = flags.find("spec"); it != flags.end()) {
     ASSIGN_OR_RETURN(spec, ReadJobSpecFile(it->second));
   }
@@ -931,7 +931,7 @@ std::string FormatBytes(double bytes) {
   return absl::StrFormat("%.1f %s", v, kUnits[unit]);
 }
 
-std::string FormatProgressLine(const rpc::JobProgress& p) {
+std::string FormatProgressLine(const v1::JobProgress& p) {
   std::vector<std::string> parts = {RoundText(p)};
   const bool trained = p.round() > 0;
   parts.push_back(trained ? absl::StrFormat("loss %.4f", p.train_loss())
@@ -943,7 +943,7 @@ std::string FormatProgressLine(const rpc::JobProgress& p) {
                     static_cast<double>(p.round_bytes_received())),
         "/round"));
   }
-  if (p.state() == rpc::RUNNING) {
+  if (p.state() == v1::RUNNING) {
     parts.push_back(absl::StrCat(
         "ETA ", trained ? FormatDuration(p.eta_seconds()) : std::string("?")));
   } else {
@@ -952,7 +952,7 @@ std::string FormatProgressLine(const rpc::JobProgress& p) {
   return absl::StrJoin(parts, "  ");
 }
 
-std::string FormatFinalSummary(const rpc::JobProgress& p) {
+std::string FormatFinalSummary(const v1::JobProgress& p) {
   const std::string job =
       p.job_id().empty() ? std::string("job") : absl::StrCat("job ", p.job_id());
   const std::string rounds =
@@ -962,16 +962,16 @@ std::string FormatFinalSummary(const rpc::JobProgress& p) {
       absl::StrCat(FormatBytes(p.total_bytes_sent()), " sent, ",
                    FormatBytes(p.total_bytes_received()), " received");
   switch (p.state()) {
-    case rpc::SUCCEEDED:
+    case v1::SUCCEEDED:
       return absl::StrFormat(
           "%s SUCCEEDED after %s rounds  final test accuracy: %s  test loss "
           "%.4f  traffic %s",
           job, rounds, AccuracyText(p.test_accuracy()), p.test_loss(), traffic);
-    case rpc::FAILED:
+    case v1::FAILED:
       return absl::StrFormat(
           "%s FAILED at round %s: %s", job, rounds,
           p.error().empty() ? std::string("(no error message)") : p.error());
-    case rpc::CANCELLED:
+    case v1::CANCELLED:
       return absl::StrFormat("%s CANCELLED at round %s  last test accuracy: %s",
                              job, rounds, AccuracyText(p.test_accuracy()));
     default:
@@ -980,9 +980,9 @@ std::string FormatFinalSummary(const rpc::JobProgress& p) {
   }
 }
 
-std::string FormatJobStatus(const rpc::JobStatus& status) {
-  const rpc::JobSpec& spec = status.spec();
-  const rpc::JobProgress& p = status.progress();
+std::string FormatJobStatus(const v1::JobStatus& status) {
+  const v1::JobSpec& spec = status.spec();
+  const v1::JobProgress& p = status.progress();
   std::string out = absl::StrCat("job ", status.job_id());
   if (!spec.name().empty()) absl::StrAppend(&out, " \"", spec.name(), "\"");
   absl::StrAppend(&out, ": ", StateName(p.state()), "\n");
@@ -1031,12 +1031,12 @@ std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
 
 }  // namespace
 
-std::string FormatJobTable(const rpc::ListJobsResponse& jobs) {
+std::string FormatJobTable(const v1::ListJobsResponse& jobs) {
   if (jobs.jobs().empty()) return "no jobs\n";
   std::vector<std::vector<std::string>> rows = {
       {"JOB_ID", "STATE", "ROUND", "ACC", "MODEL", "DATASET", "NAME"}};
-  for (const rpc::JobStatus& job : jobs.jobs()) {
-    const rpc::JobProgress& p = job.progress();
+  for (const v1::JobStatus& job : jobs.jobs()) {
+    const v1::JobProgress& p = job.progress();
     rows.push_back({job.job_id(), StateName(p.state()),
                     absl::StrCat(p.round(), "/", p.total_rounds()),
                     AccuracyText(p.test_accuracy()),
@@ -1045,11 +1045,11 @@ std::string FormatJobTable(const rpc::ListJobsResponse& jobs) {
   return FormatTable(rows);
 }
 
-std::string FormatWorkerTable(const rpc::ListWorkersResponse& workers) {
+std::string FormatWorkerTable(const v1::ListWorkersResponse& workers) {
   if (workers.workers().empty()) return "no workers\n";
   std::vector<std::vector<std::string>> rows = {
       {"WORKER", "NAME", "STATE", "LAST_CONTACT", "TASK", "STEP_MS", "TASKS"}};
-  for (const rpc::WorkerStatus& w : workers.workers()) {
+  for (const v1::WorkerStatus& w : workers.workers()) {
     rows.push_back({w.worker_id(), w.name(), w.state(), FormatUnixTime(w.last_contact_unix()),
                     w.job_id().empty() ? "-"
                                        : absl::StrCat(w.job_id(), " r", w.round(), " s",
@@ -1072,9 +1072,9 @@ std::string ToJson(const google::protobuf::Message& message) {
   return json;
 }
 
-bool IsTerminal(rpc::JobState state) {
-  return state == rpc::SUCCEEDED || state == rpc::FAILED ||
-         state == rpc::CANCELLED;
+bool IsTerminal(v1::JobState state) {
+  return state == v1::SUCCEEDED || state == v1::FAILED ||
+         state == v1::CANCELLED;
 }
 
 int ExitCodeForRpcError(const grpc::Status& status) {
@@ -1098,7 +1098,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ad
   return ::ist::MakeChannel(address, security, args);
 }
 
-int RunCommand(const Invocation& inv, rpc::JobService::StubInterface* stub,
+int RunCommand(const Invocation& inv, v1::JobService::StubInterface* stub,
                std::ostream& out, std::ostream& err, bool live) {
   const std::string& c = inv.command;
   if (c == "submit") return RunSubmit(inv, stub, out, err, live);

@@ -2,7 +2,7 @@
 // (proto/job.proto). This library holds everything but main(): the command
 // line parser, job spec assembly from --spec and flags, the text and JSON
 // output, and the commands themselves, which run against any
-// rpc::JobService::StubInterface (a real channel, or an in-process server in
+// v1::JobService::StubInterface (a real channel, or an in-process server in
 // tests).
 //
 //   istctl --coordinator=HOST:PORT [--output=text|json] [--timeout=SECONDS]
@@ -31,8 +31,8 @@
 #include "google/protobuf/message.h"
 #include "grpcpp/grpcpp.h"
 #include "common/wire/security.h"
-#include "proto/job.grpc.pb.h"
-#include "proto/job.pb.h"
+#include "proto/ist/v1/job.grpc.pb.h"
+#include "proto/ist/v1/job.pb.h"
 
 namespace ist {
 namespace cli {
@@ -91,12 +91,12 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
 // value does not parse, e.g. "--layers: 'abc' in '784-abc-10' is not an
 // integer". Range checks are left to ValidateJobSpec.
 absl::Status ApplySpecFlags(const std::map<std::string, std::string>& flags,
-                            rpc::JobSpec* spec);
+                            v1::JobSpec* spec);
 
 // The spec `submit` sends: the --spec file if given (else an empty spec),
 // then ApplySpecFlags, WithDefaults and ValidateJobSpec. Errors name the file
 // or the field/flag.
-absl::StatusOr<rpc::JobSpec> SubmitSpecFromFlags(
+absl::StatusOr<v1::JobSpec> SubmitSpecFromFlags(
     const std::map<std::string, std::string>& flags);
 
 // "0s", "45s", "1m20s", "2h05m", "3d04h"; "?" for negative or not finite.
@@ -107,26 +107,26 @@ std::string FormatBytes(double bytes);
 
 // One line of progress, e.g.
 // "round 12/118 (10%)  loss 0.8712  acc 0.8123  1.2 MB/round  ETA 1m20s".
-std::string FormatProgressLine(const rpc::JobProgress& progress);
+std::string FormatProgressLine(const v1::JobProgress& progress);
 
 // The last line of watch: for SUCCEEDED it contains
 // "final test accuracy: 0.XXXX"; FAILED includes the error.
-std::string FormatFinalSummary(const rpc::JobProgress& progress);
+std::string FormatFinalSummary(const v1::JobProgress& progress);
 
 // Human-readable `status` output (several lines, ending in '\n').
-std::string FormatJobStatus(const rpc::JobStatus& status);
+std::string FormatJobStatus(const v1::JobStatus& status);
 
 // Human-readable `list` output: a header and one line per job.
-std::string FormatJobTable(const rpc::ListJobsResponse& jobs);
+std::string FormatJobTable(const v1::ListJobsResponse& jobs);
 // One row per worker: id, name, state, last contact, current task, mean
 // step time of its last task, tasks done.
-std::string FormatWorkerTable(const rpc::ListWorkersResponse& workers);
+std::string FormatWorkerTable(const v1::ListWorkersResponse& workers);
 
 // One-line JSON of `message` with the proto's field names (job_id, not
 // jobId) and every field, zero or not.
 std::string ToJson(const google::protobuf::Message& message);
 
-bool IsTerminal(rpc::JobState state);
+bool IsTerminal(v1::JobState state);
 
 // Exit code for a failed RPC: INVALID_ARGUMENT -> 2, anything else -> 1.
 int ExitCodeForRpcError(const grpc::Status& status);
@@ -144,7 +144,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ad
 // watch redraws one progress line with '\r' instead of printing one line
 // per message. Returns the process exit code.
 int RunCommand(const Invocation& invocation,
-               rpc::JobService::StubInterface* stub, std::ostream& out,
+               v1::JobService::StubInterface* stub, std::ostream& out,
                std::ostream& err, bool live);
 
 }  // namespace cli

@@ -225,8 +225,8 @@ TEST(FormatTest, Bytes) {
   EXPECT_EQ(FormatBytes(-5), "?");
 }
 
-rpc::JobProgress Progress(rpc::JobState state, int64_t round, int64_t total) {
-  rpc::JobProgress p;
+v1::JobProgress Progress(v1::JobState state, int64_t round, int64_t total) {
+  v1::JobProgress p;
   p.set_job_id("job-1");
   p.set_state(state);
   p.set_round(round);
@@ -243,48 +243,48 @@ rpc::JobProgress Progress(rpc::JobState state, int64_t round, int64_t total) {
 }
 
 TEST(FormatTest, ProgressLine) {
-  EXPECT_EQ(FormatProgressLine(Progress(rpc::RUNNING, 12, 118)),
+  EXPECT_EQ(FormatProgressLine(Progress(v1::RUNNING, 12, 118)),
             "round 12/118 (10%)  loss 0.8712  acc 0.8123  1.2 MB/round  "
             "ETA 1m20s");
-  rpc::JobProgress p = Progress(rpc::RUNNING, 117, 118);
+  v1::JobProgress p = Progress(v1::RUNNING, 117, 118);
   p.set_test_accuracy(-1);
   EXPECT_EQ(FormatProgressLine(p),
             "round 117/118 (99%)  loss 0.8712  acc -  1.2 MB/round  ETA 1m20s");
-  EXPECT_EQ(FormatProgressLine(Progress(rpc::QUEUED, 0, 118)),
+  EXPECT_EQ(FormatProgressLine(Progress(v1::QUEUED, 0, 118)),
             "round 0/118 (0%)  loss -  acc 0.8123  QUEUED");
-  EXPECT_THAT(FormatProgressLine(Progress(rpc::SUCCEEDED, 118, 118)),
+  EXPECT_THAT(FormatProgressLine(Progress(v1::SUCCEEDED, 118, 118)),
               StartsWith("round 118/118 (100%)  loss 0.8712"));
-  EXPECT_THAT(FormatProgressLine(Progress(rpc::RUNNING, 3, 0)),
+  EXPECT_THAT(FormatProgressLine(Progress(v1::RUNNING, 3, 0)),
               StartsWith("round 3  loss"));
 }
 
 TEST(FormatTest, FinalSummary) {
-  EXPECT_EQ(FormatFinalSummary(Progress(rpc::SUCCEEDED, 118, 118)),
+  EXPECT_EQ(FormatFinalSummary(Progress(v1::SUCCEEDED, 118, 118)),
             "job job-1 SUCCEEDED after 118/118 rounds  final test accuracy: "
             "0.8123  test loss 0.5000  traffic 14.4 MB sent, 14.3 MB "
             "received");
-  rpc::JobProgress failed = Progress(rpc::FAILED, 5, 118);
+  v1::JobProgress failed = Progress(v1::FAILED, 5, 118);
   failed.set_error("worker w2: out of memory");
   EXPECT_EQ(FormatFinalSummary(failed),
             "job job-1 FAILED at round 5/118: worker w2: out of memory");
-  EXPECT_THAT(FormatFinalSummary(Progress(rpc::CANCELLED, 5, 118)),
+  EXPECT_THAT(FormatFinalSummary(Progress(v1::CANCELLED, 5, 118)),
               StartsWith("job job-1 CANCELLED at round 5/118"));
 }
 
-rpc::JobStatus Status(rpc::JobState state) {
-  rpc::JobStatus s;
+v1::JobStatus Status(v1::JobState state) {
+  v1::JobStatus s;
   s.set_job_id("job-1");
-  rpc::JobSpec spec;
+  v1::JobSpec spec;
   for (int n : {784, 64, 10}) spec.add_layers(n);
   spec.set_name("small");
   *s.mutable_spec() = WithDefaults(spec);
-  *s.mutable_progress() = Progress(state, state == rpc::SUCCEEDED ? 12 : 3, 12);
+  *s.mutable_progress() = Progress(state, state == v1::SUCCEEDED ? 12 : 3, 12);
   s.set_submitted_unix(1700000000);
   return s;
 }
 
 TEST(FormatTest, JsonOfJobStatusHasKeys) {
-  const std::string json = ToJson(Status(rpc::RUNNING));
+  const std::string json = ToJson(Status(v1::RUNNING));
   EXPECT_THAT(json, StartsWith("{"));
   EXPECT_THAT(json, Not(HasSubstr("\n")));
   for (const char* key :
@@ -298,14 +298,14 @@ TEST(FormatTest, JsonOfJobStatusHasKeys) {
 }
 
 TEST(FormatTest, StatusAndTable) {
-  const std::string status = FormatJobStatus(Status(rpc::RUNNING));
+  const std::string status = FormatJobStatus(Status(v1::RUNNING));
   EXPECT_THAT(status, StartsWith("job job-1 \"small\": RUNNING\n"));
   EXPECT_THAT(status, HasSubstr("784-64-10 on fashion-mnist"));
   EXPECT_THAT(status, HasSubstr("round 3/12 (25%)"));
-  rpc::ListJobsResponse list;
+  v1::ListJobsResponse list;
   EXPECT_EQ(FormatJobTable(list), "no jobs\n");
-  *list.add_jobs() = Status(rpc::RUNNING);
-  *list.add_jobs() = Status(rpc::SUCCEEDED);
+  *list.add_jobs() = Status(v1::RUNNING);
+  *list.add_jobs() = Status(v1::SUCCEEDED);
   list.mutable_jobs(1)->set_job_id("job-22");
   EXPECT_EQ(FormatJobTable(list),
             "JOB_ID  STATE      ROUND  ACC     MODEL      DATASET        NAME\n"
@@ -315,9 +315,9 @@ TEST(FormatTest, StatusAndTable) {
 
 // An in-process coordinator stand-in: one job "job-1" that streams three
 // progress messages and ends as `final_state`.
-class FakeJobService : public rpc::JobService::Service {
+class FakeJobService : public v1::JobService::Service {
  public:
-  rpc::JobState final_state = rpc::SUCCEEDED;
+  v1::JobState final_state = v1::SUCCEEDED;
   bool end_stream_early = false;
   // The next this many watches end after round 2 (as at a restart), then
   // watches run to the end.
@@ -327,16 +327,16 @@ class FakeJobService : public rpc::JobService::Service {
   std::string model = std::string(100000, 'm');
 
   grpc::Status SubmitJob(grpc::ServerContext*,
-                         const rpc::SubmitJobRequest* request,
-                         rpc::SubmitJobResponse* response) override {
+                         const v1::SubmitJobRequest* request,
+                         v1::SubmitJobResponse* response) override {
     absl::MutexLock lock(&mu_);
     submitted_ = request->spec();
     response->set_job_id("job-1");
     return grpc::Status::OK;
   }
 
-  grpc::Status GetJob(grpc::ServerContext*, const rpc::GetJobRequest* request,
-                      rpc::JobStatus* response) override {
+  grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest* request,
+                      v1::JobStatus* response) override {
     if (request->job_id() == "bad id") {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id: bad");
     }
@@ -344,34 +344,34 @@ class FakeJobService : public rpc::JobService::Service {
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
                           "no job '" + request->job_id() + "'");
     }
-    *response = Status(rpc::RUNNING);
+    *response = Status(v1::RUNNING);
     return grpc::Status::OK;
   }
 
-  grpc::Status ListJobs(grpc::ServerContext*, const rpc::ListJobsRequest*,
-                        rpc::ListJobsResponse* response) override {
-    *response->add_jobs() = Status(rpc::RUNNING);
+  grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*,
+                        v1::ListJobsResponse* response) override {
+    *response->add_jobs() = Status(v1::RUNNING);
     return grpc::Status::OK;
   }
 
   grpc::Status CancelJob(grpc::ServerContext*,
-                         const rpc::CancelJobRequest* request,
-                         rpc::CancelJobResponse* response) override {
-    response->set_state(rpc::CANCELLED);
+                         const v1::CancelJobRequest* request,
+                         v1::CancelJobResponse* response) override {
+    response->set_state(v1::CANCELLED);
     return grpc::Status::OK;
   }
 
   grpc::Status WatchJob(grpc::ServerContext*,
-                        const rpc::WatchJobRequest* request,
-                        grpc::ServerWriter<rpc::JobProgress>* writer) override {
+                        const v1::WatchJobRequest* request,
+                        grpc::ServerWriter<v1::JobProgress>* writer) override {
     if (watch_unavailable) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "gone");
     const bool early = end_stream_early || watches_to_end_early.fetch_sub(1) > 0;
     for (int round = 1; round <= 3; ++round) {
-      rpc::JobProgress p = Progress(rpc::RUNNING, round, 3);
+      v1::JobProgress p = Progress(v1::RUNNING, round, 3);
       if (round == 3) {
         if (early) return grpc::Status::OK;
         p.set_state(final_state);
-        p.set_error(final_state == rpc::FAILED ? "boom" : "");
+        p.set_error(final_state == v1::FAILED ? "boom" : "");
       }
       writer->Write(p);
     }
@@ -379,13 +379,13 @@ class FakeJobService : public rpc::JobService::Service {
   }
 
   grpc::Status ExportModel(
-      grpc::ServerContext*, const rpc::ExportModelRequest* request,
-      grpc::ServerWriter<rpc::ModelFileChunk>* writer) override {
+      grpc::ServerContext*, const v1::ExportModelRequest* request,
+      grpc::ServerWriter<v1::ModelFileChunk>* writer) override {
     if (request->job_id() != "job-1") {
       return grpc::Status(grpc::StatusCode::NOT_FOUND, "no such job");
     }
     for (size_t at = 0; at < model.size(); at += 30000) {
-      rpc::ModelFileChunk chunk;
+      v1::ModelFileChunk chunk;
       chunk.set_data(model.substr(at, 30000));
       writer->Write(chunk);
     }
@@ -393,8 +393,8 @@ class FakeJobService : public rpc::JobService::Service {
   }
 
   grpc::Status Evaluate(grpc::ServerContext*,
-                        const rpc::EvaluateRequest* request,
-                        rpc::EvaluateResponse* response) override {
+                        const v1::EvaluateRequest* request,
+                        v1::EvaluateResponse* response) override {
     response->set_accuracy(request->split() == "train" ? 0.9 : 0.85);
     response->set_loss(0.4);
     response->set_samples(request->split() == "train" ? 60000 : 10000);
@@ -402,14 +402,14 @@ class FakeJobService : public rpc::JobService::Service {
     return grpc::Status::OK;
   }
 
-  rpc::JobSpec submitted() {
+  v1::JobSpec submitted() {
     absl::MutexLock lock(&mu_);
     return submitted_;
   }
 
  private:
   absl::Mutex mu_;
-  rpc::JobSpec submitted_;
+  v1::JobSpec submitted_;
 };
 
 class RunCommandTest : public ::testing::Test {
@@ -423,7 +423,7 @@ class RunCommandTest : public ::testing::Test {
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     address_ = absl::StrCat("127.0.0.1:", port);
-    stub_ = rpc::JobService::NewStub(*MakeChannel(address_, SecurityOptions()));
+    stub_ = v1::JobService::NewStub(*MakeChannel(address_, SecurityOptions()));
   }
 
   void TearDown() override { server_->Shutdown(); }
@@ -442,7 +442,7 @@ class RunCommandTest : public ::testing::Test {
   FakeJobService service_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
-  std::unique_ptr<rpc::JobService::Stub> stub_;
+  std::unique_ptr<v1::JobService::Stub> stub_;
   std::ostringstream out_, err_;
 };
 
@@ -458,7 +458,7 @@ TEST_F(RunCommandTest, SubmitWaitPlainLines) {
             "job job-1 SUCCEEDED after 3/3 rounds  final test accuracy: 0.8123  "
             "test loss 0.5000  traffic 14.4 MB sent, 14.3 MB received\n");
   // The spec was sent with defaults filled in.
-  const rpc::JobSpec sent = service_.submitted();
+  const v1::JobSpec sent = service_.submitted();
   EXPECT_THAT(sent.layers(), ElementsAre(784, 64, 10));
   EXPECT_EQ(sent.workers(), 4);
   EXPECT_EQ(sent.batch_size(), 128);
@@ -485,10 +485,10 @@ TEST_F(RunCommandTest, WatchJsonOneObjectPerMessage) {
 }
 
 TEST_F(RunCommandTest, WatchExitCodeFollowsFinalState) {
-  service_.final_state = rpc::FAILED;
+  service_.final_state = v1::FAILED;
   EXPECT_EQ(Run({"watch", "job-1"}), 1);
   EXPECT_THAT(out_.str(), HasSubstr("job job-1 FAILED at round 3/3: boom"));
-  service_.final_state = rpc::CANCELLED;
+  service_.final_state = v1::CANCELLED;
   EXPECT_EQ(Run({"submit", "--layers=784-64-10", "--wait"}), 1);
   service_.end_stream_early = true;
   EXPECT_EQ(Run({"watch", "job-1", "--reconnect_for=0"}), 1);
@@ -593,7 +593,7 @@ TEST(UnreachableTest, NamesTheAddress) {
   auto inv = ParseCommandLine({"--coordinator=127.0.0.1:1", "--timeout=2",
                                "status", "job-1"});
   ASSERT_TRUE(inv.ok());
-  auto stub = rpc::JobService::NewStub(*MakeChannel("127.0.0.1:1", SecurityOptions()));
+  auto stub = v1::JobService::NewStub(*MakeChannel("127.0.0.1:1", SecurityOptions()));
   std::ostringstream out, err;
   EXPECT_EQ(RunCommand(*inv, stub.get(), out, err, false), 1);
   EXPECT_THAT(err.str(),

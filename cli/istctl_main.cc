@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
     std::cerr << "istctl: " << channel.status().message() << "\n";
     return ist::cli::kExitUsage;
   }
-  const auto stub = ist::rpc::JobService::NewStub(*channel);
+  const auto stub = ist::v1::JobService::NewStub(*channel);
   return ist::cli::RunCommand(*invocation, stub.get(), std::cout, std::cerr,
                               /*live=*/isatty(STDOUT_FILENO) == 1);
 }

@@ -29,7 +29,7 @@ std::string FreshDir(const std::string& name) {
 
 // A small model file of `job_id` at `round`.
 std::string ModelBytes(const std::string& job_id, int64_t round) {
-  rpc::JobSpec spec;
+  v1::JobSpec spec;
   for (int n : {4, 3, 2}) spec.add_layers(n);
   spec.set_workers(1);
   spec = WithDefaults(spec);

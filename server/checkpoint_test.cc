@@ -24,8 +24,8 @@ using ::testing::HasSubstr;
 
 std::string Message(const absl::Status& s) { return std::string(s.message()); }
 
-rpc::JobSpec Spec() {
-  rpc::JobSpec spec;
+v1::JobSpec Spec() {
+  v1::JobSpec spec;
   for (int n : {12, 9, 7, 4}) spec.add_layers(n);
   spec.set_bn_mode("running");
   spec.set_lr(0.05);
@@ -36,12 +36,12 @@ rpc::JobSpec Spec() {
 
 // A checkpoint of round `round` whose weights depend on the round.
 std::string CheckpointBytes(const std::string& job_id, int64_t round) {
-  rpc::ModelFileHeader header;
+  v1::ModelFileHeader header;
   header.set_job_id(job_id);
   *header.mutable_spec() = Spec();
   header.set_round(round);
   header.mutable_progress()->set_round(round);
-  header.mutable_progress()->set_state(rpc::RUNNING);
+  header.mutable_progress()->set_state(v1::RUNNING);
   header.set_submitted_unix(1700000000.25);
   header.set_started_unix(1700000001.5);
   const MlpParams<float> params =
@@ -96,7 +96,7 @@ TEST_F(CheckpointTest, RoundTripsBitForBit) {
   EXPECT_EQ(file->round, 5);
   EXPECT_EQ(file->spec.SerializeAsString(), Spec().SerializeAsString());
   EXPECT_EQ(file->header.progress().round(), 5);
-  EXPECT_EQ(file->header.progress().state(), rpc::RUNNING);
+  EXPECT_EQ(file->header.progress().state(), v1::RUNNING);
   EXPECT_EQ(file->header.submitted_unix(), 1700000000.25);
   EXPECT_EQ(file->header.started_unix(), 1700000001.5);
   EXPECT_TRUE(IdenticalParams(file->params,

@@ -107,25 +107,25 @@ absl::Status Coordinator::Recover() {
     job->submitted = file->header.submitted_unix();
     job->started = file->header.started_unix();
     job->finished = file->header.finished_unix();
-    const rpc::JobState state = job->progress.state();
-    if (state != rpc::QUEUED) {
+    const v1::JobState state = job->progress.state();
+    if (state != v1::QUEUED) {
       std::vector<RoundShape> shapes;
-      for (const rpc::RoundShape& shape : file->header.round_shapes()) {
+      for (const v1::RoundShape& shape : file->header.round_shapes()) {
         shapes.push_back(RoundShapeFromProto(shape));
       }
       job->rounds.ResumeFrom(std::move(file->params), file->round, std::move(shapes));
       job->progress.set_round(file->round);
     }
     ++recovered;
-    if (state == rpc::QUEUED || state == rpc::RUNNING) {
+    if (state == v1::QUEUED || state == v1::RUNNING) {
       absl::StatusOr<DenseDataset> test =
           LoadDataset(job->spec().dataset(), options_.data_dir, false);
       if (!test.ok()) {
-        EndJobLocked(job, rpc::FAILED, absl::StrCat("cannot resume: ", test.status().message()));
+        EndJobLocked(job, v1::FAILED, absl::StrCat("cannot resume: ", test.status().message()));
         continue;
       }
       job->test = std::make_shared<const DenseDataset>(std::move(*test));
-      job->progress.set_state(rpc::QUEUED);
+      job->progress.set_state(v1::QUEUED);
       jobs_.Requeue(job);
       LOG(INFO) << JobTag(id, job->rounds.rounds_done()) << " resuming (of "
                 << job->rounds.total_rounds() << " rounds)";
@@ -141,7 +141,7 @@ absl::Status Coordinator::Recover() {
 
 void Coordinator::CheckpointLocked(Job* job) {
   if (options_.checkpoint_dir.empty()) return;
-  rpc::ModelFileHeader header;
+  v1::ModelFileHeader header;
   header.set_job_id(job->id());
   *header.mutable_spec() = job->spec();
   header.set_round(job->rounds.rounds_done());
@@ -172,7 +172,7 @@ void Coordinator::CheckpointLocked(Job* job) {
 
 // ---------------------------------------------------------------- jobs
 
-absl::StatusOr<std::string> Coordinator::SubmitJob(const rpc::JobSpec& request) {
+absl::StatusOr<std::string> Coordinator::SubmitJob(const v1::JobSpec& request) {
   ASSIGN_OR_RETURN(AdmittedJob admitted,
                    AdmitJob(request, options_.data_dir, options_.max_job_memory_bytes));
   absl::MutexLock lock(&mu_);
@@ -183,36 +183,36 @@ absl::StatusOr<std::string> Coordinator::SubmitJob(const rpc::JobSpec& request) 
   return id;
 }
 
-absl::StatusOr<rpc::JobStatus> Coordinator::GetJob(const std::string& job_id) {
+absl::StatusOr<v1::JobStatus> Coordinator::GetJob(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(Job* job, jobs_.Get(job_id));
   return job->Status();
 }
 
-std::vector<rpc::JobStatus> Coordinator::ListJobs() {
+std::vector<v1::JobStatus> Coordinator::ListJobs() {
   absl::MutexLock lock(&mu_);
   return jobs_.List();
 }
 
-absl::StatusOr<rpc::JobState> Coordinator::CancelJob(const std::string& job_id) {
+absl::StatusOr<v1::JobState> Coordinator::CancelJob(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(Job* job, jobs_.Get(job_id));
-  if (job->progress.state() == rpc::QUEUED) {
+  if (job->progress.state() == v1::QUEUED) {
     jobs_.Unqueue(job_id);
-    EndJobLocked(job, rpc::CANCELLED, "");
-  } else if (job->progress.state() == rpc::RUNNING) {
+    EndJobLocked(job, v1::CANCELLED, "");
+  } else if (job->progress.state() == v1::RUNNING) {
     job->cancel_requested = true;
     cv_.SignalAll();
     // The round loop ends it; wait briefly so the caller sees the result.
     const absl::Time deadline = absl::Now() + absl::Seconds(5);
-    while (job->progress.state() == rpc::RUNNING) {
+    while (job->progress.state() == v1::RUNNING) {
       if (cv_.WaitWithDeadline(&mu_, deadline)) break;
     }
   }
   return job->progress.state();
 }
 
-absl::StatusOr<std::vector<rpc::JobProgress>> Coordinator::WaitForProgress(
+absl::StatusOr<std::vector<v1::JobProgress>> Coordinator::WaitForProgress(
     const std::string& job_id, int64_t* seen, absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(Job* job, jobs_.Get(job_id));
@@ -233,8 +233,8 @@ absl::StatusOr<std::string> Coordinator::ExportModel(const std::string& job_id) 
   return EncodeModelFile(job->id(), job->spec(), job->rounds.rounds_done(), job->rounds.model());
 }
 
-absl::StatusOr<rpc::EvaluateResponse> Coordinator::Evaluate(
-    const rpc::EvaluateRequest& request) {
+absl::StatusOr<v1::EvaluateResponse> Coordinator::Evaluate(
+    const v1::EvaluateRequest& request) {
   std::shared_ptr<const ModelFamily> family;
   MlpParams<float> model;
   std::shared_ptr<const DenseDataset> data;
@@ -262,7 +262,7 @@ absl::StatusOr<rpc::EvaluateResponse> Coordinator::Evaluate(
                      LoadDataset(dataset, options_.data_dir, request.split() == "train"));
     data = std::make_shared<const DenseDataset>(std::move(loaded));
   }
-  ASSIGN_OR_RETURN(rpc::EvaluateResponse response,
+  ASSIGN_OR_RETURN(v1::EvaluateResponse response,
                    RoundDriver::EvaluateModel(*family, model, *data, options_.eval_batch));
   response.set_round(round);
   return response;
@@ -275,7 +275,7 @@ void Coordinator::BumpLocked(Job* job) {
   cv_.SignalAll();
 }
 
-void Coordinator::EndJobLocked(Job* job, rpc::JobState state, const std::string& error) {
+void Coordinator::EndJobLocked(Job* job, v1::JobState state, const std::string& error) {
   jobs_.End(job, state, error, UnixNow());
   BumpLocked(job);
   CheckpointLocked(job);
@@ -285,11 +285,11 @@ void Coordinator::StartJobLocked(Job* job) {
   jobs_.set_running(job);
   if (job->started == 0) job->started = UnixNow();
   job->rounds.EnsureModel();  // a resumed job keeps its checkpointed model
-  job->progress.set_state(rpc::RUNNING);
+  job->progress.set_state(v1::RUNNING);
   job->progress.set_model_fingerprint(ParamsFingerprint(job->rounds.model()));
   absl::Status s = job->rounds.OpenRound(workers_.LiveThroughputs(absl::Now()));
   cv_.SignalAll();  // workers waiting in GetTask
-  if (!s.ok()) EndJobLocked(job, rpc::FAILED, std::string(s.message()));
+  if (!s.ok()) EndJobLocked(job, v1::FAILED, std::string(s.message()));
   BumpLocked(job);
 }
 
@@ -309,12 +309,12 @@ void Coordinator::FinishRoundLocked(Job* job) {
       rounds.rounds_done() + 1 < rounds.total_rounds() && !job->cancel_requested;
   const absl::Status merged = rounds.MergeRound(next_round_follows);
   if (!merged.ok()) {  // shapes were checked on arrival: a bug if it happens
-    EndJobLocked(job, rpc::FAILED, absl::StrCat("merge failed: ", merged.message()));
+    EndJobLocked(job, v1::FAILED, absl::StrCat("merge failed: ", merged.message()));
     return;
   }
   // Build the new progress privately and publish it whole after the
   // evaluation, so no watcher sees a round without its accuracy.
-  rpc::JobProgress p = rounds.MergedRoundProgress(job->progress);
+  v1::JobProgress p = rounds.MergedRoundProgress(job->progress);
   const double elapsed = UnixNow() - job->started;
   p.set_eta_seconds(elapsed / rounds.rounds_done() *
                     (rounds.total_rounds() - rounds.rounds_done()));
@@ -327,7 +327,7 @@ void Coordinator::FinishRoundLocked(Job* job) {
     const MlpParams<float>* model = &rounds.model();
     std::shared_ptr<const DenseDataset> test = job->test;
     mu_.Unlock();
-    absl::StatusOr<rpc::EvaluateResponse> eval =
+    absl::StatusOr<v1::EvaluateResponse> eval =
         RoundDriver::EvaluateModel(*family, *model, *test, options_.eval_batch);
     mu_.Lock();
     if (eval.ok()) {
@@ -346,18 +346,18 @@ void Coordinator::FinishRoundLocked(Job* job) {
                                               rounds.total_rounds(), rounds.last_round_loss(),
                                               p.test_accuracy());
   if (job->cancel_requested) {
-    EndJobLocked(job, rpc::CANCELLED, "");
+    EndJobLocked(job, v1::CANCELLED, "");
   } else if (last) {
-    EndJobLocked(job, rpc::SUCCEEDED, "");
+    EndJobLocked(job, v1::SUCCEEDED, "");
   } else {
     if (rounds.rounds_done() % options_.checkpoint_every == 0) CheckpointLocked(job);
     if (job->cancel_requested) {  // arrived while checkpointing
-      EndJobLocked(job, rpc::CANCELLED, "");
+      EndJobLocked(job, v1::CANCELLED, "");
       return;
     }
     absl::Status s = rounds.OpenRound(workers_.LiveThroughputs(absl::Now()));
     cv_.SignalAll();  // workers waiting in GetTask
-    if (!s.ok()) EndJobLocked(job, rpc::FAILED, std::string(s.message()));
+    if (!s.ok()) EndJobLocked(job, v1::FAILED, std::string(s.message()));
     BumpLocked(job);
   }
 }
@@ -376,11 +376,11 @@ void Coordinator::RoundLoop() {
       continue;
     }
     if (job->cancel_requested) {
-      EndJobLocked(job, rpc::CANCELLED, "");
+      EndJobLocked(job, v1::CANCELLED, "");
       continue;
     }
     if (const absl::Status& failure = job->rounds.failure(); !failure.ok()) {
-      EndJobLocked(job, rpc::FAILED, std::string(failure.message()));
+      EndJobLocked(job, v1::FAILED, std::string(failure.message()));
       continue;
     }
     if (job->rounds.AllSlicesIn()) {
@@ -394,8 +394,8 @@ void Coordinator::RoundLoop() {
 
 // ---------------------------------------------------------------- workers
 
-absl::StatusOr<rpc::RegisterWorkerResponse> Coordinator::RegisterWorker(
-    const rpc::RegisterWorkerRequest& request, const std::string& peer) {
+absl::StatusOr<v1::RegisterWorkerResponse> Coordinator::RegisterWorker(
+    const v1::RegisterWorkerRequest& request, const std::string& peer) {
   absl::MutexLock lock(&mu_);
   absl::StatusOr<std::string> id = workers_.Register(request.name(), peer, absl::Now());
   if (!id.ok()) {
@@ -405,13 +405,13 @@ absl::StatusOr<rpc::RegisterWorkerResponse> Coordinator::RegisterWorker(
   }
   LOG(INFO) << "worker " << *id << " registered (" << request.name() << ", "
             << request.threads() << " threads)";
-  rpc::RegisterWorkerResponse response;
+  v1::RegisterWorkerResponse response;
   response.set_worker_id(*id);
   response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
   return response;
 }
 
-absl::StatusOr<std::optional<rpc::Task>> Coordinator::GetTask(const std::string& worker_id,
+absl::StatusOr<std::optional<v1::Task>> Coordinator::GetTask(const std::string& worker_id,
                                                               absl::Duration wait) {
   absl::MutexLock lock(&mu_);
   if (!workers_.Touch(worker_id, absl::Now())) {
@@ -428,7 +428,7 @@ absl::StatusOr<std::optional<rpc::Task>> Coordinator::GetTask(const std::string&
   const absl::Time deadline = absl::Now() + wait;
   while (!stopping_) {
     if (Job* job = jobs_.running(); job != nullptr) {
-      std::optional<rpc::Task> task = job->rounds.HandOut(worker_id);
+      std::optional<v1::Task> task = job->rounds.HandOut(worker_id);
       if (task.has_value()) {
         workers_.Assign(worker_id, {job->id(), task->tag().round(), task->tag().subnet()});
         return task;
@@ -436,10 +436,10 @@ absl::StatusOr<std::optional<rpc::Task>> Coordinator::GetTask(const std::string&
     }
     if (cv_.WaitWithDeadline(&mu_, deadline)) break;
   }
-  return std::optional<rpc::Task>();
+  return std::optional<v1::Task>();
 }
 
-RoundDriver* Coordinator::RunningRoundsLocked(const rpc::SliceTag& tag, std::string* why) {
+RoundDriver* Coordinator::RunningRoundsLocked(const v1::SliceTag& tag, std::string* why) {
   Job* job = jobs_.running();
   if (job == nullptr || job->id() != tag.job_id()) {
     *why = absl::StrCat(tag.job_id(), " is not the running job");
@@ -449,7 +449,7 @@ RoundDriver* Coordinator::RunningRoundsLocked(const rpc::SliceTag& tag, std::str
 }
 
 absl::StatusOr<std::shared_ptr<const OutgoingSlice>> Coordinator::FetchSlice(
-    const std::string& worker_id, const rpc::SliceTag& tag) {
+    const std::string& worker_id, const v1::SliceTag& tag) {
   absl::MutexLock lock(&mu_);
   std::string why;
   RoundDriver* rounds = RunningRoundsLocked(tag, &why);
@@ -463,7 +463,7 @@ absl::StatusOr<std::shared_ptr<const OutgoingSlice>> Coordinator::FetchSlice(
   return slice;
 }
 
-void Coordinator::CountBytesSent(const rpc::SliceTag& tag, int64_t bytes) {
+void Coordinator::CountBytesSent(const v1::SliceTag& tag, int64_t bytes) {
   absl::MutexLock lock(&mu_);
   Job* job = jobs_.running();
   if (job != nullptr && job->id() == tag.job_id() && job->rounds.rounds_done() == tag.round()) {
@@ -471,7 +471,7 @@ void Coordinator::CountBytesSent(const rpc::SliceTag& tag, int64_t bytes) {
   }
 }
 
-void Coordinator::CountCodecSeconds(const rpc::SliceTag& tag, double cpu_seconds) {
+void Coordinator::CountCodecSeconds(const v1::SliceTag& tag, double cpu_seconds) {
   absl::MutexLock lock(&mu_);
   Job* job = jobs_.running();
   if (job != nullptr && job->rounds.round_open() && job->id() == tag.job_id() &&
@@ -481,7 +481,7 @@ void Coordinator::CountCodecSeconds(const rpc::SliceTag& tag, double cpu_seconds
 }
 
 absl::StatusOr<MlpConfig> Coordinator::ExpectedSliceShape(const std::string& worker_id,
-                                                          const rpc::SliceTag& tag) {
+                                                          const v1::SliceTag& tag) {
   absl::MutexLock lock(&mu_);
   std::string why;
   RoundDriver* rounds = RunningRoundsLocked(tag, &why);
@@ -491,8 +491,8 @@ absl::StatusOr<MlpConfig> Coordinator::ExpectedSliceShape(const std::string& wor
   return shape;
 }
 
-absl::Status Coordinator::AcceptSlice(const std::string& worker_id, const rpc::SliceTag& tag,
-                                      const rpc::TrainStats& stats, MlpParams<float> slice) {
+absl::Status Coordinator::AcceptSlice(const std::string& worker_id, const v1::SliceTag& tag,
+                                      const v1::TrainStats& stats, MlpParams<float> slice) {
   absl::MutexLock lock(&mu_);
   std::string why;
   RoundDriver* rounds = RunningRoundsLocked(tag, &why);
@@ -507,12 +507,12 @@ absl::Status Coordinator::AcceptSlice(const std::string& worker_id, const rpc::S
   return absl::OkStatus();
 }
 
-void Coordinator::CountRejectedSlice(const rpc::SliceTag& tag, const std::string& reason) {
+void Coordinator::CountRejectedSlice(const v1::SliceTag& tag, const std::string& reason) {
   absl::MutexLock lock(&mu_);
   DropPushLocked(tag, reason).IgnoreError();
 }
 
-absl::Status Coordinator::DropPushLocked(const rpc::SliceTag& tag, const std::string& why) {
+absl::Status Coordinator::DropPushLocked(const v1::SliceTag& tag, const std::string& why) {
   Job* job = jobs_.Find(tag.job_id());
   if (job != nullptr) {
     job->progress.set_stale_slices_dropped(job->progress.stale_slices_dropped() + 1);
@@ -521,9 +521,9 @@ absl::Status Coordinator::DropPushLocked(const rpc::SliceTag& tag, const std::st
   return absl::FailedPreconditionError(absl::StrCat("dropped ", SliceTagString(tag), ": ", why));
 }
 
-absl::Status Coordinator::ReportTaskFailure(const rpc::ReportTaskFailureRequest& request) {
+absl::Status Coordinator::ReportTaskFailure(const v1::ReportTaskFailureRequest& request) {
   absl::MutexLock lock(&mu_);
-  const rpc::SliceTag& tag = request.tag();
+  const v1::SliceTag& tag = request.tag();
   std::string why;
   RoundDriver* rounds = RunningRoundsLocked(tag, &why);
   const absl::Status reported =
@@ -542,7 +542,7 @@ absl::Status Coordinator::ReportTaskFailure(const rpc::ReportTaskFailureRequest&
   return absl::OkStatus();
 }
 
-bool Coordinator::Heartbeat(const rpc::HeartbeatRequest& request) {
+bool Coordinator::Heartbeat(const v1::HeartbeatRequest& request) {
   absl::MutexLock lock(&mu_);
   return workers_.Touch(request.worker_id(), absl::Now());
 }
@@ -552,7 +552,7 @@ bool Coordinator::stopping() {
   return stopping_;
 }
 
-std::vector<rpc::WorkerStatus> Coordinator::ListWorkers() {
+std::vector<v1::WorkerStatus> Coordinator::ListWorkers() {
   absl::MutexLock lock(&mu_);
   workers_.Prune(absl::Now());
   return workers_.List(absl::Now());

@@ -30,8 +30,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/model/mlp_model.h"
-#include "proto/job.pb.h"
-#include "proto/worker_service.pb.h"
+#include "proto/ist/v1/job.pb.h"
+#include "proto/ist/v1/worker_service.pb.h"
 #include "server/job_queue.h"
 #include "server/round_driver.h"
 #include "server/worker_registry.h"
@@ -100,23 +100,23 @@ class Coordinator {
   // queues the job and returns its id. InvalidArgument / NotFound naming the
   // field or file when the spec is bad, ResourceExhausted when it would
   // pass max_jobs or max_job_memory_bytes; nothing is queued then.
-  absl::StatusOr<std::string> SubmitJob(const rpc::JobSpec& spec);
-  absl::StatusOr<rpc::JobStatus> GetJob(const std::string& job_id);
-  std::vector<rpc::JobStatus> ListJobs();
+  absl::StatusOr<std::string> SubmitJob(const v1::JobSpec& spec);
+  absl::StatusOr<v1::JobStatus> GetJob(const std::string& job_id);
+  std::vector<v1::JobStatus> ListJobs();
   // Queued or running -> CANCELLED (a running round is abandoned; the model
   // stays at the last merged round). Finished jobs keep their state.
-  absl::StatusOr<rpc::JobState> CancelJob(const std::string& job_id);
+  absl::StatusOr<v1::JobState> CancelJob(const std::string& job_id);
   // Every progress update of the job after the first `*seen` ones, in order
   // (each finished round is one), waiting at most `timeout` for at least
   // one; advances `*seen`. The last kProgressHistory updates are kept: a
   // watcher further behind skips the older ones. Empty on timeout.
-  absl::StatusOr<std::vector<rpc::JobProgress>> WaitForProgress(const std::string& job_id,
+  absl::StatusOr<std::vector<v1::JobProgress>> WaitForProgress(const std::string& job_id,
                                                                 int64_t* seen,
                                                                 absl::Duration timeout);
   static constexpr int kProgressHistory = 10000;
   // The job's current model as a model file (common/wire/model_file.h).
   absl::StatusOr<std::string> ExportModel(const std::string& job_id);
-  absl::StatusOr<rpc::EvaluateResponse> Evaluate(const rpc::EvaluateRequest& request);
+  absl::StatusOr<v1::EvaluateResponse> Evaluate(const v1::EvaluateRequest& request);
 
   // ---- Worker API ----
 
@@ -125,50 +125,50 @@ class Coordinator {
   // field if the name is too long or has characters other than letters,
   // digits and . _ - : @ / [ ] % +; ResourceExhausted if the peer
   // registers too often or max_known_workers live workers are known.
-  absl::StatusOr<rpc::RegisterWorkerResponse> RegisterWorker(
-      const rpc::RegisterWorkerRequest& request, const std::string& peer);
+  absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(
+      const v1::RegisterWorkerRequest& request, const std::string& peer);
   // A task for the worker, waiting up to `wait` for one; nullopt if none.
   // NotFound if the worker is unknown (it must register again).
-  absl::StatusOr<std::optional<rpc::Task>> GetTask(const std::string& worker_id,
+  absl::StatusOr<std::optional<v1::Task>> GetTask(const std::string& worker_id,
                                                    absl::Duration wait);
   // The slice of an assigned task. FailedPrecondition if the tag is not the
   // worker's current assignment.
   absl::StatusOr<std::shared_ptr<const OutgoingSlice>> FetchSlice(
-      const std::string& worker_id, const rpc::SliceTag& tag);
+      const std::string& worker_id, const v1::SliceTag& tag);
   // Records that `bytes` of a slice were streamed to a worker.
-  void CountBytesSent(const rpc::SliceTag& tag, int64_t bytes);
+  void CountBytesSent(const v1::SliceTag& tag, int64_t bytes);
   // Adds CPU seconds a slice handler spent encoding/sending or
   // receiving/decoding the slice `tag` to its round's "own work" (logged per
   // round, see server/round_telemetry.h); ignored if that round is no longer
   // open.
-  void CountCodecSeconds(const rpc::SliceTag& tag, double cpu_seconds);
+  void CountCodecSeconds(const v1::SliceTag& tag, double cpu_seconds);
   // The shape a pushed slice must have, or FailedPrecondition if `tag` is
   // not an attempt the coordinator is waiting for (stale, duplicate, wrong
   // worker); such a push is counted as dropped.
   absl::StatusOr<MlpConfig> ExpectedSliceShape(const std::string& worker_id,
-                                               const rpc::SliceTag& tag);
+                                               const v1::SliceTag& tag);
   // Hands in a trained, decoded and checked slice. Merged at the end of the
   // round if `tag` is still the awaited attempt, else dropped
   // (FailedPrecondition saying why).
-  absl::Status AcceptSlice(const std::string& worker_id, const rpc::SliceTag& tag,
-                           const rpc::TrainStats& stats, MlpParams<float> slice);
+  absl::Status AcceptSlice(const std::string& worker_id, const v1::SliceTag& tag,
+                           const v1::TrainStats& stats, MlpParams<float> slice);
   // Records that a pushed slice was rejected (bad shape, NaN, broken stream).
-  void CountRejectedSlice(const rpc::SliceTag& tag, const std::string& reason);
+  void CountRejectedSlice(const v1::SliceTag& tag, const std::string& reason);
   // The worker's attempt `request.tag()` failed. A deterministic failure
   // ends the job FAILED with an error naming the round, subnet and reason
   // (the reason is cut to kMaxFailureReasonBytes, control characters
   // replaced); any other ends the attempt, and the subnet goes to the next
   // worker that asks. FailedPrecondition if the tag is not the worker's
   // awaited attempt of the running job; nothing changes then.
-  absl::Status ReportTaskFailure(const rpc::ReportTaskFailureRequest& request);
+  absl::Status ReportTaskFailure(const v1::ReportTaskFailureRequest& request);
   static constexpr int kMaxFailureReasonBytes = 1024;
   // False if the worker is unknown (coordinator restarted): re-register.
-  bool Heartbeat(const rpc::HeartbeatRequest& request);
+  bool Heartbeat(const v1::HeartbeatRequest& request);
 
   int num_live_workers();
   // Every known worker (at most max_known_workers), after forgetting those silent
   // for forget_workers_after.
-  std::vector<rpc::WorkerStatus> ListWorkers();
+  std::vector<v1::WorkerStatus> ListWorkers();
   // True once the destructor has begun.
   bool stopping();
 
@@ -179,15 +179,15 @@ class Coordinator {
   void StartJobLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishRoundLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReclaimExpiredLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void EndJobLocked(Job* job, rpc::JobState state, const std::string& error)
+  void EndJobLocked(Job* job, v1::JobState state, const std::string& error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The running job's driver if `tag` names the running job; else null and
   // `*why` says so.
-  RoundDriver* RunningRoundsLocked(const rpc::SliceTag& tag, std::string* why)
+  RoundDriver* RunningRoundsLocked(const v1::SliceTag& tag, std::string* why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts a push that will not be merged against its job, logs it, and
   // returns the FailedPrecondition to answer with.
-  absl::Status DropPushLocked(const rpc::SliceTag& tag, const std::string& why)
+  absl::Status DropPushLocked(const v1::SliceTag& tag, const std::string& why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Publishes the job's progress and wakes every waiter.
   void BumpLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -59,10 +59,10 @@ std::vector<MetricFamily> CoordinatorMetrics::Collect() const {
 
   std::map<std::string, int> per_state = {
       {"QUEUED", 0}, {"RUNNING", 0}, {"SUCCEEDED", 0}, {"FAILED", 0}, {"CANCELLED", 0}};
-  for (const rpc::JobStatus& job : coordinator_->ListJobs()) {
-    const rpc::JobProgress& p = job.progress();
+  for (const v1::JobStatus& job : coordinator_->ListJobs()) {
+    const v1::JobProgress& p = job.progress();
     const std::string& id = job.job_id();
-    ++per_state[rpc::JobState_Name(p.state())];
+    ++per_state[v1::JobState_Name(p.state())];
     Add(&rounds, "job", id, p.round());
     Add(&round_s, "job", id, p.round_seconds());
     Add(&train_s, "job", id, p.train_seconds());
@@ -78,7 +78,7 @@ std::vector<MetricFamily> CoordinatorMetrics::Collect() const {
   }
   for (const auto& [state, n] : per_state) Add(&jobs, "state", state, n);
   std::map<std::string, int> worker_states = {{"idle", 0}, {"training", 0}, {"lost", 0}};
-  for (const rpc::WorkerStatus& w : coordinator_->ListWorkers()) ++worker_states[w.state()];
+  for (const v1::WorkerStatus& w : coordinator_->ListWorkers()) ++worker_states[w.state()];
   for (const auto& [state, n] : worker_states) Add(&workers, "state", state, n);
 
   return {rounds, round_s, train_s, merge_s, sent, received, progress,

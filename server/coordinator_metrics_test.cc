@@ -41,11 +41,11 @@ TEST(CoordinatorMetricsTest, CountsJobsAndWorkersPerState) {
   EXPECT_TRUE(scraped["ist_coordinator_rounds_total"].empty());
 
   for (const char* name : {"a", "b"}) {
-    rpc::RegisterWorkerRequest r;
+    v1::RegisterWorkerRequest r;
     r.set_name(name);
     ASSERT_TRUE(c.RegisterWorker(r, "ipv4:127.0.0.1:40000").ok());
   }
-  rpc::JobSpec spec;
+  v1::JobSpec spec;
   for (int n : {784, 8, 10}) spec.add_layers(n);
   spec.set_workers(2);
   spec.set_rounds(1000);
@@ -54,7 +54,7 @@ TEST(CoordinatorMetricsTest, CountsJobsAndWorkersPerState) {
   ASSERT_TRUE(job.ok()) << job.status();
   auto state = c.CancelJob(*job);
   ASSERT_TRUE(state.ok());
-  ASSERT_EQ(*state, rpc::CANCELLED);
+  ASSERT_EQ(*state, v1::CANCELLED);
 
   scraped = Scrape(metrics);
   EXPECT_EQ(scraped["ist_coordinator_jobs"]["CANCELLED"], 1);

@@ -27,8 +27,8 @@ std::string DataDir() {
   return srcdir ? std::string(srcdir) + "/system/share/datasets" : "/usr/share/datasets";
 }
 
-rpc::JobSpec Spec() {
-  rpc::JobSpec spec;
+v1::JobSpec Spec() {
+  v1::JobSpec spec;
   for (int n : {784, 8, 6, 10}) spec.add_layers(n);
   spec.set_workers(2);
   spec.set_local_steps(2);
@@ -40,22 +40,22 @@ rpc::JobSpec Spec() {
 }
 
 std::string Register(Coordinator* c, const std::string& name) {
-  rpc::RegisterWorkerRequest r;
+  v1::RegisterWorkerRequest r;
   r.set_name(name);
   auto registered = c->RegisterWorker(r, "ipv4:127.0.0.1:40000");
   EXPECT_TRUE(registered.ok()) << registered.status();
   return registered.ok() ? registered->worker_id() : "";
 }
 
-rpc::Task Take(Coordinator* c, const std::string& worker) {
+v1::Task Take(Coordinator* c, const std::string& worker) {
   auto task = c->GetTask(worker, absl::Seconds(5));
   EXPECT_TRUE(task.ok()) << task.status();
   EXPECT_TRUE(task->has_value());
-  return task->value_or(rpc::Task());
+  return task->value_or(v1::Task());
 }
 
 // "Trains" by adding 1 to every weight of the fetched slice.
-MlpParams<float> FakeTrain(Coordinator* c, const std::string& worker, const rpc::Task& task) {
+MlpParams<float> FakeTrain(Coordinator* c, const std::string& worker, const v1::Task& task) {
   auto slice = c->FetchSlice(worker, task.tag());
   EXPECT_TRUE(slice.ok()) << slice.status();
   MlpParams<float> p = (*slice)->params;
@@ -63,9 +63,9 @@ MlpParams<float> FakeTrain(Coordinator* c, const std::string& worker, const rpc:
   return p;
 }
 
-rpc::JobProgress WaitForRound(Coordinator* c, const std::string& job, int64_t round) {
+v1::JobProgress WaitForRound(Coordinator* c, const std::string& job, int64_t round) {
   int64_t seen = 0;
-  rpc::JobProgress p;
+  v1::JobProgress p;
   for (int i = 0; i < 100 && p.round() < round; ++i) {
     auto updates = c->WaitForProgress(job, &seen, absl::Milliseconds(100));
     EXPECT_TRUE(updates.ok()) << updates.status();
@@ -82,7 +82,7 @@ TEST(CoordinatorTest, MergesAwaitedSlicesAndDropsStaleAndDuplicates) {
   ASSERT_TRUE(job.ok()) << job.status();
   const std::string a = Register(&c, "a"), b = Register(&c, "b");
 
-  const rpc::Task ta = Take(&c, a), tb = Take(&c, b);
+  const v1::Task ta = Take(&c, a), tb = Take(&c, b);
   EXPECT_EQ(ta.tag().round(), 0);
   EXPECT_NE(ta.tag().subnet(), tb.tag().subnet());
   EXPECT_EQ(ta.first_step(), 0);
@@ -92,19 +92,19 @@ TEST(CoordinatorTest, MergesAwaitedSlicesAndDropsStaleAndDuplicates) {
 
   // Someone else's attempt cannot be fetched or pushed.
   EXPECT_EQ(c.FetchSlice(b, ta.tag()).status().code(), absl::StatusCode::kFailedPrecondition);
-  rpc::SliceTag wrong_round = ta.tag();
+  v1::SliceTag wrong_round = ta.tag();
   wrong_round.set_round(7);
   EXPECT_THAT(c.ExpectedSliceShape(a, wrong_round).status().message(),
               HasSubstr("round 7 is not the open round 0"));
 
   const MlpParams<float> pa = FakeTrain(&c, a, ta), pb = FakeTrain(&c, b, tb);
-  ASSERT_TRUE(c.AcceptSlice(a, ta.tag(), rpc::TrainStats(), pa).ok());
+  ASSERT_TRUE(c.AcceptSlice(a, ta.tag(), v1::TrainStats(), pa).ok());
   // A duplicate of an accepted push is dropped.
-  EXPECT_THAT(c.AcceptSlice(a, ta.tag(), rpc::TrainStats(), pa).message(),
+  EXPECT_THAT(c.AcceptSlice(a, ta.tag(), v1::TrainStats(), pa).message(),
               HasSubstr("already merged"));
-  ASSERT_TRUE(c.AcceptSlice(b, tb.tag(), rpc::TrainStats(), pb).ok());
+  ASSERT_TRUE(c.AcceptSlice(b, tb.tag(), v1::TrainStats(), pb).ok());
 
-  const rpc::JobProgress p = WaitForRound(&c, *job, 1);
+  const v1::JobProgress p = WaitForRound(&c, *job, 1);
   EXPECT_EQ(p.round(), 1);
   EXPECT_EQ(p.stale_slices_dropped(), 2);
   EXPECT_GE(p.test_accuracy(), 0);
@@ -126,8 +126,8 @@ TEST(CoordinatorTest, MergesAwaitedSlicesAndDropsStaleAndDuplicates) {
   EXPECT_EQ(file->round, 1);
   EXPECT_TRUE(IdenticalParams(file->params, expected));
   EXPECT_EQ(p.model_fingerprint(), ParamsFingerprint(expected));
-  rpc::JobStatus status = *c.GetJob(*job);
-  EXPECT_EQ(status.progress().state(), rpc::RUNNING);
+  v1::JobStatus status = *c.GetJob(*job);
+  EXPECT_EQ(status.progress().state(), v1::RUNNING);
   EXPECT_EQ(status.spec().lr(), 0.01);  // default filled in
 }
 
@@ -136,26 +136,26 @@ TEST(CoordinatorTest, ReassignsAfterTheDeadlineAndIgnoresTheLatePush) {
   options.data_dir = DataDir();
   options.task_timeout = absl::Milliseconds(300);
   Coordinator c(options);
-  rpc::JobSpec spec = Spec();
+  v1::JobSpec spec = Spec();
   spec.set_workers(1);
   spec.set_rounds(1);
   auto job = c.SubmitJob(spec);
   ASSERT_TRUE(job.ok());
   const std::string slow = Register(&c, "slow"), fast = Register(&c, "fast");
-  const rpc::Task first = Take(&c, slow);
+  const v1::Task first = Take(&c, slow);
   EXPECT_EQ(first.tag().attempt(), 0);
   const MlpParams<float> late = FakeTrain(&c, slow, first);
   // `fast` waits; the slow attempt expires and is handed over.
-  const rpc::Task second = Take(&c, fast);
+  const v1::Task second = Take(&c, fast);
   EXPECT_EQ(second.tag().subnet(), first.tag().subnet());
   EXPECT_EQ(second.tag().attempt(), 1);
-  EXPECT_THAT(c.AcceptSlice(slow, first.tag(), rpc::TrainStats(), late).message(),
+  EXPECT_THAT(c.AcceptSlice(slow, first.tag(), v1::TrainStats(), late).message(),
               HasSubstr("not the one awaited"));
   auto slice = c.FetchSlice(fast, second.tag());
   ASSERT_TRUE(slice.ok());
-  ASSERT_TRUE(c.AcceptSlice(fast, second.tag(), rpc::TrainStats(), (*slice)->params).ok());
-  const rpc::JobProgress p = WaitForRound(&c, *job, 1);
-  EXPECT_EQ(p.state(), rpc::SUCCEEDED);
+  ASSERT_TRUE(c.AcceptSlice(fast, second.tag(), v1::TrainStats(), (*slice)->params).ok());
+  const v1::JobProgress p = WaitForRound(&c, *job, 1);
+  EXPECT_EQ(p.state(), v1::SUCCEEDED);
   EXPECT_EQ(p.stale_slices_dropped(), 1);
   // The fast worker returned the slice unchanged: the model is the initial one.
   auto config = TrainingConfigFromSpec(WithDefaults(spec));
@@ -164,15 +164,15 @@ TEST(CoordinatorTest, ReassignsAfterTheDeadlineAndIgnoresTheLatePush) {
 }
 
 // Waits (bounded) until the job has ended; its last status.
-rpc::JobStatus WaitForEnd(Coordinator* c, const std::string& job) {
-  rpc::JobStatus status;
+v1::JobStatus WaitForEnd(Coordinator* c, const std::string& job) {
+  v1::JobStatus status;
   for (int i = 0; i < 200; ++i) {
     auto s = c->GetJob(job);
     EXPECT_TRUE(s.ok()) << s.status();
     if (!s.ok()) break;
     status = *s;
-    const rpc::JobState state = status.progress().state();
-    if (state != rpc::QUEUED && state != rpc::RUNNING) break;
+    const v1::JobState state = status.progress().state();
+    if (state != v1::QUEUED && state != v1::RUNNING) break;
     absl::SleepFor(absl::Milliseconds(50));
   }
   return status;
@@ -185,8 +185,8 @@ TEST(CoordinatorTest, ADeterministicTaskFailureEndsTheJobFailed) {
   auto job = c.SubmitJob(Spec());
   ASSERT_TRUE(job.ok());
   const std::string a = Register(&c, "a"), b = Register(&c, "b");
-  const rpc::Task ta = Take(&c, a);
-  rpc::ReportTaskFailureRequest report;
+  const v1::Task ta = Take(&c, a);
+  v1::ReportTaskFailureRequest report;
   report.set_worker_id(b);  // not the holder: refused
   *report.mutable_tag() = ta.tag();
   report.set_reason("training diverged: loss is nan at local step 1\nforged line");
@@ -195,8 +195,8 @@ TEST(CoordinatorTest, ADeterministicTaskFailureEndsTheJobFailed) {
   report.set_worker_id(a);
   ASSERT_TRUE(c.ReportTaskFailure(report).ok());
 
-  const rpc::JobStatus status = WaitForEnd(&c, *job);
-  EXPECT_EQ(status.progress().state(), rpc::FAILED);
+  const v1::JobStatus status = WaitForEnd(&c, *job);
+  EXPECT_EQ(status.progress().state(), v1::FAILED);
   EXPECT_THAT(status.progress().error(),
               HasSubstr(absl::StrCat("round 0, subnet ", ta.tag().subnet(),
                                      ": worker ", a, " failed attempt 0: training diverged: "
@@ -212,7 +212,7 @@ TEST(CoordinatorTest, ASubnetThatIsAbandonedOverAndOverEndsTheJobFailed) {
   options.data_dir = DataDir();
   options.max_attempts = 3;
   Coordinator c(options);
-  rpc::JobSpec spec = Spec();
+  v1::JobSpec spec = Spec();
   spec.set_workers(1);
   auto job = c.SubmitJob(spec);
   ASSERT_TRUE(job.ok());
@@ -224,8 +224,8 @@ TEST(CoordinatorTest, ASubnetThatIsAbandonedOverAndOverEndsTheJobFailed) {
   auto none = c.GetTask(w, absl::Milliseconds(1));
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
-  const rpc::JobStatus status = WaitForEnd(&c, *job);
-  EXPECT_EQ(status.progress().state(), rpc::FAILED);
+  const v1::JobStatus status = WaitForEnd(&c, *job);
+  EXPECT_EQ(status.progress().state(), v1::FAILED);
   EXPECT_THAT(status.progress().error(),
               HasSubstr("round 0, subnet 0: no trained slice after 3 attempts"));
 }
@@ -235,7 +235,7 @@ TEST(CoordinatorTest, BoundsTheWorkerRegistry) {
   options.data_dir = DataDir();
   options.registrations_per_minute = 20;
   Coordinator c(options);
-  rpc::RegisterWorkerRequest r;
+  v1::RegisterWorkerRequest r;
   // 20 registrations with 1 MiB names: each refused, naming the field.
   r.set_name(std::string(1 << 20, 'x'));
   for (int i = 0; i < 20; ++i) {
@@ -278,15 +278,15 @@ TEST(CoordinatorTest, AJobWithBothCheckpointsCorruptIsListedFailedAndItsIdNeverR
   {
     Coordinator c(options);
     ASSERT_TRUE(c.Recover().ok());
-    rpc::JobSpec spec = Spec();
+    v1::JobSpec spec = Spec();
     spec.set_rounds(1000000);
     auto submitted = c.SubmitJob(spec);  // checkpointed when queued
     ASSERT_TRUE(submitted.ok());
     job = *submitted;
-    for (int i = 0; i < 100 && c.GetJob(job)->progress().state() != rpc::RUNNING; ++i) {
+    for (int i = 0; i < 100 && c.GetJob(job)->progress().state() != v1::RUNNING; ++i) {
       absl::SleepFor(absl::Milliseconds(20));
     }
-    ASSERT_EQ(c.GetJob(job)->progress().state(), rpc::RUNNING);
+    ASSERT_EQ(c.GetJob(job)->progress().state(), v1::RUNNING);
     c.Shutdown();  // checkpointed again: the first copy becomes .prev
   }
   const std::string ckpt = CheckpointPath(dir, job), prev = ckpt + ".prev";
@@ -297,7 +297,7 @@ TEST(CoordinatorTest, AJobWithBothCheckpointsCorruptIsListedFailedAndItsIdNeverR
     ASSERT_TRUE(c.Recover().ok());
     auto failed = c.GetJob(job);
     ASSERT_TRUE(failed.ok()) << failed.status();
-    EXPECT_EQ(failed->progress().state(), rpc::FAILED);
+    EXPECT_EQ(failed->progress().state(), v1::FAILED);
     EXPECT_THAT(failed->progress().error(), HasSubstr(ckpt + ".corrupt"));
     EXPECT_THAT(failed->progress().error(), HasSubstr(prev + ".corrupt"));
     // New jobs never take its id, nor that of a job recovered before.
@@ -316,7 +316,7 @@ TEST(CoordinatorTest, RejectsBadSpecsBeforeQueueing) {
   CoordinatorOptions options;
   options.data_dir = DataDir();
   Coordinator c(options);
-  rpc::JobSpec spec = Spec();
+  v1::JobSpec spec = Spec();
   spec.set_lr(-1);
   EXPECT_THAT(c.SubmitJob(spec).status().message(), HasSubstr("lr"));
   spec.set_lr(1e30);
@@ -333,13 +333,13 @@ TEST(CoordinatorTest, EnforcesJobAndMemoryLimits) {
   options.max_jobs = 2;
   options.max_job_memory_bytes = 10 << 20;
   Coordinator c(options);
-  rpc::JobSpec big = Spec();
+  v1::JobSpec big = Spec();
   big.clear_layers();
   for (int n : {784, 2048, 10}) big.add_layers(n);  // 6.5 MB fp32: ~19 MiB needed
   absl::StatusOr<std::string> refused = c.SubmitJob(big);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(refused.status().message(), HasSubstr("more than the 10 MiB allowed"));
-  rpc::JobSpec spec = Spec();
+  v1::JobSpec spec = Spec();
   spec.set_rounds(1000000);
   ASSERT_TRUE(c.SubmitJob(spec).ok());
   auto second = c.SubmitJob(spec);

@@ -50,7 +50,7 @@ std::string UnixTime(double value) { return value > 0 ? Number(value) : "null"; 
 
 // The spec's model name (empty is the default, "mlp") and its layer widths
 // if it lists any, e.g. "mlp 784-64-10".
-std::string ModelName(const rpc::JobSpec& spec) {
+std::string ModelName(const v1::JobSpec& spec) {
   std::string name = spec.model().empty() ? "mlp" : spec.model();
   for (int i = 0; i < spec.layers_size(); ++i) {
     absl::StrAppend(&name, i == 0 ? " " : "-", spec.layers(i));
@@ -58,7 +58,7 @@ std::string ModelName(const rpc::JobSpec& spec) {
   return name;
 }
 
-bool Evaluated(const rpc::JobProgress& p) {
+bool Evaluated(const v1::JobProgress& p) {
   return p.test_accuracy() >= 0 && p.eval_round() == p.round();
 }
 
@@ -66,7 +66,7 @@ bool Evaluated(const rpc::JobProgress& p) {
 struct Curves {
   std::vector<std::string> round, seconds, bytes, loss, accuracy, test_loss;
 
-  void Add(const rpc::JobProgress& p, bool replace_last) {
+  void Add(const v1::JobProgress& p, bool replace_last) {
     if (replace_last) {
       for (auto* column : {&round, &seconds, &bytes, &loss, &accuracy, &test_loss}) {
         column->pop_back();
@@ -85,7 +85,7 @@ std::string Array(const std::vector<std::string>& values) {
   return absl::StrCat("[", absl::StrJoin(values, ","), "]");
 }
 
-std::string Event(const rpc::JobProgress& p, const std::string& text) {
+std::string Event(const v1::JobProgress& p, const std::string& text) {
   return absl::StrCat("{\"round\":", p.round(), ",\"seconds\":", Number(p.train_seconds()),
                       ",\"text\":", Quote(text), "}");
 }
@@ -132,15 +132,15 @@ bool SameSecret(const std::string& a, const std::string& b) {
 class CoordinatorSource : public DashboardSource {
  public:
   explicit CoordinatorSource(Coordinator* coordinator) : coordinator_(coordinator) {}
-  std::vector<rpc::JobStatus> ListJobs() override { return coordinator_->ListJobs(); }
-  absl::StatusOr<rpc::JobStatus> GetJob(const std::string& job_id) override {
+  std::vector<v1::JobStatus> ListJobs() override { return coordinator_->ListJobs(); }
+  absl::StatusOr<v1::JobStatus> GetJob(const std::string& job_id) override {
     return coordinator_->GetJob(job_id);
   }
-  absl::StatusOr<std::vector<rpc::JobProgress>> ProgressAfter(const std::string& job_id,
+  absl::StatusOr<std::vector<v1::JobProgress>> ProgressAfter(const std::string& job_id,
                                                               int64_t* seen) override {
     return coordinator_->WaitForProgress(job_id, seen, absl::ZeroDuration());
   }
-  std::vector<rpc::WorkerStatus> ListWorkers() override { return coordinator_->ListWorkers(); }
+  std::vector<v1::WorkerStatus> ListWorkers() override { return coordinator_->ListWorkers(); }
 
  private:
   Coordinator* coordinator_;
@@ -152,15 +152,15 @@ std::unique_ptr<DashboardSource> CoordinatorDashboardSource(Coordinator* coordin
   return std::make_unique<CoordinatorSource>(coordinator);
 }
 
-std::string JobSummaryJson(const rpc::JobStatus& job) {
-  const rpc::JobProgress& p = job.progress();
+std::string JobSummaryJson(const v1::JobStatus& job) {
+  const v1::JobProgress& p = job.progress();
   const double progress =
       p.total_rounds() > 0 ? static_cast<double>(p.round()) / p.total_rounds() : 0;
   const bool evaluated = p.test_accuracy() >= 0;
-  const bool running = p.state() == rpc::RUNNING;
+  const bool running = p.state() == v1::RUNNING;
   return absl::StrCat(
       "{\"id\":", Quote(job.job_id()), ",\"name\":", Quote(job.spec().name()),
-      ",\"state\":", Quote(rpc::JobState_Name(p.state())),
+      ",\"state\":", Quote(v1::JobState_Name(p.state())),
       ",\"mode\":", Quote(job.spec().mode().empty() ? "ist" : job.spec().mode()),
       ",\"model\":", Quote(ModelName(job.spec())), ",\"round\":", p.round(),
       ",\"total_rounds\":", p.total_rounds(), ",\"progress\":", Number(progress),
@@ -177,27 +177,27 @@ std::string JobSummaryJson(const rpc::JobStatus& job) {
       "}");
 }
 
-std::string JobsJson(const std::vector<rpc::JobStatus>& jobs, double now_unix) {
+std::string JobsJson(const std::vector<v1::JobStatus>& jobs, double now_unix) {
   std::vector<std::string> items;
   items.reserve(jobs.size());
-  for (const rpc::JobStatus& job : jobs) items.push_back(JobSummaryJson(job));
+  for (const v1::JobStatus& job : jobs) items.push_back(JobSummaryJson(job));
   return absl::StrCat("{\"now\":", Number(now_unix), ",\"jobs\":", Array(items), "}");
 }
 
-std::string JobDetailJson(const rpc::JobStatus& job, const std::vector<rpc::JobProgress>& history,
-                          const rpc::JobProgress* before, int64_t next) {
+std::string JobDetailJson(const v1::JobStatus& job, const std::vector<v1::JobProgress>& history,
+                          const v1::JobProgress* before, int64_t next) {
   Curves curves;
   std::vector<std::string> events;
-  const rpc::JobProgress* previous = before;
+  const v1::JobProgress* previous = before;
   int64_t last_point_round = -1;
-  for (const rpc::JobProgress& p : history) {
+  for (const v1::JobProgress& p : history) {
     if (p.round() > 0) {
       curves.Add(p, p.round() == last_point_round);
       last_point_round = p.round();
     }
     if (previous == nullptr || previous->state() != p.state()) {
-      std::string text = rpc::JobState_Name(p.state());
-      if (p.state() == rpc::FAILED && !p.error().empty()) absl::StrAppend(&text, ": ", p.error());
+      std::string text = v1::JobState_Name(p.state());
+      if (p.state() == v1::FAILED && !p.error().empty()) absl::StrAppend(&text, ": ", p.error());
       events.push_back(Event(p, text));
     }
     const int64_t dropped =
@@ -223,9 +223,9 @@ std::string JobDetailJson(const rpc::JobStatus& job, const std::vector<rpc::JobP
       "},\"events\":", Array(events), "}");
 }
 
-std::string WorkersJson(const std::vector<rpc::WorkerStatus>& workers, double now_unix) {
+std::string WorkersJson(const std::vector<v1::WorkerStatus>& workers, double now_unix) {
   std::vector<std::string> items;
-  for (const rpc::WorkerStatus& w : workers) {
+  for (const v1::WorkerStatus& w : workers) {
     const bool busy = !w.job_id().empty();
     items.push_back(absl::StrCat(
         "{\"id\":", Quote(w.worker_id()), ",\"name\":", Quote(w.name()),
@@ -281,18 +281,18 @@ HttpResponse Dashboard::JobDetail(const std::string& job_id, const std::string& 
   if (!since_text.empty() && (!absl::SimpleAtoi(since_text, &since) || since < 0)) {
     return Error(400, absl::StrCat("since: want a count of updates, got '", since_text, "'"));
   }
-  absl::StatusOr<rpc::JobStatus> job = source_->GetJob(job_id);
+  absl::StatusOr<v1::JobStatus> job = source_->GetJob(job_id);
   if (!job.ok()) {
     return Error(job.status().code() == absl::StatusCode::kNotFound ? 404 : 500,
                  std::string(job.status().message()));
   }
   // Read from one update earlier, to compare the first new one against it.
   int64_t seen = since > 0 ? since - 1 : 0;
-  absl::StatusOr<std::vector<rpc::JobProgress>> history = source_->ProgressAfter(job_id, &seen);
+  absl::StatusOr<std::vector<v1::JobProgress>> history = source_->ProgressAfter(job_id, &seen);
   if (!history.ok()) return Error(500, std::string(history.status().message()));
-  std::vector<rpc::JobProgress> updates = *std::move(history);
+  std::vector<v1::JobProgress> updates = *std::move(history);
   const int64_t first = seen - static_cast<int64_t>(updates.size());
-  std::optional<rpc::JobProgress> before;
+  std::optional<v1::JobProgress> before;
   if (since > 0 && first == since - 1 && !updates.empty()) {
     before = std::move(updates.front());
     updates.erase(updates.begin());

@@ -47,7 +47,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/wire/http_server.h"
-#include "proto/job.pb.h"
+#include "proto/ist/v1/job.pb.h"
 
 namespace ist {
 
@@ -57,28 +57,28 @@ class Coordinator;
 class DashboardSource {
  public:
   virtual ~DashboardSource() = default;
-  virtual std::vector<rpc::JobStatus> ListJobs() = 0;
+  virtual std::vector<v1::JobStatus> ListJobs() = 0;
   // NotFound for an unknown job.
-  virtual absl::StatusOr<rpc::JobStatus> GetJob(const std::string& job_id) = 0;
+  virtual absl::StatusOr<v1::JobStatus> GetJob(const std::string& job_id) = 0;
   // The job's progress updates after the first `*seen` (as
   // Coordinator::WaitForProgress, without waiting); advances `*seen`.
-  virtual absl::StatusOr<std::vector<rpc::JobProgress>> ProgressAfter(const std::string& job_id,
+  virtual absl::StatusOr<std::vector<v1::JobProgress>> ProgressAfter(const std::string& job_id,
                                                                       int64_t* seen) = 0;
-  virtual std::vector<rpc::WorkerStatus> ListWorkers() = 0;
+  virtual std::vector<v1::WorkerStatus> ListWorkers() = 0;
 };
 
 // Reads `coordinator`, which must outlive the returned source.
 std::unique_ptr<DashboardSource> CoordinatorDashboardSource(Coordinator* coordinator);
 
 // The JSON documents above; `now_unix` is the current time in seconds.
-std::string JobSummaryJson(const rpc::JobStatus& job);
-std::string JobsJson(const std::vector<rpc::JobStatus>& jobs, double now_unix);
+std::string JobSummaryJson(const v1::JobStatus& job);
+std::string JobsJson(const std::vector<v1::JobStatus>& jobs, double now_unix);
 // `history` are the updates after the first `since`; `before` is the update
 // just before them (null when since is 0), so that a round or state already
 // reported is not reported again. `next` is since + the updates read.
-std::string JobDetailJson(const rpc::JobStatus& job, const std::vector<rpc::JobProgress>& history,
-                          const rpc::JobProgress* before, int64_t next);
-std::string WorkersJson(const std::vector<rpc::WorkerStatus>& workers, double now_unix);
+std::string JobDetailJson(const v1::JobStatus& job, const std::vector<v1::JobProgress>& history,
+                          const v1::JobProgress* before, int64_t next);
+std::string WorkersJson(const std::vector<v1::WorkerStatus>& workers, double now_unix);
 
 class Dashboard {
  public:

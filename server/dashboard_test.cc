@@ -42,9 +42,9 @@ std::vector<double> Numbers(const Value& list) {
   return out;
 }
 
-rpc::JobProgress Progress(rpc::JobState state, int64_t round, double loss, double accuracy,
+v1::JobProgress Progress(v1::JobState state, int64_t round, double loss, double accuracy,
                           int64_t eval_round, int64_t dropped = 0) {
-  rpc::JobProgress p;
+  v1::JobProgress p;
   p.set_job_id("job-1");
   p.set_state(state);
   p.set_round(round);
@@ -63,17 +63,17 @@ rpc::JobProgress Progress(rpc::JobState state, int64_t round, double loss, doubl
 
 // A history: queued, running, rounds 1..3 (evaluated at 2, and at 3 in a
 // second update of round 3), one slice dropped in round 3.
-std::vector<rpc::JobProgress> History() {
-  return {Progress(rpc::QUEUED, 0, 0, -1, 0),
-          Progress(rpc::RUNNING, 0, 0, -1, 0),
-          Progress(rpc::RUNNING, 1, 2.0, -1, 0),
-          Progress(rpc::RUNNING, 2, 1.5, 0.6, 2),
-          Progress(rpc::RUNNING, 3, 1.2, 0.6, 2, 1),
-          Progress(rpc::RUNNING, 3, 1.2, 0.7, 3, 1)};
+std::vector<v1::JobProgress> History() {
+  return {Progress(v1::QUEUED, 0, 0, -1, 0),
+          Progress(v1::RUNNING, 0, 0, -1, 0),
+          Progress(v1::RUNNING, 1, 2.0, -1, 0),
+          Progress(v1::RUNNING, 2, 1.5, 0.6, 2),
+          Progress(v1::RUNNING, 3, 1.2, 0.6, 2, 1),
+          Progress(v1::RUNNING, 3, 1.2, 0.7, 3, 1)};
 }
 
-rpc::JobStatus Job(const std::string& id, const rpc::JobProgress& progress) {
-  rpc::JobStatus job;
+v1::JobStatus Job(const std::string& id, const v1::JobProgress& progress) {
+  v1::JobStatus job;
   job.set_job_id(id);
   job.mutable_spec()->set_name("a \"quoted\" </script> name");
   job.mutable_spec()->set_mode("local_sgd");
@@ -85,21 +85,21 @@ rpc::JobStatus Job(const std::string& id, const rpc::JobProgress& progress) {
 
 class FakeSource : public DashboardSource {
  public:
-  std::vector<rpc::JobStatus> ListJobs() override { return {Job("job-1", history.back())}; }
-  absl::StatusOr<rpc::JobStatus> GetJob(const std::string& id) override {
+  std::vector<v1::JobStatus> ListJobs() override { return {Job("job-1", history.back())}; }
+  absl::StatusOr<v1::JobStatus> GetJob(const std::string& id) override {
     if (id != "job-1") return absl::NotFoundError(absl::StrCat("no job ", id));
     return Job(id, history.back());
   }
-  absl::StatusOr<std::vector<rpc::JobProgress>> ProgressAfter(const std::string& id,
+  absl::StatusOr<std::vector<v1::JobProgress>> ProgressAfter(const std::string& id,
                                                               int64_t* seen) override {
     if (id != "job-1") return absl::NotFoundError(id);
-    std::vector<rpc::JobProgress> after;
+    std::vector<v1::JobProgress> after;
     for (size_t i = *seen; i < history.size(); ++i) after.push_back(history[i]);
     *seen = history.size();
     return after;
   }
-  std::vector<rpc::WorkerStatus> ListWorkers() override {
-    rpc::WorkerStatus busy;
+  std::vector<v1::WorkerStatus> ListWorkers() override {
+    v1::WorkerStatus busy;
     busy.set_worker_id("w-1");
     busy.set_name("host-a");
     busy.set_state("training");
@@ -109,13 +109,13 @@ class FakeSource : public DashboardSource {
     busy.set_last_step_seconds(0.004);
     busy.set_tasks_done(7);
     busy.set_last_contact_unix(990);
-    rpc::WorkerStatus fresh;
+    v1::WorkerStatus fresh;
     fresh.set_worker_id("w-2");
     fresh.set_state("idle");
     return {busy, fresh};
   }
 
-  std::vector<rpc::JobProgress> history = History();
+  std::vector<v1::JobProgress> history = History();
 };
 
 TEST(DashboardJsonTest, JobSummaryHasTheTableColumns) {
@@ -146,7 +146,7 @@ TEST(DashboardJsonTest, UnknownValuesAreNull) {
   EXPECT_TRUE(IsNull(Field(job, "train_loss")));
   EXPECT_TRUE(IsNull(Field(job, "test_accuracy")));
   EXPECT_TRUE(IsNull(Field(job, "eta_seconds")));
-  rpc::JobProgress broken = History()[3];
+  v1::JobProgress broken = History()[3];
   broken.set_train_loss(std::numeric_limits<double>::quiet_NaN());
   EXPECT_TRUE(IsNull(Field(Parse(JobSummaryJson(Job("job-1", broken))), "train_loss")));
 }
@@ -164,9 +164,9 @@ TEST(DashboardJsonTest, OnePointPerRoundAndAccuracyOnlyWhereEvaluated) {
 }
 
 TEST(DashboardJsonTest, EventsAreStateChangesAndDroppedSlices) {
-  std::vector<rpc::JobProgress> history = History();
-  rpc::JobProgress failed = history.back();
-  failed.set_state(rpc::FAILED);
+  std::vector<v1::JobProgress> history = History();
+  v1::JobProgress failed = history.back();
+  failed.set_state(v1::FAILED);
   failed.set_error("worker vanished");
   history.push_back(failed);
   Struct detail = Parse(JobDetailJson(Job("job-1", failed), history, nullptr, 7));

@@ -12,8 +12,8 @@
 namespace ist {
 namespace {
 
-bool Terminal(rpc::JobState s) {
-  return s == rpc::SUCCEEDED || s == rpc::FAILED || s == rpc::CANCELLED;
+bool Terminal(v1::JobState s) {
+  return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED;
 }
 
 // CPU seconds used by the calling thread: a handler's own work, without the
@@ -27,9 +27,9 @@ double ThreadCpuSeconds() {
 }  // namespace
 
 grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context,
-                                               const rpc::RegisterWorkerRequest* request,
-                                               rpc::RegisterWorkerResponse* response) {
-  rpc::RegisterWorkerRequest named = *request;
+                                               const v1::RegisterWorkerRequest* request,
+                                               v1::RegisterWorkerResponse* response) {
+  v1::RegisterWorkerRequest named = *request;
   if (named.name().empty()) named.set_name(context->peer());
   auto registered = coordinator_->RegisterWorker(named, context->peer());
   if (!registered.ok()) return ToGrpcStatus(registered.status());
@@ -38,8 +38,8 @@ grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context,
 }
 
 grpc::Status WorkerServiceImpl::GetTask(grpc::ServerContext* context,
-                                        const rpc::GetTaskRequest* request,
-                                        rpc::GetTaskResponse* response) {
+                                        const v1::GetTaskRequest* request,
+                                        v1::GetTaskResponse* response) {
   int64_t wait_ms = std::clamp<int64_t>(request->wait_ms(), 0, kMaxTaskWaitMs);
   // Answer before the caller's deadline passes.
   const auto left = context->deadline() - std::chrono::system_clock::now();
@@ -53,25 +53,25 @@ grpc::Status WorkerServiceImpl::GetTask(grpc::ServerContext* context,
 }
 
 grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
-                                          const rpc::HeartbeatRequest* request,
-                                          rpc::HeartbeatResponse* response) {
+                                          const v1::HeartbeatRequest* request,
+                                          v1::HeartbeatResponse* response) {
   response->set_known(coordinator_->Heartbeat(*request));
   return grpc::Status::OK;
 }
 
 grpc::Status WorkerServiceImpl::ReportTaskFailure(grpc::ServerContext* context,
-                                                  const rpc::ReportTaskFailureRequest* request,
-                                                  rpc::ReportTaskFailureResponse* response) {
+                                                  const v1::ReportTaskFailureRequest* request,
+                                                  v1::ReportTaskFailureResponse* response) {
   return ToGrpcStatus(coordinator_->ReportTaskFailure(*request));
 }
 
 grpc::Status SliceServiceImpl::FetchSlice(grpc::ServerContext* context,
-                                          const rpc::FetchSliceRequest* request,
+                                          const v1::FetchSliceRequest* request,
                                           grpc::ServerWriter<SliceChunkOut>* writer) {
   const double cpu_start = ThreadCpuSeconds();
   auto slice = coordinator_->FetchSlice(request->worker_id(), request->tag());
   if (!slice.ok()) return ToGrpcStatus(slice.status());
-  rpc::SliceHeader header;
+  v1::SliceHeader header;
   DescribeSlice((*slice)->params, request->tag(), &header);
   // The chunks point into the slice and share its ownership: gRPC may hold
   // them after this call returns, and the coordinator may drop its copy.
@@ -91,7 +91,7 @@ grpc::Status SliceServiceImpl::FetchSlice(grpc::ServerContext* context,
 
 grpc::Status SliceServiceImpl::PushSlice(grpc::ServerContext* context,
                                          grpc::ServerReader<PushSliceChunkIn>* reader,
-                                         rpc::PushSliceResponse* response) {
+                                         v1::PushSliceResponse* response) {
   const double cpu_start = ThreadCpuSeconds();
   PushSliceChunkIn message;
   if (!reader->Read(&message)) {
@@ -106,8 +106,8 @@ grpc::Status SliceServiceImpl::PushSlice(grpc::ServerContext* context,
                         "first slice chunk carries no header");
   }
   const std::string worker_id = message.worker_id;
-  const rpc::TrainStats stats = message.stats;
-  const rpc::SliceTag tag = message.chunk.header.tag();
+  const v1::TrainStats stats = message.stats;
+  const v1::SliceTag tag = message.chunk.header.tag();
   // Check the tag before reading megabytes: a stale push is dropped at once.
   auto shape = coordinator_->ExpectedSliceShape(worker_id, tag);
   if (!shape.ok()) {
@@ -137,8 +137,8 @@ grpc::Status SliceServiceImpl::PushSlice(grpc::ServerContext* context,
 }
 
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context,
-                                       const rpc::SubmitJobRequest* request,
-                                       rpc::SubmitJobResponse* response) {
+                                       const v1::SubmitJobRequest* request,
+                                       v1::SubmitJobResponse* response) {
   auto id = coordinator_->SubmitJob(request->spec());
   if (!id.ok()) return ToGrpcStatus(id.status());
   response->set_job_id(*id);
@@ -146,8 +146,8 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* context,
 }
 
 grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context,
-                                    const rpc::GetJobRequest* request,
-                                    rpc::JobStatus* response) {
+                                    const v1::GetJobRequest* request,
+                                    v1::JobStatus* response) {
   auto status = coordinator_->GetJob(request->job_id());
   if (!status.ok()) return ToGrpcStatus(status.status());
   *response = std::move(*status);
@@ -155,15 +155,15 @@ grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context,
 }
 
 grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context,
-                                      const rpc::ListJobsRequest* request,
-                                      rpc::ListJobsResponse* response) {
-  for (rpc::JobStatus& job : coordinator_->ListJobs()) *response->add_jobs() = std::move(job);
+                                      const v1::ListJobsRequest* request,
+                                      v1::ListJobsResponse* response) {
+  for (v1::JobStatus& job : coordinator_->ListJobs()) *response->add_jobs() = std::move(job);
   return grpc::Status::OK;
 }
 
 grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
-                                       const rpc::CancelJobRequest* request,
-                                       rpc::CancelJobResponse* response) {
+                                       const v1::CancelJobRequest* request,
+                                       v1::CancelJobResponse* response) {
   auto state = coordinator_->CancelJob(request->job_id());
   if (!state.ok()) return ToGrpcStatus(state.status());
   response->set_state(*state);
@@ -171,14 +171,14 @@ grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
 }
 
 grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
-                                      const rpc::WatchJobRequest* request,
-                                      grpc::ServerWriter<rpc::JobProgress>* writer) {
+                                      const v1::WatchJobRequest* request,
+                                      grpc::ServerWriter<v1::JobProgress>* writer) {
   int64_t seen = 0;
   // Ends when the job ends, the client goes away or the coordinator stops.
   while (!context->IsCancelled()) {
     auto updates = coordinator_->WaitForProgress(request->job_id(), &seen, absl::Seconds(1));
     if (!updates.ok()) return ToGrpcStatus(updates.status());
-    for (const rpc::JobProgress& progress : *updates) {
+    for (const v1::JobProgress& progress : *updates) {
       if (!writer->Write(progress)) return grpc::Status::OK;
       if (Terminal(progress.state())) return grpc::Status::OK;
     }
@@ -188,11 +188,11 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
 }
 
 grpc::Status JobServiceImpl::ExportModel(grpc::ServerContext* context,
-                                         const rpc::ExportModelRequest* request,
-                                         grpc::ServerWriter<rpc::ModelFileChunk>* writer) {
+                                         const v1::ExportModelRequest* request,
+                                         grpc::ServerWriter<v1::ModelFileChunk>* writer) {
   auto bytes = coordinator_->ExportModel(request->job_id());
   if (!bytes.ok()) return ToGrpcStatus(bytes.status());
-  rpc::ModelFileChunk chunk;
+  v1::ModelFileChunk chunk;
   for (size_t offset = 0; offset < bytes->size(); offset += kDefaultChunkBytes) {
     chunk.set_data(bytes->substr(offset, kDefaultChunkBytes));
     if (context->IsCancelled() || !writer->Write(chunk)) {
@@ -203,8 +203,8 @@ grpc::Status JobServiceImpl::ExportModel(grpc::ServerContext* context,
 }
 
 grpc::Status JobServiceImpl::Evaluate(grpc::ServerContext* context,
-                                      const rpc::EvaluateRequest* request,
-                                      rpc::EvaluateResponse* response) {
+                                      const v1::EvaluateRequest* request,
+                                      v1::EvaluateResponse* response) {
   auto result = coordinator_->Evaluate(*request);
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = std::move(*result);
@@ -212,9 +212,9 @@ grpc::Status JobServiceImpl::Evaluate(grpc::ServerContext* context,
 }
 
 grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext* context,
-                                         const rpc::ListWorkersRequest* request,
-                                         rpc::ListWorkersResponse* response) {
-  for (rpc::WorkerStatus& w : coordinator_->ListWorkers()) *response->add_workers() = std::move(w);
+                                         const v1::ListWorkersRequest* request,
+                                         v1::ListWorkersResponse* response) {
+  for (v1::WorkerStatus& w : coordinator_->ListWorkers()) *response->add_workers() = std::move(w);
   return grpc::Status::OK;
 }
 

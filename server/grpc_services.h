@@ -5,8 +5,8 @@
 #define IST_SERVER_GRPC_SERVICES_H_
 
 #include "common/wire/slice_stream.h"
-#include "proto/job.grpc.pb.h"
-#include "proto/worker_service.grpc.pb.h"
+#include "proto/ist/v1/job.grpc.pb.h"
+#include "proto/ist/v1/worker_service.grpc.pb.h"
 #include "server/coordinator.h"
 
 namespace ist {
@@ -14,20 +14,20 @@ namespace ist {
 // Longest a GetTask long-poll is held, whatever the worker asks.
 constexpr int64_t kMaxTaskWaitMs = 30000;
 
-class WorkerServiceImpl final : public rpc::WorkerService::Service {
+class WorkerServiceImpl final : public v1::WorkerService::Service {
  public:
   explicit WorkerServiceImpl(Coordinator* coordinator) : coordinator_(coordinator) {}
 
   grpc::Status RegisterWorker(grpc::ServerContext* context,
-                              const rpc::RegisterWorkerRequest* request,
-                              rpc::RegisterWorkerResponse* response) override;
-  grpc::Status GetTask(grpc::ServerContext* context, const rpc::GetTaskRequest* request,
-                       rpc::GetTaskResponse* response) override;
-  grpc::Status Heartbeat(grpc::ServerContext* context, const rpc::HeartbeatRequest* request,
-                         rpc::HeartbeatResponse* response) override;
+                              const v1::RegisterWorkerRequest* request,
+                              v1::RegisterWorkerResponse* response) override;
+  grpc::Status GetTask(grpc::ServerContext* context, const v1::GetTaskRequest* request,
+                       v1::GetTaskResponse* response) override;
+  grpc::Status Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest* request,
+                         v1::HeartbeatResponse* response) override;
   grpc::Status ReportTaskFailure(grpc::ServerContext* context,
-                                 const rpc::ReportTaskFailureRequest* request,
-                                 rpc::ReportTaskFailureResponse* response) override;
+                                 const v1::ReportTaskFailureRequest* request,
+                                 v1::ReportTaskFailureResponse* response) override;
 
  private:
   Coordinator* coordinator_;
@@ -39,36 +39,36 @@ class SliceServiceImpl final : public SliceServiceBase {
  public:
   explicit SliceServiceImpl(Coordinator* coordinator) : coordinator_(coordinator) {}
 
-  grpc::Status FetchSlice(grpc::ServerContext* context, const rpc::FetchSliceRequest* request,
+  grpc::Status FetchSlice(grpc::ServerContext* context, const v1::FetchSliceRequest* request,
                           grpc::ServerWriter<SliceChunkOut>* writer) override;
   grpc::Status PushSlice(grpc::ServerContext* context,
                          grpc::ServerReader<PushSliceChunkIn>* reader,
-                         rpc::PushSliceResponse* response) override;
+                         v1::PushSliceResponse* response) override;
 
  private:
   Coordinator* coordinator_;
 };
 
-class JobServiceImpl final : public rpc::JobService::Service {
+class JobServiceImpl final : public v1::JobService::Service {
  public:
   explicit JobServiceImpl(Coordinator* coordinator) : coordinator_(coordinator) {}
 
-  grpc::Status SubmitJob(grpc::ServerContext* context, const rpc::SubmitJobRequest* request,
-                         rpc::SubmitJobResponse* response) override;
-  grpc::Status GetJob(grpc::ServerContext* context, const rpc::GetJobRequest* request,
-                      rpc::JobStatus* response) override;
-  grpc::Status ListJobs(grpc::ServerContext* context, const rpc::ListJobsRequest* request,
-                        rpc::ListJobsResponse* response) override;
-  grpc::Status CancelJob(grpc::ServerContext* context, const rpc::CancelJobRequest* request,
-                         rpc::CancelJobResponse* response) override;
-  grpc::Status WatchJob(grpc::ServerContext* context, const rpc::WatchJobRequest* request,
-                        grpc::ServerWriter<rpc::JobProgress>* writer) override;
-  grpc::Status ExportModel(grpc::ServerContext* context, const rpc::ExportModelRequest* request,
-                           grpc::ServerWriter<rpc::ModelFileChunk>* writer) override;
-  grpc::Status Evaluate(grpc::ServerContext* context, const rpc::EvaluateRequest* request,
-                        rpc::EvaluateResponse* response) override;
-  grpc::Status ListWorkers(grpc::ServerContext* context, const rpc::ListWorkersRequest* request,
-                           rpc::ListWorkersResponse* response) override;
+  grpc::Status SubmitJob(grpc::ServerContext* context, const v1::SubmitJobRequest* request,
+                         v1::SubmitJobResponse* response) override;
+  grpc::Status GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
+                      v1::JobStatus* response) override;
+  grpc::Status ListJobs(grpc::ServerContext* context, const v1::ListJobsRequest* request,
+                        v1::ListJobsResponse* response) override;
+  grpc::Status CancelJob(grpc::ServerContext* context, const v1::CancelJobRequest* request,
+                         v1::CancelJobResponse* response) override;
+  grpc::Status WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
+                        grpc::ServerWriter<v1::JobProgress>* writer) override;
+  grpc::Status ExportModel(grpc::ServerContext* context, const v1::ExportModelRequest* request,
+                           grpc::ServerWriter<v1::ModelFileChunk>* writer) override;
+  grpc::Status Evaluate(grpc::ServerContext* context, const v1::EvaluateRequest* request,
+                        v1::EvaluateResponse* response) override;
+  grpc::Status ListWorkers(grpc::ServerContext* context, const v1::ListWorkersRequest* request,
+                           v1::ListWorkersResponse* response) override;
 
  private:
   Coordinator* coordinator_;

@@ -25,8 +25,8 @@
 #include "google/protobuf/unknown_field_set.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "proto/job.grpc.pb.h"
-#include "proto/worker_service.grpc.pb.h"
+#include "proto/ist/v1/job.grpc.pb.h"
+#include "proto/ist/v1/worker_service.grpc.pb.h"
 #include "server/coordinator.h"
 
 namespace ist {
@@ -51,8 +51,8 @@ void WriteCsvDataset() {
   }
 }
 
-rpc::JobSpec Spec() {
-  rpc::JobSpec spec;
+v1::JobSpec Spec() {
+  v1::JobSpec spec;
   spec.set_dataset("csv:svc");
   for (int n : {8, 6, 4, 3}) spec.add_layers(n);
   spec.set_workers(2);
@@ -99,9 +99,9 @@ class GrpcServicesTest : public ::testing::Test {
     ASSERT_GT(port_, 0);
     channel_ = Channel(security);
     ASSERT_NE(channel_, nullptr);
-    jobs_ = rpc::JobService::NewStub(channel_);
-    workers_ = rpc::WorkerService::NewStub(channel_);
-    raw_slices_ = rpc::SliceService::NewStub(channel_);
+    jobs_ = v1::JobService::NewStub(channel_);
+    workers_ = v1::WorkerService::NewStub(channel_);
+    raw_slices_ = v1::SliceService::NewStub(channel_);
   }
 
   std::shared_ptr<grpc::Channel> Channel(const SecurityOptions& security) {
@@ -111,12 +111,12 @@ class GrpcServicesTest : public ::testing::Test {
     return channel.value_or(nullptr);
   }
 
-  std::string Submit(const rpc::JobSpec& spec) {
+  std::string Submit(const v1::JobSpec& spec) {
     grpc::ClientContext context;
     SetDeadline(&context, kRpcTimeout);
-    rpc::SubmitJobRequest request;
+    v1::SubmitJobRequest request;
     *request.mutable_spec() = spec;
-    rpc::SubmitJobResponse response;
+    v1::SubmitJobResponse response;
     const grpc::Status s = jobs_->SubmitJob(&context, request, &response);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return response.job_id();
@@ -125,22 +125,22 @@ class GrpcServicesTest : public ::testing::Test {
   std::string Register(const std::string& name) {
     grpc::ClientContext context;
     SetDeadline(&context, kRpcTimeout);
-    rpc::RegisterWorkerRequest request;
+    v1::RegisterWorkerRequest request;
     request.set_name(name);
-    rpc::RegisterWorkerResponse response;
+    v1::RegisterWorkerResponse response;
     const grpc::Status s = workers_->RegisterWorker(&context, request, &response);
     EXPECT_TRUE(s.ok()) << s.error_message();
     EXPECT_FALSE(response.worker_id().empty());
     return response.worker_id();
   }
 
-  rpc::Task TakeTask(const std::string& worker_id) {
+  v1::Task TakeTask(const std::string& worker_id) {
     grpc::ClientContext context;
     SetDeadline(&context, kRpcTimeout);
-    rpc::GetTaskRequest request;
+    v1::GetTaskRequest request;
     request.set_worker_id(worker_id);
     request.set_wait_ms(10000);
-    rpc::GetTaskResponse response;
+    v1::GetTaskResponse response;
     const grpc::Status s = workers_->GetTask(&context, request, &response);
     EXPECT_TRUE(s.ok()) << s.error_message();
     EXPECT_TRUE(response.has_task());
@@ -148,13 +148,13 @@ class GrpcServicesTest : public ::testing::Test {
   }
 
   // Streams `messages` as one PushSlice call with the generated classes.
-  grpc::Status RawPush(const std::vector<rpc::PushSliceChunk>& messages,
-                       rpc::PushSliceResponse* response) {
+  grpc::Status RawPush(const std::vector<v1::PushSliceChunk>& messages,
+                       v1::PushSliceResponse* response) {
     grpc::ClientContext context;
     SetDeadline(&context, kRpcTimeout);
-    std::unique_ptr<grpc::ClientWriter<rpc::PushSliceChunk>> writer =
+    std::unique_ptr<grpc::ClientWriter<v1::PushSliceChunk>> writer =
         raw_slices_->PushSlice(&context, response);
-    for (const rpc::PushSliceChunk& m : messages) {
+    for (const v1::PushSliceChunk& m : messages) {
       if (!writer->Write(m)) break;  // the server answered early
     }
     writer->WritesDone();
@@ -162,15 +162,15 @@ class GrpcServicesTest : public ::testing::Test {
   }
 
   // `slice` as PushSlice messages of `chunk_bytes` payload each.
-  static std::vector<rpc::PushSliceChunk> PushMessages(const std::string& worker_id,
-                                                       const rpc::SliceTag& tag,
+  static std::vector<v1::PushSliceChunk> PushMessages(const std::string& worker_id,
+                                                       const v1::SliceTag& tag,
                                                        const MlpParams<float>& slice,
                                                        int64_t chunk_bytes) {
-    rpc::SliceHeader header;
+    v1::SliceHeader header;
     DescribeSlice(slice, tag, &header);
-    std::vector<rpc::PushSliceChunk> out;
-    EncodeSlice(slice, header, chunk_bytes, [&](const rpc::SliceChunk& chunk) {
-      rpc::PushSliceChunk m;
+    std::vector<v1::PushSliceChunk> out;
+    EncodeSlice(slice, header, chunk_bytes, [&](const v1::SliceChunk& chunk) {
+      v1::PushSliceChunk m;
       if (out.empty()) {
         m.set_worker_id(worker_id);
         m.mutable_stats()->set_steps(2);
@@ -183,7 +183,7 @@ class GrpcServicesTest : public ::testing::Test {
   }
 
   // The fetched slice of `task`, through the adapters' zero-copy stream.
-  MlpParams<float> Fetch(const std::string& worker_id, const rpc::Task& task) {
+  MlpParams<float> Fetch(const std::string& worker_id, const v1::Task& task) {
     MlpConfig shape = ModelConfigFromSpec(task.spec());
     shape.layer_sizes.assign(task.subnet_layers().begin(), task.subnet_layers().end());
     MlpParams<float> slice;
@@ -191,7 +191,7 @@ class GrpcServicesTest : public ::testing::Test {
     SliceStreamClient client(channel_);
     grpc::ClientContext context;
     SetDeadline(&context, kRpcTimeout);
-    rpc::FetchSliceRequest request;
+    v1::FetchSliceRequest request;
     request.set_worker_id(worker_id);
     *request.mutable_tag() = task.tag();
     auto bytes = client.Fetch(&context, request, &slice);
@@ -207,9 +207,9 @@ class GrpcServicesTest : public ::testing::Test {
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<rpc::JobService::Stub> jobs_;
-  std::unique_ptr<rpc::WorkerService::Stub> workers_;
-  std::unique_ptr<rpc::SliceService::Stub> raw_slices_;
+  std::unique_ptr<v1::JobService::Stub> jobs_;
+  std::unique_ptr<v1::WorkerService::Stub> workers_;
+  std::unique_ptr<v1::SliceService::Stub> raw_slices_;
 };
 
 TEST_F(GrpcServicesTest, OneRoundThroughTheWireMergesAsTheOneProcessCode) {
@@ -217,7 +217,7 @@ TEST_F(GrpcServicesTest, OneRoundThroughTheWireMergesAsTheOneProcessCode) {
   const std::string job = Submit(Spec());
   ASSERT_EQ(job, "job-1");
   const std::string a = Register("a"), b = Register("b");
-  const rpc::Task ta = TakeTask(a), tb = TakeTask(b);
+  const v1::Task ta = TakeTask(a), tb = TakeTask(b);
   ASSERT_NE(ta.tag().subnet(), tb.tag().subnet());
 
   auto config = TrainingConfigFromSpec(WithDefaults(Spec()));
@@ -235,7 +235,7 @@ TEST_F(GrpcServicesTest, OneRoundThroughTheWireMergesAsTheOneProcessCode) {
     EXPECT_TRUE(IdenticalParams(slice, expected)) << "subnet " << task.tag().subnet();
     for (auto& w : slice.weights) w.array() += 0.5f;
     trained[task.tag().subnet()] = slice;
-    rpc::PushSliceResponse response;
+    v1::PushSliceResponse response;
     const grpc::Status s = RawPush(PushMessages(worker, task.tag(), slice, 40), &response);
     ASSERT_TRUE(s.ok()) << s.error_message();
     EXPECT_TRUE(response.accepted()) << response.reason();
@@ -246,24 +246,24 @@ TEST_F(GrpcServicesTest, OneRoundThroughTheWireMergesAsTheOneProcessCode) {
   // WatchJob streams until the job ends.
   grpc::ClientContext watch_context;
   SetDeadline(&watch_context, kRpcTimeout);
-  rpc::WatchJobRequest watch;
+  v1::WatchJobRequest watch;
   watch.set_job_id(job);
   auto reader = jobs_->WatchJob(&watch_context, watch);
-  rpc::JobProgress progress, last;
+  v1::JobProgress progress, last;
   while (reader->Read(&progress)) last = progress;
   ASSERT_TRUE(reader->Finish().ok());
-  EXPECT_EQ(last.state(), rpc::SUCCEEDED);
+  EXPECT_EQ(last.state(), v1::SUCCEEDED);
   EXPECT_EQ(last.round(), 1);
   EXPECT_EQ(last.model_fingerprint(), ParamsFingerprint(merged));
 
   // ExportModel streams the model file in chunks.
   grpc::ClientContext export_context;
   SetDeadline(&export_context, kRpcTimeout);
-  rpc::ExportModelRequest export_request;
+  v1::ExportModelRequest export_request;
   export_request.set_job_id(job);
   auto chunks = jobs_->ExportModel(&export_context, export_request);
   std::string bytes;
-  rpc::ModelFileChunk chunk;
+  v1::ModelFileChunk chunk;
   while (chunks->Read(&chunk)) bytes += chunk.data();
   ASSERT_TRUE(chunks->Finish().ok());
   auto file = DecodeModelFile(bytes, "export");
@@ -273,8 +273,8 @@ TEST_F(GrpcServicesTest, OneRoundThroughTheWireMergesAsTheOneProcessCode) {
 
   grpc::ClientContext list_context;
   SetDeadline(&list_context, kRpcTimeout);
-  rpc::ListWorkersResponse workers;
-  ASSERT_TRUE(jobs_->ListWorkers(&list_context, rpc::ListWorkersRequest(), &workers).ok());
+  v1::ListWorkersResponse workers;
+  ASSERT_TRUE(jobs_->ListWorkers(&list_context, v1::ListWorkersRequest(), &workers).ok());
   ASSERT_EQ(workers.workers_size(), 2);
   EXPECT_EQ(workers.workers(0).tasks_done() + workers.workers(1).tasks_done(), 2);
 }
@@ -286,9 +286,9 @@ TEST_F(GrpcServicesTest, PassesTheCoordinatorsStatusCodesAndMessages) {
   {  // Unknown job: NOT_FOUND naming it, for each call that takes a job id.
     grpc::ClientContext context;
     SetDeadline(&context, kRpcTimeout);
-    rpc::GetJobRequest request;
+    v1::GetJobRequest request;
     request.set_job_id("job-404");
-    rpc::JobStatus response;
+    v1::JobStatus response;
     const grpc::Status s = jobs_->GetJob(&context, request, &response);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
     EXPECT_EQ(s.error_message(), "no job 'job-404'");
@@ -296,19 +296,19 @@ TEST_F(GrpcServicesTest, PassesTheCoordinatorsStatusCodesAndMessages) {
   {
     grpc::ClientContext context;
     SetDeadline(&context, kRpcTimeout);
-    rpc::CancelJobRequest request;
+    v1::CancelJobRequest request;
     request.set_job_id("job-404");
-    rpc::CancelJobResponse response;
+    v1::CancelJobResponse response;
     EXPECT_EQ(jobs_->CancelJob(&context, request, &response).error_code(),
               grpc::StatusCode::NOT_FOUND);
   }
   {
     grpc::ClientContext context;
     SetDeadline(&context, kRpcTimeout);
-    rpc::ExportModelRequest request;
+    v1::ExportModelRequest request;
     request.set_job_id("job-404");
     auto reader = jobs_->ExportModel(&context, request);
-    rpc::ModelFileChunk chunk;
+    v1::ModelFileChunk chunk;
     EXPECT_FALSE(reader->Read(&chunk));
     const grpc::Status s = reader->Finish();
     EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
@@ -317,21 +317,21 @@ TEST_F(GrpcServicesTest, PassesTheCoordinatorsStatusCodesAndMessages) {
   {
     grpc::ClientContext context;
     SetDeadline(&context, kRpcTimeout);
-    rpc::WatchJobRequest request;
+    v1::WatchJobRequest request;
     request.set_job_id("job-404");
     auto reader = jobs_->WatchJob(&context, request);
-    rpc::JobProgress progress;
+    v1::JobProgress progress;
     EXPECT_FALSE(reader->Read(&progress));
     EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
   }
   {  // A malformed spec: INVALID_ARGUMENT naming the field.
-    rpc::JobSpec spec = Spec();
+    v1::JobSpec spec = Spec();
     spec.set_batch_size(-4);
     grpc::ClientContext context;
     SetDeadline(&context, kRpcTimeout);
-    rpc::SubmitJobRequest request;
+    v1::SubmitJobRequest request;
     *request.mutable_spec() = spec;
-    rpc::SubmitJobResponse response;
+    v1::SubmitJobResponse response;
     const grpc::Status s = jobs_->SubmitJob(&context, request, &response);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_THAT(s.error_message(), HasSubstr("batch_size"));
@@ -341,9 +341,9 @@ TEST_F(GrpcServicesTest, PassesTheCoordinatorsStatusCodesAndMessages) {
   {  // Over --max_jobs: RESOURCE_EXHAUSTED.
     grpc::ClientContext context;
     SetDeadline(&context, kRpcTimeout);
-    rpc::SubmitJobRequest request;
+    v1::SubmitJobRequest request;
     *request.mutable_spec() = Spec();
-    rpc::SubmitJobResponse response;
+    v1::SubmitJobResponse response;
     const grpc::Status s = jobs_->SubmitJob(&context, request, &response);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
     EXPECT_THAT(s.error_message(), HasSubstr("--max_jobs"));
@@ -351,9 +351,9 @@ TEST_F(GrpcServicesTest, PassesTheCoordinatorsStatusCodesAndMessages) {
   {  // An unknown worker must register again.
     grpc::ClientContext context;
     SetDeadline(&context, kRpcTimeout);
-    rpc::GetTaskRequest request;
+    v1::GetTaskRequest request;
     request.set_worker_id("w-404");
-    rpc::GetTaskResponse response;
+    v1::GetTaskResponse response;
     const grpc::Status s = workers_->GetTask(&context, request, &response);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
     EXPECT_THAT(s.error_message(), HasSubstr("unknown worker 'w-404'"));
@@ -362,12 +362,12 @@ TEST_F(GrpcServicesTest, PassesTheCoordinatorsStatusCodesAndMessages) {
     const std::string w = Register("w");
     grpc::ClientContext context;
     SetDeadline(&context, kRpcTimeout);
-    rpc::FetchSliceRequest request;
+    v1::FetchSliceRequest request;
     request.set_worker_id(w);
     request.mutable_tag()->set_job_id(job);
     request.mutable_tag()->set_round(3);
     auto reader = raw_slices_->FetchSlice(&context, request);
-    rpc::SliceChunk chunk;
+    v1::SliceChunk chunk;
     EXPECT_FALSE(reader->Read(&chunk));
     const grpc::Status s = reader->Finish();
     EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
@@ -382,10 +382,10 @@ TEST_F(GrpcServicesTest, EvaluateNamesABadSplit) {
   TakeTask(w);  // the job has started and has a model
   grpc::ClientContext context;
   SetDeadline(&context, kRpcTimeout);
-  rpc::EvaluateRequest request;
+  v1::EvaluateRequest request;
   request.set_job_id(job);
   request.set_split("validation");
-  rpc::EvaluateResponse response;
+  v1::EvaluateResponse response;
   const grpc::Status s = jobs_->Evaluate(&context, request, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(s.error_message(), "split: must be 'test' or 'train', got 'validation'");
@@ -396,8 +396,8 @@ TEST_F(GrpcServicesTest, RegisterNamesANamelessWorkerAfterItsPeer) {
   Register("");
   grpc::ClientContext context;
   SetDeadline(&context, kRpcTimeout);
-  rpc::ListWorkersResponse workers;
-  ASSERT_TRUE(jobs_->ListWorkers(&context, rpc::ListWorkersRequest(), &workers).ok());
+  v1::ListWorkersResponse workers;
+  ASSERT_TRUE(jobs_->ListWorkers(&context, v1::ListWorkersRequest(), &workers).ok());
   ASSERT_EQ(workers.workers_size(), 1);
   EXPECT_THAT(workers.workers(0).name(), HasSubstr("127.0.0.1:"));
 }
@@ -407,10 +407,10 @@ TEST_F(GrpcServicesTest, GetTaskAnswersBeforeTheCallersDeadline) {
   const std::string w = Register("w");  // no job: no task will come
   grpc::ClientContext context;
   SetDeadline(&context, std::chrono::milliseconds(1500));
-  rpc::GetTaskRequest request;
+  v1::GetTaskRequest request;
   request.set_worker_id(w);
   request.set_wait_ms(60000);
-  rpc::GetTaskResponse response;
+  v1::GetTaskResponse response;
   const grpc::Status s = workers_->GetTask(&context, request, &response);
   EXPECT_TRUE(s.ok()) << s.error_code() << " " << s.error_message();
   EXPECT_FALSE(response.has_task());
@@ -428,12 +428,12 @@ TEST_F(GrpcServicesTest, WatchJobEndsAtTheCallersDeadline) {
   const std::string job = Submit(Spec());  // no worker: it never progresses
   grpc::ClientContext context;
   SetDeadline(&context, std::chrono::milliseconds(1500));
-  rpc::WatchJobRequest request;
+  v1::WatchJobRequest request;
   request.set_job_id(job);
   auto reader = jobs_->WatchJob(&context, request);
-  rpc::JobProgress progress;
+  v1::JobProgress progress;
   for (int i = 0; i < 100 && reader->Read(&progress); ++i) {
-    EXPECT_NE(progress.state(), rpc::SUCCEEDED);
+    EXPECT_NE(progress.state(), v1::SUCCEEDED);
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
 }
@@ -450,56 +450,56 @@ class PushSliceTest : public GrpcServicesTest {
   }
 
   // Pushes `messages`; the call itself must succeed. The coordinator's answer.
-  rpc::PushSliceResponse Push(const std::vector<rpc::PushSliceChunk>& messages) {
-    rpc::PushSliceResponse response;
+  v1::PushSliceResponse Push(const std::vector<v1::PushSliceChunk>& messages) {
+    v1::PushSliceResponse response;
     const grpc::Status s = RawPush(messages, &response);
     EXPECT_TRUE(s.ok()) << s.error_code() << " " << s.error_message();
     return response;
   }
 
   // The job's progress counters after the open round.
-  rpc::JobProgress Progress() {
+  v1::JobProgress Progress() {
     auto status = coordinator_->GetJob(job_);
     EXPECT_TRUE(status.ok());
     return status->progress();
   }
 
   std::string job_, worker_;
-  rpc::Task task_;
+  v1::Task task_;
   MlpParams<float> slice_;
 };
 
 TEST_F(PushSliceTest, AnEmptyStreamIsInvalidArgument) {
-  rpc::PushSliceResponse response;
+  v1::PushSliceResponse response;
   const grpc::Status s = RawPush({}, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(s.error_message(), "empty slice stream");
 }
 
 TEST_F(PushSliceTest, AFirstChunkWithoutHeaderIsInvalidArgument) {
-  std::vector<rpc::PushSliceChunk> messages = PushMessages(worker_, task_.tag(), slice_, 40);
+  std::vector<v1::PushSliceChunk> messages = PushMessages(worker_, task_.tag(), slice_, 40);
   messages[0].mutable_chunk()->clear_header();
-  rpc::PushSliceResponse response;
+  v1::PushSliceResponse response;
   const grpc::Status s = RawPush(messages, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(s.error_message(), "first slice chunk carries no header");
 }
 
 TEST_F(PushSliceTest, AStaleTagIsDroppedSayingWhy) {
-  rpc::SliceTag stale = task_.tag();
+  v1::SliceTag stale = task_.tag();
   stale.set_round(7);
-  const rpc::PushSliceResponse r = Push(PushMessages(worker_, stale, slice_, 40));
+  const v1::PushSliceResponse r = Push(PushMessages(worker_, stale, slice_, 40));
   EXPECT_FALSE(r.accepted());
   EXPECT_THAT(r.reason(), HasSubstr("round 7 is not the open round 0"));
 
-  rpc::SliceTag other_attempt = task_.tag();
+  v1::SliceTag other_attempt = task_.tag();
   other_attempt.set_attempt(1);
   EXPECT_FALSE(Push(PushMessages(worker_, other_attempt, slice_, 40)).accepted());
   // Someone else's assignment.
   const std::string intruder = Register("intruder");
   EXPECT_FALSE(Push(PushMessages(intruder, task_.tag(), slice_, 40)).accepted());
   // The awaited push is still taken afterwards.
-  const rpc::PushSliceResponse good = Push(PushMessages(worker_, task_.tag(), slice_, 40));
+  const v1::PushSliceResponse good = Push(PushMessages(worker_, task_.tag(), slice_, 40));
   EXPECT_TRUE(good.accepted()) << good.reason();
 }
 
@@ -508,20 +508,20 @@ TEST_F(PushSliceTest, AWronglyShapedSliceIsRejectedNamingTheTensor) {
   ASSERT_TRUE(config.ok());
   auto family = MakeModelFamily(*config);
   ASSERT_TRUE(family.ok());
-  const rpc::PushSliceResponse r =
+  const v1::PushSliceResponse r =
       Push(PushMessages(worker_, task_.tag(), (*family)->InitialModel(), 40));
   EXPECT_FALSE(r.accepted());
   EXPECT_THAT(r.reason(), HasSubstr("slice: tensor 0 is 'weights/0' [6x8], expected"));
   EXPECT_EQ(Progress().round(), 0);
-  const rpc::PushSliceResponse good = Push(PushMessages(worker_, task_.tag(), slice_, 40));
+  const v1::PushSliceResponse good = Push(PushMessages(worker_, task_.tag(), slice_, 40));
   EXPECT_TRUE(good.accepted()) << good.reason();
 }
 
 TEST_F(PushSliceTest, AHeaderDeclaringAnotherSizeIsRejected) {
-  std::vector<rpc::PushSliceChunk> messages = PushMessages(worker_, task_.tag(), slice_, 40);
-  rpc::SliceHeader* header = messages[0].mutable_chunk()->mutable_header();
+  std::vector<v1::PushSliceChunk> messages = PushMessages(worker_, task_.tag(), slice_, 40);
+  v1::SliceHeader* header = messages[0].mutable_chunk()->mutable_header();
   header->set_total_bytes(header->total_bytes() + 4);
-  const rpc::PushSliceResponse r = Push(messages);
+  const v1::PushSliceResponse r = Push(messages);
   EXPECT_FALSE(r.accepted());
   EXPECT_THAT(r.reason(), HasSubstr(absl::StrCat("slice: header declares ",
                                                  SliceBytes(slice_) + 4, " bytes, expected ",
@@ -529,43 +529,43 @@ TEST_F(PushSliceTest, AHeaderDeclaringAnotherSizeIsRejected) {
 }
 
 TEST_F(PushSliceTest, AStreamThatStopsShortIsRejected) {
-  std::vector<rpc::PushSliceChunk> messages = PushMessages(worker_, task_.tag(), slice_, 40);
+  std::vector<v1::PushSliceChunk> messages = PushMessages(worker_, task_.tag(), slice_, 40);
   ASSERT_GT(messages.size(), 2u);
   messages.pop_back();
-  const rpc::PushSliceResponse r = Push(messages);
+  const v1::PushSliceResponse r = Push(messages);
   EXPECT_FALSE(r.accepted());
   EXPECT_THAT(r.reason(), HasSubstr("slice incomplete"));
 }
 
 TEST_F(PushSliceTest, AChunkAtTheWrongOffsetIsRejected) {
-  std::vector<rpc::PushSliceChunk> messages = PushMessages(worker_, task_.tag(), slice_, 40);
+  std::vector<v1::PushSliceChunk> messages = PushMessages(worker_, task_.tag(), slice_, 40);
   ASSERT_GT(messages.size(), 2u);
   std::swap(messages[1], messages[2]);
-  const rpc::PushSliceResponse r = Push(messages);
+  const v1::PushSliceResponse r = Push(messages);
   EXPECT_FALSE(r.accepted());
   EXPECT_THAT(r.reason(), HasSubstr("slice: chunk at byte 80, expected 40"));
 }
 
 // Gives the chunk of `m` an `offset` field of the wrong wire type.
-void BreakOffsetField(rpc::PushSliceChunk* m) {
-  rpc::SliceChunk* chunk = m->mutable_chunk();
+void BreakOffsetField(v1::PushSliceChunk* m) {
+  v1::SliceChunk* chunk = m->mutable_chunk();
   chunk->GetReflection()->MutableUnknownFields(chunk)->AddLengthDelimited(2, "x");
 }
 
 TEST_F(PushSliceTest, AnUnparseableFirstMessageIsInvalidArgumentNamingTheField) {
-  std::vector<rpc::PushSliceChunk> messages = PushMessages(worker_, task_.tag(), slice_, 40);
+  std::vector<v1::PushSliceChunk> messages = PushMessages(worker_, task_.tag(), slice_, 40);
   BreakOffsetField(&messages[0]);
-  rpc::PushSliceResponse response;
+  v1::PushSliceResponse response;
   const grpc::Status s = RawPush(messages, &response);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("field 'offset' has wire type 2, expected 0"));
 }
 
 TEST_F(PushSliceTest, AnUnparseableLaterMessageRejectsTheSliceNamingTheField) {
-  std::vector<rpc::PushSliceChunk> messages = PushMessages(worker_, task_.tag(), slice_, 40);
+  std::vector<v1::PushSliceChunk> messages = PushMessages(worker_, task_.tag(), slice_, 40);
   ASSERT_GT(messages.size(), 2u);
   BreakOffsetField(&messages[1]);
-  const rpc::PushSliceResponse r = Push(messages);
+  const v1::PushSliceResponse r = Push(messages);
   EXPECT_FALSE(r.accepted());
   EXPECT_THAT(r.reason(), HasSubstr("field 'offset' has wire type 2, expected 0"));
 }
@@ -573,7 +573,7 @@ TEST_F(PushSliceTest, AnUnparseableLaterMessageRejectsTheSliceNamingTheField) {
 TEST_F(PushSliceTest, ASliceWithNaNIsRejected) {
   MlpParams<float> bad = slice_;
   bad.weights[1](0, 0) = std::numeric_limits<float>::quiet_NaN();
-  const rpc::PushSliceResponse r = Push(PushMessages(worker_, task_.tag(), bad, 40));
+  const v1::PushSliceResponse r = Push(PushMessages(worker_, task_.tag(), bad, 40));
   EXPECT_FALSE(r.accepted());
   EXPECT_THAT(r.reason(), HasSubstr("slice has NaN or Inf in weights/1"));
 }
@@ -590,10 +590,10 @@ class TokenTest : public GrpcServicesTest {
   grpc::Status GetJob(std::shared_ptr<grpc::Channel> channel) {
     grpc::ClientContext context;
     SetDeadline(&context, kRpcTimeout);
-    rpc::GetJobRequest request;
+    v1::GetJobRequest request;
     request.set_job_id("job-404");
-    rpc::JobStatus response;
-    return rpc::JobService::NewStub(channel)->GetJob(&context, request, &response);
+    v1::JobStatus response;
+    return v1::JobService::NewStub(channel)->GetJob(&context, request, &response);
   }
 };
 
@@ -611,10 +611,10 @@ TEST_F(TokenTest, CallsWithoutTheRightTokenNeverReachTheServices) {
 
     grpc::ClientContext context;
     SetDeadline(&context, kRpcTimeout);
-    rpc::RegisterWorkerRequest request;
+    v1::RegisterWorkerRequest request;
     request.set_name("intruder");
-    rpc::RegisterWorkerResponse response;
-    EXPECT_EQ(rpc::WorkerService::NewStub(channel)
+    v1::RegisterWorkerResponse response;
+    EXPECT_EQ(v1::WorkerService::NewStub(channel)
                   ->RegisterWorker(&context, request, &response)
                   .error_code(),
               grpc::StatusCode::UNAUTHENTICATED);
@@ -624,7 +624,7 @@ TEST_F(TokenTest, CallsWithoutTheRightTokenNeverReachTheServices) {
     slice.ShapeFor(ModelConfigFromSpec(Spec()));
     grpc::ClientContext fetch_context;
     SetDeadline(&fetch_context, kRpcTimeout);
-    auto fetched = SliceStreamClient(channel).Fetch(&fetch_context, rpc::FetchSliceRequest(),
+    auto fetched = SliceStreamClient(channel).Fetch(&fetch_context, v1::FetchSliceRequest(),
                                                     &slice);
     EXPECT_EQ(fetched.status().code(), absl::StatusCode::kUnauthenticated);
   }

@@ -176,6 +176,9 @@ int main(int argc, char** argv) {
   spec.credentials = *credentials;
   spec.services = {&worker_service, &slice_service, &job_service};
   spec.standard_health_and_reflection = true;
+  spec.health_services = {ist::v1::JobService::service_full_name(),
+                          ist::v1::WorkerService::service_full_name(),
+                          ist::v1::SliceService::service_full_name()};
   spec.configure = ConfigureCoordinatorServer;
   auto serving = ist::StartGrpcServer(spec);
   if (!serving.ok()) return program.Fail(serving.status(), 1);

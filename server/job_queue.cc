@@ -17,9 +17,9 @@ namespace ist {
 
 double UnixNow() { return absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()); }
 
-absl::StatusOr<AdmittedJob> AdmitJob(const rpc::JobSpec& request, const std::string& data_dir,
+absl::StatusOr<AdmittedJob> AdmitJob(const v1::JobSpec& request, const std::string& data_dir,
                                      int64_t max_job_memory_bytes) {
-  const rpc::JobSpec spec = WithDefaults(request);
+  const v1::JobSpec spec = WithDefaults(request);
   RETURN_IF_ERROR(ValidateJobSpec(spec));
   ASSIGN_OR_RETURN(IstTrainingConfig config, TrainingConfigFromSpec(spec));
   const int64_t model_bytes = 4 * config.model.NumParameters();
@@ -66,8 +66,8 @@ absl::StatusOr<AdmittedJob> AdmitJob(const rpc::JobSpec& request, const std::str
   return job;
 }
 
-rpc::JobStatus Job::Status() const {
-  rpc::JobStatus status;
+v1::JobStatus Job::Status() const {
+  v1::JobStatus status;
   status.set_job_id(id());
   *status.mutable_spec() = spec();
   *status.mutable_progress() = progress;
@@ -77,8 +77,8 @@ rpc::JobStatus Job::Status() const {
   return status;
 }
 
-std::vector<rpc::JobProgress> Job::ProgressAfter(int64_t* seen) const {
-  std::vector<rpc::JobProgress> out;
+std::vector<v1::JobProgress> Job::ProgressAfter(int64_t* seen) const {
+  std::vector<v1::JobProgress> out;
   for (int64_t i = std::max(*seen, history_start); i < published(); ++i) {
     out.push_back(history[i - history_start]);
   }
@@ -100,8 +100,8 @@ int64_t JobNumber(const std::string& id) {
 absl::StatusOr<Job*> JobQueue::Enqueue(AdmittedJob admitted) {
   int unfinished = 0;
   for (const auto& [id, other] : jobs_) {
-    const rpc::JobState state = other->progress.state();
-    unfinished += state == rpc::QUEUED || state == rpc::RUNNING;
+    const v1::JobState state = other->progress.state();
+    unfinished += state == v1::QUEUED || state == v1::RUNNING;
   }
   if (unfinished >= options_.max_jobs) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -115,7 +115,7 @@ absl::StatusOr<Job*> JobQueue::Enqueue(AdmittedJob admitted) {
   job->test = std::move(admitted.test);
   job->submitted = admitted.submitted;
   job->progress.set_job_id(id);
-  job->progress.set_state(rpc::QUEUED);
+  job->progress.set_state(v1::QUEUED);
   job->progress.set_total_rounds(admitted.total_rounds);
   job->progress.set_test_accuracy(-1);
   job->progress.set_eval_round(-1);
@@ -129,7 +129,7 @@ absl::StatusOr<Job*> JobQueue::Enqueue(AdmittedJob admitted) {
   return queued;
 }
 
-Job* JobQueue::Restore(const std::string& id, rpc::JobSpec spec,
+Job* JobQueue::Restore(const std::string& id, v1::JobSpec spec,
                        std::shared_ptr<const ModelFamily> family, int64_t total_rounds) {
   auto job = std::make_unique<Job>(id, std::move(spec), std::move(family), total_rounds,
                                    options_.rounds);
@@ -140,10 +140,10 @@ Job* JobQueue::Restore(const std::string& id, rpc::JobSpec spec,
 }
 
 Job* JobQueue::RestoreFailed(const std::string& id, const std::string& error) {
-  rpc::JobSpec spec;
+  v1::JobSpec spec;
   Job* job = Restore(id, std::move(spec), nullptr, 0);
   job->progress.set_job_id(id);
-  job->progress.set_state(rpc::FAILED);
+  job->progress.set_state(v1::FAILED);
   job->progress.set_error(error);
   job->progress.set_test_accuracy(-1);
   job->progress.set_eval_round(-1);
@@ -158,7 +158,7 @@ void JobQueue::Unqueue(const std::string& job_id) {
 Job* JobQueue::PopQueued() {
   Job* job = Find(queue_.front());
   queue_.pop_front();
-  return job != nullptr && job->progress.state() == rpc::QUEUED ? job : nullptr;
+  return job != nullptr && job->progress.state() == v1::QUEUED ? job : nullptr;
 }
 
 Job* JobQueue::Find(const std::string& job_id) {
@@ -172,10 +172,10 @@ absl::StatusOr<Job*> JobQueue::Get(const std::string& job_id) {
   return job;
 }
 
-std::vector<rpc::JobStatus> JobQueue::List() const {
-  std::vector<rpc::JobStatus> out;
+std::vector<v1::JobStatus> JobQueue::List() const {
+  std::vector<v1::JobStatus> out;
   for (const auto& [id, job] : jobs_) out.push_back(job->Status());
-  std::sort(out.begin(), out.end(), [](const rpc::JobStatus& a, const rpc::JobStatus& b) {
+  std::sort(out.begin(), out.end(), [](const v1::JobStatus& a, const v1::JobStatus& b) {
     return a.submitted_unix() < b.submitted_unix();
   });
   return out;
@@ -189,14 +189,14 @@ void JobQueue::Publish(Job* job) {
   }
 }
 
-void JobQueue::End(Job* job, rpc::JobState state, const std::string& error, double now_unix) {
+void JobQueue::End(Job* job, v1::JobState state, const std::string& error, double now_unix) {
   job->progress.set_state(state);
   if (!error.empty()) job->progress.set_error(error);
   job->progress.set_eta_seconds(0);
   job->finished = now_unix;
   job->rounds.Release();
   if (running_ == job) running_ = nullptr;
-  LOG(INFO) << JobTag(job->id(), job->rounds.rounds_done()) << " " << rpc::JobState_Name(state)
+  LOG(INFO) << JobTag(job->id(), job->rounds.rounds_done()) << " " << v1::JobState_Name(state)
             << (error.empty() ? "" : ": ") << error;
 }
 

@@ -23,7 +23,7 @@
 #include "absl/status/statusor.h"
 #include "common/data/dataset.h"
 #include "common/model/job_config.h"
-#include "proto/job.pb.h"
+#include "proto/ist/v1/job.pb.h"
 #include "server/round_driver.h"
 
 namespace ist {
@@ -33,7 +33,7 @@ double UnixNow();
 
 // A spec that passed admission, with what admission learned.
 struct AdmittedJob {
-  rpc::JobSpec spec;  // defaults filled in
+  v1::JobSpec spec;  // defaults filled in
   std::shared_ptr<const ModelFamily> family;  // of the spec's training config
   int64_t total_rounds = 0;
   std::shared_ptr<const DenseDataset> test;
@@ -47,33 +47,33 @@ struct AdmittedJob {
 // test split. Errors name the field or file: InvalidArgument for a bad
 // spec or a data set that does not fit the model, NotFound for a missing
 // data set, ResourceExhausted for a model over the memory budget.
-absl::StatusOr<AdmittedJob> AdmitJob(const rpc::JobSpec& request, const std::string& data_dir,
+absl::StatusOr<AdmittedJob> AdmitJob(const v1::JobSpec& request, const std::string& data_dir,
                                      int64_t max_job_memory_bytes);
 
 // One job the coordinator knows, from its submission (or recovery) on.
 struct Job {
-  Job(std::string id, rpc::JobSpec spec, std::shared_ptr<const ModelFamily> family,
+  Job(std::string id, v1::JobSpec spec, std::shared_ptr<const ModelFamily> family,
       int64_t total_rounds, RoundDriverOptions round_options)
       : rounds(std::move(id), std::move(spec), std::move(family), total_rounds,
                std::move(round_options)) {}
 
   const std::string& id() const { return rounds.job_id(); }
-  const rpc::JobSpec& spec() const { return rounds.spec(); }
+  const v1::JobSpec& spec() const { return rounds.spec(); }
   // Id, spec, progress and timestamps.
-  rpc::JobStatus Status() const;
+  v1::JobStatus Status() const;
 
   // The number of progress updates published so far.
   int64_t published() const { return history_start + static_cast<int64_t>(history.size()); }
   // The published updates after the first `*seen` that are still kept, in
   // order; sets `*seen` to published() (if that is more).
-  std::vector<rpc::JobProgress> ProgressAfter(int64_t* seen) const;
+  std::vector<v1::JobProgress> ProgressAfter(int64_t* seen) const;
 
   // The test split; null for a recovered job that does not run again.
   std::shared_ptr<const DenseDataset> test;
   double submitted = 0, started = 0, finished = 0;
-  rpc::JobProgress progress;  // the current one (published or not)
+  v1::JobProgress progress;  // the current one (published or not)
   // The last published updates; history_start is the index of the first.
-  std::deque<rpc::JobProgress> history;
+  std::deque<v1::JobProgress> history;
   int64_t history_start = 0;
   bool cancel_requested = false;
   RoundDriver rounds;  // the model and the open round
@@ -102,7 +102,7 @@ class JobQueue {
   absl::StatusOr<Job*> Enqueue(AdmittedJob admitted);
   // Adds a job recovered from a checkpoint under its `id` (not queued:
   // see Requeue); ids given later number after it. Owned by the queue.
-  Job* Restore(const std::string& id, rpc::JobSpec spec,
+  Job* Restore(const std::string& id, v1::JobSpec spec,
                std::shared_ptr<const ModelFamily> family, int64_t total_rounds);
   // Adds a job whose checkpoint could not be taken back, under its `id`,
   // as FAILED with `error` (published): it has no spec, family or model;
@@ -127,7 +127,7 @@ class JobQueue {
   // The job, or NotFound naming the id.
   absl::StatusOr<Job*> Get(const std::string& job_id);
   // Every job's status, in submission order.
-  std::vector<rpc::JobStatus> List() const;
+  std::vector<v1::JobStatus> List() const;
 
   // Appends the job's current progress to its published updates (keeping
   // the last progress_history).
@@ -135,7 +135,7 @@ class JobQueue {
   // Ends `job` in `state` (error message if not empty) at `now_unix`: its
   // round is abandoned, it is no longer running; logged. The caller
   // publishes and checkpoints it.
-  void End(Job* job, rpc::JobState state, const std::string& error, double now_unix);
+  void End(Job* job, v1::JobState state, const std::string& error, double now_unix);
 
  private:
   const JobQueueOptions options_;

@@ -19,8 +19,8 @@ std::string DataDir() {
   return srcdir ? std::string(srcdir) + "/system/share/datasets" : "/usr/share/datasets";
 }
 
-rpc::JobSpec Spec() {
-  rpc::JobSpec spec;
+v1::JobSpec Spec() {
+  v1::JobSpec spec;
   for (int n : {784, 8, 6, 10}) spec.add_layers(n);
   spec.set_workers(2);
   spec.set_local_steps(2);
@@ -46,7 +46,7 @@ AdmittedJob Admitted() {
 }
 
 TEST(AdmitJobTest, RefusesABadSpecNamingTheField) {
-  rpc::JobSpec spec = Spec();
+  v1::JobSpec spec = Spec();
   spec.set_lr(-1);
   absl::StatusOr<AdmittedJob> refused = AdmitJob(spec, DataDir(), kPlenty);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
@@ -54,7 +54,7 @@ TEST(AdmitJobTest, RefusesABadSpecNamingTheField) {
 }
 
 TEST(AdmitJobTest, RefusesAModelOverTheMemoryBudget) {
-  rpc::JobSpec spec = Spec();
+  v1::JobSpec spec = Spec();
   spec.clear_layers();
   for (int n : {784, 2048, 10}) spec.add_layers(n);  // 6.5 MB fp32: ~19 MiB needed
   absl::StatusOr<AdmittedJob> refused = AdmitJob(spec, DataDir(), 10 << 20);
@@ -64,13 +64,13 @@ TEST(AdmitJobTest, RefusesAModelOverTheMemoryBudget) {
 }
 
 TEST(AdmitJobTest, RefusesAMissingDataSet) {
-  rpc::JobSpec spec = Spec();
+  v1::JobSpec spec = Spec();
   spec.set_dataset("idx:missing-dir");
   EXPECT_EQ(AdmitJob(spec, DataDir(), kPlenty).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST(AdmitJobTest, ChecksTheModelAgainstTheDataAndKeepsTheTestSplit) {
-  rpc::JobSpec spec = Spec();
+  v1::JobSpec spec = Spec();
   spec.set_layers(0, 100);
   absl::StatusOr<AdmittedJob> refused = AdmitJob(spec, DataDir(), kPlenty);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
@@ -93,7 +93,7 @@ TEST(JobQueueTest, GivesIdsAndRunsInSubmissionOrder) {
   ASSERT_TRUE(first.ok() && second.ok());
   EXPECT_EQ((*first)->id(), "job-1");
   EXPECT_EQ((*second)->id(), "job-2");
-  EXPECT_EQ((*first)->progress.state(), rpc::QUEUED);
+  EXPECT_EQ((*first)->progress.state(), v1::QUEUED);
   EXPECT_EQ((*first)->progress.test_accuracy(), -1);
   EXPECT_EQ((*first)->published(), 1);
   EXPECT_FALSE((*first)->rounds.has_model());
@@ -121,8 +121,8 @@ TEST(JobQueueTest, LimitsUnfinishedJobsAndAFinishedJobFreesItsPlace) {
   EXPECT_THAT(refused.status().message(), HasSubstr("2 queued or running jobs"));
 
   queue.Unqueue((*second)->id());
-  queue.End(*second, rpc::CANCELLED, "", 1234);
-  EXPECT_EQ((*second)->progress.state(), rpc::CANCELLED);
+  queue.End(*second, v1::CANCELLED, "", 1234);
+  EXPECT_EQ((*second)->progress.state(), v1::CANCELLED);
   EXPECT_EQ((*second)->finished, 1234);
   absl::StatusOr<Job*> third = queue.Enqueue(Admitted());
   ASSERT_TRUE(third.ok());
@@ -136,7 +136,7 @@ TEST(JobQueueTest, SkipsAJobThatEndedWhileQueued) {
   JobQueue queue(JobQueueOptions{});
   absl::StatusOr<Job*> job = queue.Enqueue(Admitted());
   ASSERT_TRUE(job.ok());
-  queue.End(*job, rpc::FAILED, "gone", 1);
+  queue.End(*job, v1::FAILED, "gone", 1);
   EXPECT_EQ((*job)->progress.error(), "gone");
   ASSERT_TRUE(queue.has_queued());
   EXPECT_EQ(queue.PopQueued(), nullptr);
@@ -148,7 +148,7 @@ TEST(JobQueueTest, EndingTheRunningJobFreesTheCoordinator) {
   ASSERT_TRUE(job.ok());
   queue.set_running(queue.PopQueued());
   EXPECT_EQ(queue.running(), *job);
-  queue.End(*job, rpc::SUCCEEDED, "", 1);
+  queue.End(*job, v1::SUCCEEDED, "", 1);
   EXPECT_EQ(queue.running(), nullptr);
   EXPECT_EQ((*job)->progress.eta_seconds(), 0);
 }
@@ -166,7 +166,7 @@ TEST(JobQueueTest, KeepsTheLastProgressUpdatesAndSkipsOlderOnes) {
   }
   EXPECT_EQ(job->published(), 5);
   int64_t seen = 0;
-  std::vector<rpc::JobProgress> updates = job->ProgressAfter(&seen);
+  std::vector<v1::JobProgress> updates = job->ProgressAfter(&seen);
   ASSERT_EQ(updates.size(), 3u);  // rounds 0 and 1 are gone
   EXPECT_EQ(updates[0].round(), 2);
   EXPECT_EQ(updates[2].round(), 4);
@@ -185,7 +185,7 @@ TEST(JobQueueTest, RestoredJobsKeepTheirIdsAndLaterIdsNumberAfterThem) {
   EXPECT_EQ(restored->id(), "job-7");
   EXPECT_FALSE(queue.has_queued());
   queue.Requeue(restored);
-  restored->progress.set_state(rpc::QUEUED);
+  restored->progress.set_state(v1::QUEUED);
   EXPECT_EQ(queue.PopQueued(), restored);
   absl::StatusOr<Job*> next = queue.Enqueue(Admitted());
   ASSERT_TRUE(next.ok());

@@ -13,7 +13,7 @@
 
 namespace ist {
 
-RoundDriver::RoundDriver(std::string job_id, rpc::JobSpec spec,
+RoundDriver::RoundDriver(std::string job_id, v1::JobSpec spec,
                          std::shared_ptr<const ModelFamily> family, int64_t total_rounds,
                          RoundDriverOptions options)
     : job_id_(std::move(job_id)),
@@ -118,7 +118,7 @@ std::vector<MlpParams<float>*> RoundDriver::SpareOutgoing() {
   return params;
 }
 
-std::optional<rpc::Task> RoundDriver::HandOut(const std::string& worker_id) {
+std::optional<v1::Task> RoundDriver::HandOut(const std::string& worker_id) {
   if (!round_open_ || !failure_.ok()) return std::nullopt;
   // A slot sized for this worker first, then any slot sized for nobody.
   int chosen = -1;
@@ -135,8 +135,8 @@ std::optional<rpc::Task> RoundDriver::HandOut(const std::string& worker_id) {
   slot.worker = worker_id;
   ++slot.attempt;
   slot.deadline = options_.now() + options_.task_timeout;
-  rpc::Task task;
-  rpc::SliceTag* tag = task.mutable_tag();
+  v1::Task task;
+  v1::SliceTag* tag = task.mutable_tag();
   tag->set_job_id(job_id_);
   tag->set_round(rounds_done_);
   tag->set_subnet(s);
@@ -172,7 +172,7 @@ void RoundDriver::EndAttempt(int subnet, const std::string& why) {
   }
 }
 
-absl::Status RoundDriver::ReportFailure(const std::string& worker_id, const rpc::SliceTag& tag,
+absl::Status RoundDriver::ReportFailure(const std::string& worker_id, const v1::SliceTag& tag,
                                         const std::string& reason, bool deterministic) {
   RETURN_IF_ERROR(AwaitedSlot(worker_id, tag).status());
   const std::string why =
@@ -214,7 +214,7 @@ std::vector<std::string> RoundDriver::ReclaimExpired(
 }
 
 absl::StatusOr<const RoundDriver::Slot*> RoundDriver::AwaitedSlot(
-    const std::string& worker_id, const rpc::SliceTag& tag) const {
+    const std::string& worker_id, const v1::SliceTag& tag) const {
   if (!round_open_ || tag.round() != rounds_done_) {
     return absl::FailedPreconditionError(
         absl::StrCat("round ", tag.round(), " is not the open round ",
@@ -235,19 +235,19 @@ absl::StatusOr<const RoundDriver::Slot*> RoundDriver::AwaitedSlot(
 }
 
 absl::StatusOr<std::shared_ptr<const OutgoingSlice>> RoundDriver::Fetch(
-    const std::string& worker_id, const rpc::SliceTag& tag) const {
+    const std::string& worker_id, const v1::SliceTag& tag) const {
   ASSIGN_OR_RETURN(const Slot* slot, AwaitedSlot(worker_id, tag));
   return slot->outgoing;
 }
 
 absl::StatusOr<MlpConfig> RoundDriver::ExpectedShape(const std::string& worker_id,
-                                                     const rpc::SliceTag& tag) const {
+                                                     const v1::SliceTag& tag) const {
   ASSIGN_OR_RETURN(const Slot* slot, AwaitedSlot(worker_id, tag));
   return slot->shape;
 }
 
-absl::Status RoundDriver::Accept(const std::string& worker_id, const rpc::SliceTag& tag,
-                                 const rpc::TrainStats& stats, MlpParams<float> slice) {
+absl::Status RoundDriver::Accept(const std::string& worker_id, const v1::SliceTag& tag,
+                                 const v1::TrainStats& stats, MlpParams<float> slice) {
   RETURN_IF_ERROR(AwaitedSlot(worker_id, tag).status());
   Slot& slot = slots_[tag.subnet()];
   slot.trained = std::move(slice);
@@ -299,8 +299,8 @@ absl::Status RoundDriver::MergeRound(bool next_round_follows) {
   return absl::OkStatus();
 }
 
-rpc::JobProgress RoundDriver::MergedRoundProgress(const rpc::JobProgress& progress) {
-  rpc::JobProgress p = progress;
+v1::JobProgress RoundDriver::MergedRoundProgress(const v1::JobProgress& progress) {
+  v1::JobProgress p = progress;
   p.set_round(rounds_done_);
   p.set_train_loss(last_round_loss_);
   RoundShapeToProto(plan_.shape, p.mutable_round_shape());  // for an exact replay
@@ -326,12 +326,12 @@ void RoundDriver::Release() {
   next_extracted_ = false;
 }
 
-absl::StatusOr<rpc::EvaluateResponse> RoundDriver::EvaluateModel(const ModelFamily& family,
+absl::StatusOr<v1::EvaluateResponse> RoundDriver::EvaluateModel(const ModelFamily& family,
                                                                  const MlpParams<float>& model,
                                                                  const DenseDataset& data,
                                                                  int eval_batch) {
   ASSIGN_OR_RETURN(EvalResult eval, family.Evaluate(model, TrainingData::Dense(data), eval_batch));
-  rpc::EvaluateResponse response;
+  v1::EvaluateResponse response;
   response.set_accuracy(eval.accuracy);
   response.set_loss(eval.loss);
   response.set_samples(eval.samples);

@@ -32,8 +32,8 @@
 #include "common/ist/round_plan.h"
 #include "common/model/job_config.h"
 #include "common/model/mlp_model.h"
-#include "proto/job.pb.h"
-#include "proto/worker_service.pb.h"
+#include "proto/ist/v1/job.pb.h"
+#include "proto/ist/v1/worker_service.pb.h"
 #include "server/round_telemetry.h"
 
 namespace ist {
@@ -65,14 +65,14 @@ class RoundDriver {
   // A job `job_id` with spec `spec` (defaults filled in), its training
   // config and number of rounds. It has no model until EnsureModel or
   // ResumeFrom.
-  RoundDriver(std::string job_id, rpc::JobSpec spec, std::shared_ptr<const ModelFamily> family,
+  RoundDriver(std::string job_id, v1::JobSpec spec, std::shared_ptr<const ModelFamily> family,
               int64_t total_rounds, RoundDriverOptions options);
 
   RoundDriver(const RoundDriver&) = delete;
   RoundDriver& operator=(const RoundDriver&) = delete;
 
   const std::string& job_id() const { return job_id_; }
-  const rpc::JobSpec& spec() const { return spec_; }
+  const v1::JobSpec& spec() const { return spec_; }
   const IstTrainingConfig& config() const { return family_->config(); }
   // The job's model family (shared: evaluation runs outside the lock).
   const std::shared_ptr<const ModelFamily>& family() const { return family_; }
@@ -125,7 +125,7 @@ class RoundDriver {
   // The first subnet of the open round that nobody holds, as a task for
   // `worker_id` (attempt + 1, deadline now + task_timeout); nullopt if the
   // round is not open or every subnet is held or done.
-  std::optional<rpc::Task> HandOut(const std::string& worker_id);
+  std::optional<v1::Task> HandOut(const std::string& worker_id);
   // The worker gave up `subnet` of the open round (it asked for new work):
   // if it still holds it, the attempt ends and the subnet goes back to the
   // next worker that asks. True if it did.
@@ -140,7 +140,7 @@ class RoundDriver {
   // diverged, its slice or spec is bad) the job must fail now (failure());
   // otherwise the attempt ends as TakeBack's does. FailedPrecondition, and
   // nothing changes, if `tag` is not the attempt awaited from `worker_id`.
-  absl::Status ReportFailure(const std::string& worker_id, const rpc::SliceTag& tag,
+  absl::Status ReportFailure(const std::string& worker_id, const v1::SliceTag& tag,
                              const std::string& reason, bool deterministic);
   // OK while the open round can still complete. Otherwise the reason the
   // job must end FAILED, naming the round and subnet: a deterministic
@@ -156,14 +156,14 @@ class RoundDriver {
   //
   // The slice to send for the attempt; shared with the driver.
   absl::StatusOr<std::shared_ptr<const OutgoingSlice>> Fetch(const std::string& worker_id,
-                                                             const rpc::SliceTag& tag) const;
+                                                             const v1::SliceTag& tag) const;
   // The shape the trained slice must have.
   absl::StatusOr<MlpConfig> ExpectedShape(const std::string& worker_id,
-                                          const rpc::SliceTag& tag) const;
+                                          const v1::SliceTag& tag) const;
   // Takes the trained slice of the attempt (its shape already checked); it
   // is merged when all are in.
-  absl::Status Accept(const std::string& worker_id, const rpc::SliceTag& tag,
-                      const rpc::TrainStats& stats, MlpParams<float> slice);
+  absl::Status Accept(const std::string& worker_id, const v1::SliceTag& tag,
+                      const v1::TrainStats& stats, MlpParams<float> slice);
 
   // Merges the trained slices of the complete open round into the model
   // and closes the round: rounds_done() + 1. If `next_round_follows`, also
@@ -174,7 +174,7 @@ class RoundDriver {
   // After MergeRound: `progress` with the merged round's number, mean
   // training loss, times, bytes and model fingerprint; logs the round's
   // own_work line.
-  rpc::JobProgress MergedRoundProgress(const rpc::JobProgress& progress);
+  v1::JobProgress MergedRoundProgress(const v1::JobProgress& progress);
   // The mean training loss of the last merged round.
   double last_round_loss() const { return last_round_loss_; }
 
@@ -190,7 +190,7 @@ class RoundDriver {
 
   // Evaluates `model` of a job of `family` on `data` in batches of
   // `eval_batch`: accuracy, loss and samples (round unset).
-  static absl::StatusOr<rpc::EvaluateResponse> EvaluateModel(const ModelFamily& family,
+  static absl::StatusOr<v1::EvaluateResponse> EvaluateModel(const ModelFamily& family,
                                                              const MlpParams<float>& model,
                                                              const DenseDataset& data,
                                                              int eval_batch);
@@ -216,13 +216,13 @@ class RoundDriver {
   // The slot of the awaited attempt `tag` by `worker_id`, or
   // FailedPrecondition saying why not.
   absl::StatusOr<const Slot*> AwaitedSlot(const std::string& worker_id,
-                                          const rpc::SliceTag& tag) const;
+                                          const v1::SliceTag& tag) const;
   // spare_outgoing_ sized for the round, each entry free for writing
   // (replaced by a new one if a handler still holds it); their params.
   std::vector<MlpParams<float>*> SpareOutgoing();
 
   const std::string job_id_;
-  const rpc::JobSpec spec_;
+  const v1::JobSpec spec_;
   const std::shared_ptr<const ModelFamily> family_;
   const int64_t total_rounds_;
   const RoundDriverOptions options_;

@@ -18,8 +18,8 @@ namespace {
 using testing::ElementsAre;
 using testing::HasSubstr;
 
-rpc::JobSpec Spec() {
-  rpc::JobSpec spec;
+v1::JobSpec Spec() {
+  v1::JobSpec spec;
   for (int n : {784, 8, 6, 10}) spec.add_layers(n);
   spec.set_workers(2);
   spec.set_local_steps(2);
@@ -50,7 +50,7 @@ class RoundDriverTest : public testing::Test {
   }
 
   // "Trains" by adding 1 to every weight of the fetched slice.
-  MlpParams<float> FakeTrain(const std::string& worker, const rpc::Task& task) {
+  MlpParams<float> FakeTrain(const std::string& worker, const v1::Task& task) {
     auto slice = driver_->Fetch(worker, task.tag());
     EXPECT_TRUE(slice.ok()) << slice.status();
     if (!slice.ok()) return MlpParams<float>();
@@ -59,8 +59,8 @@ class RoundDriverTest : public testing::Test {
     return p;
   }
 
-  static rpc::TrainStats Stats(double loss) {
-    rpc::TrainStats stats;
+  static v1::TrainStats Stats(double loss) {
+    v1::TrainStats stats;
     stats.set_mean_loss(loss);
     return stats;
   }
@@ -71,8 +71,8 @@ class RoundDriverTest : public testing::Test {
 
 TEST_F(RoundDriverTest, HandsOutEverySubnetOnceAndMergesTheTrainedSlices) {
   ASSERT_TRUE(driver_->OpenRound().ok());
-  std::optional<rpc::Task> ta = driver_->HandOut("a");
-  std::optional<rpc::Task> tb = driver_->HandOut("b");
+  std::optional<v1::Task> ta = driver_->HandOut("a");
+  std::optional<v1::Task> tb = driver_->HandOut("b");
   ASSERT_TRUE(ta.has_value() && tb.has_value());
   EXPECT_FALSE(driver_->HandOut("c").has_value());  // S = 2, both held
   EXPECT_EQ(ta->tag().job_id(), "job-1");
@@ -110,7 +110,7 @@ TEST_F(RoundDriverTest, HandsOutEverySubnetOnceAndMergesTheTrainedSlices) {
   ASSERT_TRUE(MergeMlpSlices(config, *plan, {&pa, &pb}, &expected).ok());
   EXPECT_TRUE(IdenticalParams(driver_->model(), expected));
 
-  const rpc::JobProgress p = driver_->MergedRoundProgress(rpc::JobProgress());
+  const v1::JobProgress p = driver_->MergedRoundProgress(v1::JobProgress());
   EXPECT_EQ(p.round(), 1);
   EXPECT_DOUBLE_EQ(p.train_loss(), 1.5);
   EXPECT_EQ(p.model_fingerprint(), ParamsFingerprint(expected));
@@ -120,7 +120,7 @@ TEST_F(RoundDriverTest, HandsOutEverySubnetOnceAndMergesTheTrainedSlices) {
   // The next round was extracted with the merge: its slices are those of
   // the merged model under round 1's plan.
   ASSERT_TRUE(driver_->OpenRound().ok());
-  std::optional<rpc::Task> next = driver_->HandOut("a");
+  std::optional<v1::Task> next = driver_->HandOut("a");
   ASSERT_TRUE(next.has_value());
   EXPECT_EQ(next->tag().round(), 1);
   EXPECT_EQ(next->first_step(), 2);
@@ -134,15 +134,15 @@ TEST_F(RoundDriverTest, HandsOutEverySubnetOnceAndMergesTheTrainedSlices) {
 }
 
 TEST_F(RoundDriverTest, RefusesTagsThatAreNotTheAwaitedAttempt) {
-  rpc::SliceTag tag;
+  v1::SliceTag tag;
   tag.set_job_id("job-1");
   EXPECT_THAT(driver_->ExpectedShape("a", tag).status().message(),
               HasSubstr("round 0 is not the open round (none)"));
   ASSERT_TRUE(driver_->OpenRound().ok());
-  std::optional<rpc::Task> ta = driver_->HandOut("a");
+  std::optional<v1::Task> ta = driver_->HandOut("a");
   ASSERT_TRUE(ta.has_value());
 
-  rpc::SliceTag wrong = ta->tag();
+  v1::SliceTag wrong = ta->tag();
   wrong.set_round(7);
   EXPECT_THAT(driver_->ExpectedShape("a", wrong).status().message(),
               HasSubstr("round 7 is not the open round 0"));
@@ -165,7 +165,7 @@ TEST_F(RoundDriverTest, RefusesTagsThatAreNotTheAwaitedAttempt) {
 TEST_F(RoundDriverTest, ReassignsAfterTheDeadlineAndRefusesTheLateAttempt) {
   auto live = [](const std::string&, absl::Time) { return std::string(); };
   ASSERT_TRUE(driver_->OpenRound().ok());
-  std::optional<rpc::Task> slow = driver_->HandOut("slow");
+  std::optional<v1::Task> slow = driver_->HandOut("slow");
   ASSERT_TRUE(slow.has_value());
   const MlpParams<float> late = FakeTrain("slow", *slow);
 
@@ -174,7 +174,7 @@ TEST_F(RoundDriverTest, ReassignsAfterTheDeadlineAndRefusesTheLateAttempt) {
   now_ += absl::Seconds(1);
   EXPECT_THAT(driver_->ReclaimExpired(live), ElementsAre("slow"));
 
-  std::optional<rpc::Task> fast = driver_->HandOut("fast");
+  std::optional<v1::Task> fast = driver_->HandOut("fast");
   ASSERT_TRUE(fast.has_value());
   EXPECT_EQ(fast->tag().subnet(), slow->tag().subnet());
   EXPECT_EQ(fast->tag().attempt(), 1);
@@ -195,7 +195,7 @@ TEST_F(RoundDriverTest, ReclaimsTheSubnetsOfLostWorkersBeforeTheirDeadline) {
   };
   EXPECT_THAT(driver_->ReclaimExpired(b_is_lost), ElementsAre("b"));
   EXPECT_THAT(asked, ElementsAre("a", "b"));
-  std::optional<rpc::Task> again = driver_->HandOut("c");
+  std::optional<v1::Task> again = driver_->HandOut("c");
   ASSERT_TRUE(again.has_value());
   EXPECT_EQ(again->tag().subnet(), 1);
   EXPECT_EQ(again->tag().attempt(), 1);
@@ -203,13 +203,13 @@ TEST_F(RoundDriverTest, ReclaimsTheSubnetsOfLostWorkersBeforeTheirDeadline) {
 
 TEST_F(RoundDriverTest, TakesBackOnlyWhatTheWorkerHolds) {
   ASSERT_TRUE(driver_->OpenRound().ok());
-  std::optional<rpc::Task> ta = driver_->HandOut("a");
+  std::optional<v1::Task> ta = driver_->HandOut("a");
   ASSERT_TRUE(ta.has_value());
   EXPECT_FALSE(driver_->TakeBack("b", ta->tag().subnet()));
   EXPECT_FALSE(driver_->TakeBack("a", 7));
   EXPECT_TRUE(driver_->TakeBack("a", ta->tag().subnet()));
   EXPECT_FALSE(driver_->TakeBack("a", ta->tag().subnet()));
-  std::optional<rpc::Task> again = driver_->HandOut("b");
+  std::optional<v1::Task> again = driver_->HandOut("b");
   ASSERT_TRUE(again.has_value());
   EXPECT_EQ(again->tag().subnet(), ta->tag().subnet());
   EXPECT_EQ(again->tag().attempt(), 1);
@@ -218,7 +218,7 @@ TEST_F(RoundDriverTest, TakesBackOnlyWhatTheWorkerHolds) {
 TEST_F(RoundDriverTest, AnAbandonedRoundHandsOutNothingAndKeepsTheModel) {
   ASSERT_TRUE(driver_->OpenRound().ok());
   const MlpParams<float> before = driver_->model();
-  std::optional<rpc::Task> ta = driver_->HandOut("a");
+  std::optional<v1::Task> ta = driver_->HandOut("a");
   ASSERT_TRUE(ta.has_value());
   driver_->AbandonRound();
   EXPECT_FALSE(driver_->round_open());
@@ -237,7 +237,7 @@ TEST_F(RoundDriverTest, EverySubnetHasABoundedNumberOfAttempts) {
   for (int attempt = 0; attempt < 5; ++attempt) {
     EXPECT_TRUE(driver_->failure().ok()) << attempt;
     const std::string worker = attempt % 2 == 0 ? "quitter" : "lost";
-    std::optional<rpc::Task> task = driver_->HandOut(worker);
+    std::optional<v1::Task> task = driver_->HandOut(worker);
     ASSERT_TRUE(task.has_value()) << attempt;
     ASSERT_EQ(task->tag().subnet(), 0);
     ASSERT_EQ(task->tag().attempt(), attempt);
@@ -256,8 +256,8 @@ TEST_F(RoundDriverTest, EverySubnetHasABoundedNumberOfAttempts) {
 
 TEST_F(RoundDriverTest, ADeterministicFailureFailsTheJobAtOnce) {
   ASSERT_TRUE(driver_->OpenRound().ok());
-  std::optional<rpc::Task> ta = driver_->HandOut("a");
-  std::optional<rpc::Task> tb = driver_->HandOut("b");
+  std::optional<v1::Task> ta = driver_->HandOut("a");
+  std::optional<v1::Task> tb = driver_->HandOut("b");
   ASSERT_TRUE(ta.has_value() && tb.has_value());
   // Only the holder of the awaited attempt may report it.
   EXPECT_EQ(driver_->ReportFailure("b", ta->tag(), "loss is nan", true).code(),
@@ -266,7 +266,7 @@ TEST_F(RoundDriverTest, ADeterministicFailureFailsTheJobAtOnce) {
   // A failure that another worker may not see ends the attempt only.
   ASSERT_TRUE(driver_->ReportFailure("a", ta->tag(), "data set not found", false).ok());
   EXPECT_TRUE(driver_->failure().ok());
-  std::optional<rpc::Task> again = driver_->HandOut("c");
+  std::optional<v1::Task> again = driver_->HandOut("c");
   ASSERT_TRUE(again.has_value());
   EXPECT_EQ(again->tag().attempt(), 1);
 
@@ -284,7 +284,7 @@ TEST_F(RoundDriverTest, ResumesFromACheckpointedRound) {
   driver_->EnsureModel();  // keeps the resumed model
   EXPECT_TRUE(IdenticalParams(driver_->model(), model));
   ASSERT_TRUE(driver_->OpenRound().ok());
-  std::optional<rpc::Task> task = driver_->HandOut("a");
+  std::optional<v1::Task> task = driver_->HandOut("a");
   ASSERT_TRUE(task.has_value());
   EXPECT_EQ(task->tag().round(), 2);
   EXPECT_EQ(task->first_step(), 4);
@@ -294,7 +294,7 @@ TEST_F(RoundDriverTest, ResumesFromACheckpointedRound) {
 // subnet is handed to the worker it was sized for, and an unmeasured worker
 // means equal sizes.
 TEST(RoundDriverSpeedTest, SubnetsAreSizedForAndHandedToTheirWorkers) {
-  rpc::JobSpec spec = Spec();
+  v1::JobSpec spec = Spec();
   spec.set_speed_aware(true);
   auto config = TrainingConfigFromSpec(spec);
   ASSERT_TRUE(config.ok()) << config.status();

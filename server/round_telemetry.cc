@@ -41,7 +41,7 @@ void RoundTelemetry::FingerprintDone(absl::Time start, absl::Time end) {
   cycle_end_ = end;
 }
 
-void RoundTelemetry::AddToProgress(rpc::JobProgress* p) const {
+void RoundTelemetry::AddToProgress(v1::JobProgress* p) const {
   p->set_round_seconds(round_seconds_);
   p->set_train_seconds(p->train_seconds() + round_seconds_);
   p->set_merge_seconds(merge_seconds_);

@@ -25,7 +25,7 @@
 #include <string>
 
 #include "absl/time/time.h"
-#include "proto/job.pb.h"
+#include "proto/ist/v1/job.pb.h"
 
 namespace ist {
 
@@ -54,7 +54,7 @@ class RoundTelemetry {
 
   // Writes the round into `p`: round_seconds, merge_seconds and the round's
   // bytes; adds to train_seconds and the total bytes.
-  void AddToProgress(rpc::JobProgress* p) const;
+  void AddToProgress(v1::JobProgress* p) const;
 
   // "job=J round=N own_work own_s=.. cycle_s=.. plan_extract_s=..
   // codec_cpu_s=.. merge_s=.. fingerprint_s=.. process_cpu_s=..", where

@@ -69,7 +69,7 @@ TEST(RoundTelemetryTest, SummaryLineKeepsItsFormat) {
 }
 
 TEST(RoundTelemetryTest, WritesTheRoundIntoTheProgress) {
-  rpc::JobProgress p;
+  v1::JobProgress p;
   p.set_train_seconds(1);
   p.set_total_bytes_sent(1000);
   p.set_total_bytes_received(2000);

@@ -133,7 +133,7 @@ void WorkerRegistry::Release(const std::string& id) {
   if (it != workers_.end()) it->second.assignment.job_id.clear();
 }
 
-void WorkerRegistry::RecordTaskDone(const std::string& id, const rpc::TrainStats& stats,
+void WorkerRegistry::RecordTaskDone(const std::string& id, const v1::TrainStats& stats,
                                     int64_t slice_scalars) {
   auto it = workers_.find(id);
   if (it == workers_.end()) return;
@@ -155,10 +155,10 @@ std::vector<std::pair<std::string, double>> WorkerRegistry::LiveThroughputs(absl
   return out;
 }
 
-std::vector<rpc::WorkerStatus> WorkerRegistry::List(absl::Time now) const {
-  std::vector<rpc::WorkerStatus> out;
+std::vector<v1::WorkerStatus> WorkerRegistry::List(absl::Time now) const {
+  std::vector<v1::WorkerStatus> out;
   for (const auto& [id, w] : workers_) {
-    rpc::WorkerStatus& status = out.emplace_back();
+    v1::WorkerStatus& status = out.emplace_back();
     status.set_worker_id(id);
     status.set_name(w.name);
     const bool lost = Lost(w, now);

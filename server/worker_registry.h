@@ -25,8 +25,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "proto/job.pb.h"
-#include "proto/worker_service.pb.h"
+#include "proto/ist/v1/job.pb.h"
+#include "proto/ist/v1/worker_service.pb.h"
 
 namespace ist {
 
@@ -109,7 +109,7 @@ class WorkerRegistry {
   // unknown ids.
   // `slice_scalars` (> 0) updates the worker's throughput: an average of
   // slice_scalars * steps / train_seconds over its recent tasks.
-  void RecordTaskDone(const std::string& id, const rpc::TrainStats& stats,
+  void RecordTaskDone(const std::string& id, const v1::TrainStats& stats,
                       int64_t slice_scalars = 0);
   // The live workers at `now`, in id order, with their throughput (0 until
   // measured).
@@ -117,7 +117,7 @@ class WorkerRegistry {
 
   // Every worker, in id order, with state "lost", "training" (holds an
   // assignment) or "idle" as of `now`.
-  std::vector<rpc::WorkerStatus> List(absl::Time now) const;
+  std::vector<v1::WorkerStatus> List(absl::Time now) const;
   // The number of workers heard from within worker_timeout of `now`.
   int NumLive(absl::Time now) const;
 

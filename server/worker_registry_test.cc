@@ -60,7 +60,7 @@ TEST(WorkerRegistryTest, TracksWhichWorkerHoldsWhichSubnet) {
   registry.Assign("w9", {"job-3", 4, 0});  // unknown: ignored
   EXPECT_FALSE(registry.Contains("w9"));
 
-  std::vector<rpc::WorkerStatus> list = registry.List(kStart);
+  std::vector<v1::WorkerStatus> list = registry.List(kStart);
   ASSERT_EQ(list.size(), 2u);
   EXPECT_EQ(list[0].worker_id(), a);
   EXPECT_EQ(list[0].state(), "training");
@@ -79,12 +79,12 @@ TEST(WorkerRegistryTest, TracksWhichWorkerHoldsWhichSubnet) {
 TEST(WorkerRegistryTest, CountsFinishedTasksAndTheirStepTime) {
   WorkerRegistry registry(Options());
   const std::string w = *registry.Register("a", kPeer, kStart);
-  rpc::TrainStats stats;
+  v1::TrainStats stats;
   stats.set_steps(4);
   stats.set_train_seconds(2);
   registry.RecordTaskDone(w, stats);
-  registry.RecordTaskDone(w, rpc::TrainStats());  // no steps: step time kept
-  const rpc::WorkerStatus status = registry.List(kStart)[0];
+  registry.RecordTaskDone(w, v1::TrainStats());  // no steps: step time kept
+  const v1::WorkerStatus status = registry.List(kStart)[0];
   EXPECT_EQ(status.tasks_done(), 2);
   EXPECT_DOUBLE_EQ(status.last_step_seconds(), 0.5);
 }

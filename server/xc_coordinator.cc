@@ -222,7 +222,7 @@ absl::StatusOr<XcRunSummary> XcCoordinator::Run(
   return summary;
 }
 
-std::optional<rpc::XcTask> XcCoordinator::GetTask(const std::string& worker,
+std::optional<v1::XcTask> XcCoordinator::GetTask(const std::string& worker,
                                                   absl::Duration wait, bool* finished) {
   absl::MutexLock lock(&mu_);
   const absl::Time until = absl::Now() + std::min(wait, absl::Seconds(60));
@@ -244,7 +244,7 @@ std::optional<rpc::XcTask> XcCoordinator::GetTask(const std::string& worker,
       ++slot.attempt;
       slot.worker = worker;
       slot.deadline = now + options_.task_timeout;
-      rpc::XcTask task;
+      v1::XcTask task;
       XcJobToProto(options_.job, task.mutable_job());
       task.mutable_job()->set_train_data(options_.train_data);
       task.mutable_job()->set_zero_based(options_.zero_based);
@@ -259,7 +259,7 @@ std::optional<rpc::XcTask> XcCoordinator::GetTask(const std::string& worker,
   }
 }
 
-absl::Status XcCoordinator::TaskDone(const rpc::XcTaskDone& r) {
+absl::Status XcCoordinator::TaskDone(const v1::XcTaskDone& r) {
   absl::MutexLock lock(&mu_);
   if (r.round() != round_ || r.subnet() < 0 || r.subnet() >= static_cast<int>(slots_.size())) {
     return absl::FailedPreconditionError(absl::StrCat(

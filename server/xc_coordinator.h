@@ -30,7 +30,7 @@
 #include "absl/time/time.h"
 #include "common/data/dataset.h"
 #include "common/ist/xc_shard_api.h"
-#include "proto/xc_service.pb.h"
+#include "proto/ist/v1/xc_service.pb.h"
 #include "common/train/sparse_mlp_engine.h"
 #include "common/train/xc_task.h"
 
@@ -95,11 +95,11 @@ class XcCoordinator {
 
   // Worker API. A task, waiting up to `wait`; nullopt if none. *finished
   // is set once the job is over (workers may exit).
-  std::optional<rpc::XcTask> GetTask(const std::string& worker, absl::Duration wait,
+  std::optional<v1::XcTask> GetTask(const std::string& worker, absl::Duration wait,
                                      bool* finished);
   // Accepts the report of the awaited attempt; FailedPrecondition (stale,
   // duplicate, unknown) otherwise.
-  absl::Status TaskDone(const rpc::XcTaskDone& report);
+  absl::Status TaskDone(const v1::XcTaskDone& report);
 
   // Stops Run() at the next wait (it returns Cancelled) and releases
   // waiting workers.

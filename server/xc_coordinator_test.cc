@@ -65,7 +65,7 @@ class XcCoordinatorTest : public ::testing::Test {
       auto r = RunPartitionedXcTask(job_, train_, *data_shards_, task->round(), task->subnet(),
                                     task->attempt(), apis_, nullptr, nullptr);
       if (!r.ok()) continue;  // e.g. a stale attempt refused by a shard
-      rpc::XcTaskDone done;
+      v1::XcTaskDone done;
       done.set_worker(name);
       done.set_round(task->round());
       done.set_subnet(task->subnet());
@@ -112,7 +112,7 @@ TEST_F(XcCoordinatorTest, LostWorkerIsReplacedAndItsPushesNeverMerged) {
     EXPECT_GE(summary->reassigned, 1);
   });
   bool finished = false;
-  std::optional<rpc::XcTask> lost;
+  std::optional<v1::XcTask> lost;
   for (int i = 0; i < 100 && !lost; ++i) lost = c.GetTask("lost", absl::Milliseconds(100), &finished);
   ASSERT_TRUE(lost.has_value());
   ASSERT_EQ(lost->round(), 0);
@@ -130,7 +130,7 @@ TEST_F(XcCoordinatorTest, LostWorkerIsReplacedAndItsPushesNeverMerged) {
   ASSERT_GE(stores_[0]->Info()->round, 1) << "round 0 never committed";
   const absl::Status late = apis_[0]->PushPiece(0, lost->subnet(), lost->attempt(), garbage[0]);
   EXPECT_EQ(late.code(), absl::StatusCode::kFailedPrecondition) << late;
-  rpc::XcTaskDone stale;
+  v1::XcTaskDone stale;
   stale.set_round(0);
   stale.set_subnet(lost->subnet());
   stale.set_attempt(lost->attempt());

@@ -7,7 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "proto/xc_service.grpc.pb.h"
+#include "proto/ist/v1/xc_service.grpc.pb.h"
 
 namespace ist {
 namespace {
@@ -55,7 +55,7 @@ TEST(ReadXcTestDataFlagTest, ErrorNamesTheFlagAndTheFile) {
 }
 
 // A service with every method unimplemented: something to serve.
-class NoShard final : public rpc::XcShardService::Service {};
+class NoShard final : public v1::XcShardService::Service {};
 
 TEST(StartXcServerTest, PortZeroBindsAFreePort) {
   NoShard service;

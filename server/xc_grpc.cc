@@ -20,10 +20,10 @@ MlpParams<float> AsParams(Eigen::MatrixXf m) {
 }
 
 grpc::Status StreamParams(const MlpParams<float>& params, grpc::ServerContext* context,
-                          grpc::ServerWriter<rpc::SliceChunk>* writer) {
-  rpc::SliceHeader header;
-  DescribeSlice(params, rpc::SliceTag(), &header);
-  const bool sent = EncodeSlice(params, header, kDefaultChunkBytes, [&](const rpc::SliceChunk& c) {
+                          grpc::ServerWriter<v1::SliceChunk>* writer) {
+  v1::SliceHeader header;
+  DescribeSlice(params, v1::SliceTag(), &header);
+  const bool sent = EncodeSlice(params, header, kDefaultChunkBytes, [&](const v1::SliceChunk& c) {
     return !context->IsCancelled() && writer->Write(c);
   });
   if (!sent) return grpc::Status(grpc::StatusCode::CANCELLED, "tensor stream broken");
@@ -32,8 +32,8 @@ grpc::Status StreamParams(const MlpParams<float>& params, grpc::ServerContext* c
 
 }  // namespace
 
-grpc::Status XcShardServiceImpl::Info(grpc::ServerContext*, const rpc::XcShardInfoRequest*,
-                                      rpc::XcShardInfoResponse* out) {
+grpc::Status XcShardServiceImpl::Info(grpc::ServerContext*, const v1::XcShardInfoRequest*,
+                                      v1::XcShardInfoResponse* out) {
   auto info = store_->Info();
   if (!info.ok()) return ToGrpcStatus(info.status());
   out->set_shard(info->shard);
@@ -50,8 +50,8 @@ grpc::Status XcShardServiceImpl::Info(grpc::ServerContext*, const rpc::XcShardIn
 }
 
 grpc::Status XcShardServiceImpl::FetchPiece(grpc::ServerContext* context,
-                                            const rpc::XcPieceRequest* request,
-                                            grpc::ServerWriter<rpc::SliceChunk>* writer) {
+                                            const v1::XcPieceRequest* request,
+                                            grpc::ServerWriter<v1::SliceChunk>* writer) {
   MlpParams<float> piece;
   absl::Status s = store_->FetchPiece(request->round(), request->subnet(), &piece);
   if (!s.ok()) return ToGrpcStatus(s);
@@ -59,9 +59,9 @@ grpc::Status XcShardServiceImpl::FetchPiece(grpc::ServerContext* context,
 }
 
 grpc::Status XcShardServiceImpl::PushPiece(grpc::ServerContext*,
-                                           grpc::ServerReader<rpc::XcPushChunk>* reader,
-                                           rpc::XcEmpty*) {
-  rpc::XcPushChunk message;
+                                           grpc::ServerReader<v1::XcPushChunk>* reader,
+                                           v1::XcEmpty*) {
+  v1::XcPushChunk message;
   if (!reader->Read(&message)) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty piece stream");
   }
@@ -87,35 +87,35 @@ grpc::Status XcShardServiceImpl::PushPiece(grpc::ServerContext*,
 }
 
 grpc::Status XcShardServiceImpl::CommitRound(grpc::ServerContext*,
-                                             const rpc::XcCommitRequest* request,
-                                             rpc::XcEmpty*) {
+                                             const v1::XcCommitRequest* request,
+                                             v1::XcEmpty*) {
   const std::vector<int32_t> attempts(request->attempts().begin(), request->attempts().end());
   return ToGrpcStatus(store_->CommitRound(request->round(), attempts));
 }
 
 grpc::Status XcShardServiceImpl::HiddenActivations(grpc::ServerContext* context,
-                                                   const rpc::XcHiddenRequest* request,
-                                                   grpc::ServerWriter<rpc::SliceChunk>* writer) {
+                                                   const v1::XcHiddenRequest* request,
+                                                   grpc::ServerWriter<v1::SliceChunk>* writer) {
   auto a = store_->HiddenActivations(request->eval_batch());
   if (!a.ok()) return ToGrpcStatus(a.status());
   return StreamParams(AsParams(std::move(*a)), context, writer);
 }
 
 grpc::Status XcShardServiceImpl::OutputRows(grpc::ServerContext* context,
-                                            const rpc::XcOutputRowsRequest* request,
-                                            grpc::ServerWriter<rpc::SliceChunk>* writer) {
+                                            const v1::XcOutputRowsRequest* request,
+                                            grpc::ServerWriter<v1::SliceChunk>* writer) {
   auto w = store_->OutputRows(request->first(), request->count());
   if (!w.ok()) return ToGrpcStatus(w.status());
   return StreamParams(AsParams(std::move(*w)), context, writer);
 }
 
 grpc::Status XcShardServiceImpl::Checkpoint(grpc::ServerContext*,
-                                            const rpc::XcRoundRequest* request, rpc::XcEmpty*) {
+                                            const v1::XcRoundRequest* request, v1::XcEmpty*) {
   return ToGrpcStatus(store_->Checkpoint(request->round()));
 }
 
-grpc::Status XcShardServiceImpl::Restore(grpc::ServerContext*, const rpc::XcRoundRequest* request,
-                                         rpc::XcEmpty*) {
+grpc::Status XcShardServiceImpl::Restore(grpc::ServerContext*, const v1::XcRoundRequest* request,
+                                         v1::XcEmpty*) {
   return ToGrpcStatus(store_->Restore(request->round()));
 }
 
@@ -123,8 +123,8 @@ grpc::Status XcShardServiceImpl::Restore(grpc::ServerContext*, const rpc::XcRoun
 
 
 grpc::Status XcCoordinatorServiceImpl::GetTask(grpc::ServerContext*,
-                                               const rpc::XcGetTaskRequest* request,
-                                               rpc::XcGetTaskResponse* response) {
+                                               const v1::XcGetTaskRequest* request,
+                                               v1::XcGetTaskResponse* response) {
   bool finished = false;
   auto task = coordinator_->GetTask(request->worker(),
                                     absl::Milliseconds(std::max<int64_t>(0, request->wait_ms())),
@@ -135,8 +135,8 @@ grpc::Status XcCoordinatorServiceImpl::GetTask(grpc::ServerContext*,
 }
 
 grpc::Status XcCoordinatorServiceImpl::TaskDone(grpc::ServerContext*,
-                                                const rpc::XcTaskDone* request,
-                                                rpc::XcTaskDoneResponse* response) {
+                                                const v1::XcTaskDone* request,
+                                                v1::XcTaskDoneResponse* response) {
   const absl::Status s = coordinator_->TaskDone(*request);
   response->set_accepted(s.ok());
   if (!s.ok()) response->set_reason(std::string(s.message()));

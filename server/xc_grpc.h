@@ -14,7 +14,7 @@
 #include "absl/time/time.h"
 #include "common/ist/xc_shard_api.h"
 #include "grpcpp/grpcpp.h"
-#include "proto/xc_service.grpc.pb.h"
+#include "proto/ist/v1/xc_service.grpc.pb.h"
 #include "common/store/xc_shard_store.h"
 #include "common/store/xc_shard_client.h"
 #include "common/train/xc_task.h"
@@ -23,39 +23,39 @@ namespace ist {
 
 class XcCoordinator;
 
-class XcShardServiceImpl final : public rpc::XcShardService::Service {
+class XcShardServiceImpl final : public v1::XcShardService::Service {
  public:
   // `store` must outlive the service.
   explicit XcShardServiceImpl(XcShardStore* store) : store_(store) {}
 
-  grpc::Status Info(grpc::ServerContext*, const rpc::XcShardInfoRequest*,
-                    rpc::XcShardInfoResponse*) override;
-  grpc::Status FetchPiece(grpc::ServerContext*, const rpc::XcPieceRequest*,
-                          grpc::ServerWriter<rpc::SliceChunk>*) override;
-  grpc::Status PushPiece(grpc::ServerContext*, grpc::ServerReader<rpc::XcPushChunk>*,
-                         rpc::XcEmpty*) override;
-  grpc::Status CommitRound(grpc::ServerContext*, const rpc::XcCommitRequest*,
-                           rpc::XcEmpty*) override;
-  grpc::Status HiddenActivations(grpc::ServerContext*, const rpc::XcHiddenRequest*,
-                                 grpc::ServerWriter<rpc::SliceChunk>*) override;
-  grpc::Status OutputRows(grpc::ServerContext*, const rpc::XcOutputRowsRequest*,
-                          grpc::ServerWriter<rpc::SliceChunk>*) override;
-  grpc::Status Checkpoint(grpc::ServerContext*, const rpc::XcRoundRequest*,
-                          rpc::XcEmpty*) override;
-  grpc::Status Restore(grpc::ServerContext*, const rpc::XcRoundRequest*,
-                       rpc::XcEmpty*) override;
+  grpc::Status Info(grpc::ServerContext*, const v1::XcShardInfoRequest*,
+                    v1::XcShardInfoResponse*) override;
+  grpc::Status FetchPiece(grpc::ServerContext*, const v1::XcPieceRequest*,
+                          grpc::ServerWriter<v1::SliceChunk>*) override;
+  grpc::Status PushPiece(grpc::ServerContext*, grpc::ServerReader<v1::XcPushChunk>*,
+                         v1::XcEmpty*) override;
+  grpc::Status CommitRound(grpc::ServerContext*, const v1::XcCommitRequest*,
+                           v1::XcEmpty*) override;
+  grpc::Status HiddenActivations(grpc::ServerContext*, const v1::XcHiddenRequest*,
+                                 grpc::ServerWriter<v1::SliceChunk>*) override;
+  grpc::Status OutputRows(grpc::ServerContext*, const v1::XcOutputRowsRequest*,
+                          grpc::ServerWriter<v1::SliceChunk>*) override;
+  grpc::Status Checkpoint(grpc::ServerContext*, const v1::XcRoundRequest*,
+                          v1::XcEmpty*) override;
+  grpc::Status Restore(grpc::ServerContext*, const v1::XcRoundRequest*,
+                       v1::XcEmpty*) override;
 
  private:
   XcShardStore* store_;
 };
 
-class XcCoordinatorServiceImpl final : public rpc::XcCoordinatorService::Service {
+class XcCoordinatorServiceImpl final : public v1::XcCoordinatorService::Service {
  public:
   explicit XcCoordinatorServiceImpl(XcCoordinator* coordinator) : coordinator_(coordinator) {}
-  grpc::Status GetTask(grpc::ServerContext*, const rpc::XcGetTaskRequest*,
-                       rpc::XcGetTaskResponse*) override;
-  grpc::Status TaskDone(grpc::ServerContext*, const rpc::XcTaskDone*,
-                        rpc::XcTaskDoneResponse*) override;
+  grpc::Status GetTask(grpc::ServerContext*, const v1::XcGetTaskRequest*,
+                       v1::XcGetTaskResponse*) override;
+  grpc::Status TaskDone(grpc::ServerContext*, const v1::XcTaskDone*,
+                        v1::XcTaskDoneResponse*) override;
 
  private:
   XcCoordinator* coordinator_;

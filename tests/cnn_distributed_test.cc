@@ -27,10 +27,10 @@ namespace {
 
 using testing::HasSubstr;
 
-rpc::JobSpec ResNetSpec(const std::string& mode) {
-  rpc::JobSpec spec;
+v1::JobSpec ResNetSpec(const std::string& mode) {
+  v1::JobSpec spec;
   spec.set_model("resnet");
-  rpc::ResNetSpec* r = spec.mutable_resnet();
+  v1::ResNetSpec* r = spec.mutable_resnet();
   r->set_stem_channels(8);
   r->add_stage_channels(8);
   r->add_stage_channels(12);
@@ -74,13 +74,13 @@ TEST_P(CnnDistributedTest, EveryRoundEqualsTheOneProcessCnnEngine) {
   auto cluster = LocalCluster::Start();
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   for (int i = 0; i < 2; ++i) ASSERT_TRUE((*cluster)->AddWorker().ok());
-  const rpc::JobSpec spec = ResNetSpec(mode);
+  const v1::JobSpec spec = ResNetSpec(mode);
   auto job_id = (*cluster)->Submit(spec);
   ASSERT_TRUE(job_id.ok()) << job_id.status();
   auto watched = (*cluster)->Watch(*job_id, 240);
   ASSERT_TRUE(watched.ok()) << watched.status();
   const WatchedRun& run = *watched;
-  ASSERT_EQ(run.last.state(), rpc::SUCCEEDED) << run.last.error();
+  ASSERT_EQ(run.last.state(), v1::SUCCEEDED) << run.last.error();
   ASSERT_EQ(run.last.round(), spec.rounds());
 
   auto config = TrainingConfigFromSpec(WithDefaults(spec));
@@ -134,7 +134,7 @@ TEST(CnnRestartTest, KilledCoordinatorResumesAndEndsExactly) {
       {"--checkpoint_dir=" + dir, "--checkpoint_every_rounds=2", "--worker_timeout_s=2"});
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   for (int i = 0; i < 2; ++i) ASSERT_TRUE((*cluster)->AddWorker().ok());
-  rpc::JobSpec spec = ResNetSpec("ist");
+  v1::JobSpec spec = ResNetSpec("ist");
   spec.set_rounds(14);
   spec.set_eval_every(1000);  // only the last round
   auto job_id = (*cluster)->Submit(spec);
@@ -151,7 +151,7 @@ TEST(CnnRestartTest, KilledCoordinatorResumesAndEndsExactly) {
   ASSERT_LT(resumed->progress().round(), spec.rounds()) << "the job ended before the kill";
   auto status = (*cluster)->WaitForJob(*job_id, 240);
   ASSERT_TRUE(status.ok()) << status.status();
-  ASSERT_EQ(status->progress().state(), rpc::SUCCEEDED) << status->progress().error();
+  ASSERT_EQ(status->progress().state(), v1::SUCCEEDED) << status->progress().error();
   ASSERT_EQ(status->progress().round(), spec.rounds());
 
   auto config = TrainingConfigFromSpec(WithDefaults(spec));
@@ -167,9 +167,9 @@ TEST(CnnRestartTest, KilledCoordinatorResumesAndEndsExactly) {
 }
 
 TEST(CnnJobSpecTest, BadResNetSpecsNameTheField) {
-  rpc::JobSpec spec = WithDefaults(ResNetSpec("ist"));
+  v1::JobSpec spec = WithDefaults(ResNetSpec("ist"));
   EXPECT_TRUE(ValidateJobSpec(spec).ok()) << ValidateJobSpec(spec);
-  rpc::JobSpec s = spec;
+  v1::JobSpec s = spec;
   s.set_workers(9);  // more subnets than the 8 inner channels of block 0
   EXPECT_THAT(ValidateJobSpec(s).message(), HasSubstr("workers: residual block 0 has 8"));
   s = spec;
@@ -186,7 +186,7 @@ TEST(CnnJobSpecTest, BadResNetSpecsNameTheField) {
   s.mutable_resnet()->set_stem_channels(-1);
   EXPECT_THAT(ValidateJobSpec(s).message(), HasSubstr("resnet.stem_channels"));
   // Defaults: 1x28x28, stem 32, stages 32,64, 2 blocks per stage.
-  rpc::JobSpec d;
+  v1::JobSpec d;
   d.set_model("resnet");
   d = WithDefaults(d);
   auto config = TrainingConfigFromSpec(d);
@@ -199,7 +199,7 @@ TEST(CnnJobSpecTest, BadResNetSpecsNameTheField) {
 // Model files (export and checkpoints) of a ResNet job round-trip exactly,
 // and a truncated one is refused.
 TEST(CnnJobSpecTest, ModelFilesRoundTrip) {
-  const rpc::JobSpec spec = WithDefaults(ResNetSpec("ist"));
+  const v1::JobSpec spec = WithDefaults(ResNetSpec("ist"));
   auto config = TrainingConfigFromSpec(spec);
   ASSERT_TRUE(config.ok()) << config.status();
   auto family = MakeModelFamily(*config);

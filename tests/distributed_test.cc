@@ -24,8 +24,8 @@ namespace {
 
 using testing::HasSubstr;
 
-rpc::JobSpec SmallSpec(int workers) {
-  rpc::JobSpec spec;
+v1::JobSpec SmallSpec(int workers) {
+  v1::JobSpec spec;
   for (int n : {784, 64, 48, 10}) spec.add_layers(n);
   spec.set_dataset("fashion-mnist");
   spec.set_workers(workers);
@@ -38,7 +38,7 @@ rpc::JobSpec SmallSpec(int workers) {
   return spec;
 }
 
-absl::StatusOr<std::string> Submit(LocalCluster* cluster, const rpc::JobSpec& spec) {
+absl::StatusOr<std::string> Submit(LocalCluster* cluster, const v1::JobSpec& spec) {
   return cluster->Submit(spec);
 }
 
@@ -63,7 +63,7 @@ TEST_P(DistributedIstTest, EveryRoundEqualsTheOneProcessEngine) {
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   for (int i = 0; i < S; ++i) ASSERT_TRUE((*cluster)->AddWorker().ok());
 
-  rpc::JobSpec spec = SmallSpec(S);
+  v1::JobSpec spec = SmallSpec(S);
   spec.set_mode(mode);
   if (mode == "data_parallel") {
     spec.set_local_steps(1);
@@ -75,7 +75,7 @@ TEST_P(DistributedIstTest, EveryRoundEqualsTheOneProcessEngine) {
   auto watched = (*cluster)->Watch(*job_id, 240);
   ASSERT_TRUE(watched.ok()) << watched.status();
   const WatchedRun& run = *watched;
-  ASSERT_EQ(run.last.state(), rpc::SUCCEEDED) << run.last.error();
+  ASSERT_EQ(run.last.state(), v1::SUCCEEDED) << run.last.error();
   ASSERT_EQ(run.last.round(), spec.rounds());
 
   // The same job in one process.
@@ -132,7 +132,7 @@ TEST(DistributedIstTest, EightyMegabyteModelTrainsAndSlicesCrossIntact) {
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   ASSERT_TRUE((*cluster)->AddWorker().ok());
   ASSERT_TRUE((*cluster)->AddWorker().ok());
-  rpc::JobSpec spec = SmallSpec(2);
+  v1::JobSpec spec = SmallSpec(2);
   spec.clear_layers();
   for (int n : {784, 4096, 4096, 10}) spec.add_layers(n);
   spec.set_rounds(2);
@@ -142,7 +142,7 @@ TEST(DistributedIstTest, EightyMegabyteModelTrainsAndSlicesCrossIntact) {
   ASSERT_TRUE(job_id.ok()) << job_id.status();
   auto status = (*cluster)->WaitForJob(*job_id, 300);
   ASSERT_TRUE(status.ok()) << status.status();
-  ASSERT_EQ(status->progress().state(), rpc::SUCCEEDED) << status->progress().error();
+  ASSERT_EQ(status->progress().state(), v1::SUCCEEDED) << status->progress().error();
   // Each slice: 2048 x 784 + 2048 x 2048 + 10 x 2048 weights + 2 x 2 x 2048 BN.
   const int64_t slice_bytes = 4 * (2048 * 784 + 2048 * 2048 + 10 * 2048 + 4 * 2048);
   EXPECT_EQ(status->progress().round_bytes_sent(), 2 * slice_bytes);
@@ -190,13 +190,13 @@ TEST(DistributedIstTest, WorkerStartedBeforeTheCoordinatorWaitsAndJoins) {
   auto cluster = LocalCluster::Start({"--listen=" + address});
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   EXPECT_EQ(*HealthStatus(address), 1);  // the coordinator serves health too
-  rpc::JobSpec spec = SmallSpec(1);
+  v1::JobSpec spec = SmallSpec(1);
   spec.set_rounds(2);
   auto job_id = Submit(cluster->get(), spec);
   ASSERT_TRUE(job_id.ok()) << job_id.status();
   auto status = (*cluster)->WaitForJob(*job_id, 60);
   ASSERT_TRUE(status.ok()) << status.status();
-  EXPECT_EQ(status->progress().state(), rpc::SUCCEEDED);
+  EXPECT_EQ(status->progress().state(), v1::SUCCEEDED);
   EXPECT_EQ(*HealthStatus(health), 1);  // SERVING once registered
 }
 
@@ -211,14 +211,14 @@ TEST(DistributedIstTest, MetricsAreScrapedWithPlausibleValues) {
                   ->AddWorker({"--metrics_listen=127.0.0.1:0",
                                "--metrics_port_file=" + dir + "/wmetrics"})
                   .ok());
-  rpc::JobSpec spec = SmallSpec(2);
+  v1::JobSpec spec = SmallSpec(2);
   spec.set_rounds(4);
   spec.set_eval_every(2);
   auto job = Submit(cluster->get(), spec);
   ASSERT_TRUE(job.ok()) << job.status();
   auto status = (*cluster)->WaitForJob(*job, 60);
-  ASSERT_TRUE(status.ok() && status->progress().state() == rpc::SUCCEEDED);
-  const rpc::JobProgress& p = status->progress();
+  ASSERT_TRUE(status.ok() && status->progress().state() == v1::SUCCEEDED);
+  const v1::JobProgress& p = status->progress();
 
   std::string cport, wport;
   for (int i = 0; i < 50 && (cport.empty() || wport.empty()); ++i) {
@@ -272,7 +272,7 @@ TEST(JobApiTest, RejectsBadSpecsQueuesCancelsExportsAndEvaluates) {
   auto cluster = LocalCluster::Start();
   ASSERT_TRUE(cluster.ok()) << cluster.status();
 
-  rpc::JobSpec bad = SmallSpec(0);
+  v1::JobSpec bad = SmallSpec(0);
   bad.set_workers(100);
   auto rejected = Submit(cluster->get(), bad);
   EXPECT_EQ(rejected.status().code(), absl::StatusCode::kInvalidArgument);
@@ -285,28 +285,28 @@ TEST(JobApiTest, RejectsBadSpecsQueuesCancelsExportsAndEvaluates) {
   EXPECT_THAT(Submit(cluster->get(), bad).status().message(), HasSubstr("784 features"));
 
   // No workers: the first job runs (waiting for workers), the second queues.
-  rpc::JobSpec spec = SmallSpec(2);
+  v1::JobSpec spec = SmallSpec(2);
   spec.set_rounds(1000);
   auto first = Submit(cluster->get(), spec);
   auto second = Submit(cluster->get(), spec);
   ASSERT_TRUE(first.ok() && second.ok());
   {
     grpc::ClientContext context;
-    rpc::ListJobsResponse list;
-    ASSERT_TRUE((*cluster)->jobs()->ListJobs(&context, rpc::ListJobsRequest(), &list).ok());
+    v1::ListJobsResponse list;
+    ASSERT_TRUE((*cluster)->jobs()->ListJobs(&context, v1::ListJobsRequest(), &list).ok());
     ASSERT_EQ(list.jobs_size(), 2);
     EXPECT_EQ(list.jobs(0).job_id(), *first);
-    EXPECT_EQ(list.jobs(1).progress().state(), rpc::QUEUED);
+    EXPECT_EQ(list.jobs(1).progress().state(), v1::QUEUED);
     EXPECT_EQ(list.jobs(0).spec().local_steps(), 5);
   }
   // The running job's model is its initial model; evaluate and export it.
   for (int i = 0; i < 100; ++i) {
     grpc::ClientContext context;
-    rpc::GetJobRequest request;
+    v1::GetJobRequest request;
     request.set_job_id(*first);
-    rpc::JobStatus status;
+    v1::JobStatus status;
     ASSERT_TRUE((*cluster)->jobs()->GetJob(&context, request, &status).ok());
-    if (status.progress().state() == rpc::RUNNING) break;
+    if (status.progress().state() == v1::RUNNING) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   auto exported = Export(cluster->get(), *first);
@@ -316,26 +316,26 @@ TEST(JobApiTest, RejectsBadSpecsQueuesCancelsExportsAndEvaluates) {
   EXPECT_TRUE(IdenticalParams(exported->params, InitialMlpModel(*config)));
   {
     grpc::ClientContext context;
-    rpc::EvaluateRequest request;
+    v1::EvaluateRequest request;
     request.set_job_id(*first);
-    rpc::EvaluateResponse response;
+    v1::EvaluateResponse response;
     ASSERT_TRUE((*cluster)->jobs()->Evaluate(&context, request, &response).ok());
     EXPECT_EQ(response.samples(), 10000);
     EXPECT_LT(response.accuracy(), 0.5);  // untrained
   }
   for (const std::string& id : {*second, *first}) {
     grpc::ClientContext context;
-    rpc::CancelJobRequest request;
+    v1::CancelJobRequest request;
     request.set_job_id(id);
-    rpc::CancelJobResponse response;
+    v1::CancelJobResponse response;
     ASSERT_TRUE((*cluster)->jobs()->CancelJob(&context, request, &response).ok());
-    EXPECT_EQ(response.state(), rpc::CANCELLED) << id;
+    EXPECT_EQ(response.state(), v1::CANCELLED) << id;
   }
   {
     grpc::ClientContext context;
-    rpc::GetJobRequest request;
+    v1::GetJobRequest request;
     request.set_job_id("job-999");
-    rpc::JobStatus status;
+    v1::JobStatus status;
     EXPECT_EQ((*cluster)->jobs()->GetJob(&context, request, &status).error_code(),
               grpc::StatusCode::NOT_FOUND);
   }

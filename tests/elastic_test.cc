@@ -21,8 +21,8 @@
 namespace ist {
 namespace {
 
-rpc::JobSpec ElasticSpec(int64_t rounds) {
-  rpc::JobSpec spec;
+v1::JobSpec ElasticSpec(int64_t rounds) {
+  v1::JobSpec spec;
   for (int n : {784, 32, 24, 10}) spec.add_layers(n);
   spec.set_workers(2);
   spec.set_max_workers(4);
@@ -41,7 +41,7 @@ TEST(ElasticTest, WorkersJoinAndLeaveAndTheRunReplaysExactly) {
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   for (int i = 0; i < 2; ++i) ASSERT_TRUE((*cluster)->AddWorker().ok());
   const int64_t kRounds = 400;
-  const rpc::JobSpec spec = ElasticSpec(kRounds);
+  const v1::JobSpec spec = ElasticSpec(kRounds);
   auto job = (*cluster)->Submit(spec);
   ASSERT_TRUE(job.ok()) << job.status();
   ASSERT_TRUE((*cluster)->WaitForRound(*job, 3, 60).ok());
@@ -58,7 +58,7 @@ TEST(ElasticTest, WorkersJoinAndLeaveAndTheRunReplaysExactly) {
 
   auto run = (*cluster)->Watch(*job, 300);
   ASSERT_TRUE(run.ok()) << run.status();
-  ASSERT_EQ(run->last.state(), rpc::SUCCEEDED) << run->last.error();
+  ASSERT_EQ(run->last.state(), v1::SUCCEEDED) << run->last.error();
   run->rounds.erase(0);  // the progress before the first round
   ASSERT_EQ(static_cast<int64_t>(run->rounds.size()), kRounds) << "WatchJob skipped rounds";
 
@@ -108,14 +108,14 @@ TEST(ElasticTest, SpeedAwareSizesAreRecordedAndReplayExactly) {
   auto cluster = LocalCluster::Start();
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   for (int i = 0; i < 2; ++i) ASSERT_TRUE((*cluster)->AddWorker().ok());
-  rpc::JobSpec spec = ElasticSpec(20);
+  v1::JobSpec spec = ElasticSpec(20);
   spec.set_max_workers(0);
   spec.set_speed_aware(true);
   auto job = (*cluster)->Submit(spec);
   ASSERT_TRUE(job.ok()) << job.status();
   auto run = (*cluster)->Watch(*job, 300);
   ASSERT_TRUE(run.ok()) << run.status();
-  ASSERT_EQ(run->last.state(), rpc::SUCCEEDED) << run->last.error();
+  ASSERT_EQ(run->last.state(), v1::SUCCEEDED) << run->last.error();
   run->rounds.erase(0);
   ASSERT_EQ(run->rounds.size(), 20u);
   auto config = TrainingConfigFromSpec(WithDefaults(spec));
@@ -142,7 +142,7 @@ TEST(ElasticTest, SpeedAwareSizesAreRecordedAndReplayExactly) {
 }
 
 TEST(ElasticTest, MaxWorkersIsCheckedAgainstWorkersAndTheLayers) {
-  rpc::JobSpec spec = WithDefaults(ElasticSpec(10));
+  v1::JobSpec spec = WithDefaults(ElasticSpec(10));
   spec.set_max_workers(1);
   EXPECT_NE(ValidateJobSpec(spec).message().find("max_workers"), std::string::npos);
   spec.set_max_workers(25);  // hidden layer 2 has 24 neurons

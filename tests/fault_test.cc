@@ -18,7 +18,7 @@
 #include "common/wire/slice_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "proto/worker_service.grpc.pb.h"
+#include "proto/ist/v1/worker_service.grpc.pb.h"
 #include "server/checkpoint.h"
 #include "tests/local_cluster.h"
 #include "common/train/compute_threads.h"
@@ -30,8 +30,8 @@ namespace {
 
 using testing::HasSubstr;
 
-rpc::JobSpec Spec(int workers, int64_t rounds) {
-  rpc::JobSpec spec;
+v1::JobSpec Spec(int workers, int64_t rounds) {
+  v1::JobSpec spec;
   for (int n : {784, 192, 192, 10}) spec.add_layers(n);
   spec.set_workers(workers);
   spec.set_local_steps(20);
@@ -49,7 +49,7 @@ struct Reference {
   double test_accuracy = 0;
 };
 
-Reference RunReference(const rpc::JobSpec& spec) {
+Reference RunReference(const v1::JobSpec& spec) {
   SetComputeThreads(1);
   Reference ref;
   auto config = TrainingConfigFromSpec(WithDefaults(spec));
@@ -65,10 +65,10 @@ Reference RunReference(const rpc::JobSpec& spec) {
 }
 
 void ExpectSameAsReference(LocalCluster* cluster, const std::string& job_id,
-                           const rpc::JobSpec& spec) {
+                           const v1::JobSpec& spec) {
   auto status = cluster->WaitForJob(job_id, 180);
   ASSERT_TRUE(status.ok()) << status.status();
-  ASSERT_EQ(status->progress().state(), rpc::SUCCEEDED) << status->progress().error();
+  ASSERT_EQ(status->progress().state(), v1::SUCCEEDED) << status->progress().error();
   EXPECT_EQ(status->progress().round(), spec.rounds());
   const Reference ref = RunReference(spec);
   // The issue asks for accuracy within 2 points of an undisturbed run; the
@@ -86,7 +86,7 @@ TEST(FaultTest, KilledWorkerDoesNotStopTheJob) {
   auto cluster = LocalCluster::Start({"--worker_timeout_s=2"});
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   for (int i = 0; i < 3; ++i) ASSERT_TRUE((*cluster)->AddWorker().ok());
-  const rpc::JobSpec spec = Spec(3, 60);
+  const v1::JobSpec spec = Spec(3, 60);
   auto job = (*cluster)->Submit(spec);
   ASSERT_TRUE(job.ok()) << job.status();
   auto before = (*cluster)->WaitForRound(*job, 3, 60);
@@ -101,8 +101,8 @@ TEST(FaultTest, KilledWorkerDoesNotStopTheJob) {
   for (int i = 0; i < 100 && !lost; ++i) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    rpc::ListWorkersResponse workers;
-    ASSERT_TRUE((*cluster)->jobs()->ListWorkers(&context, rpc::ListWorkersRequest(), &workers).ok());
+    v1::ListWorkersResponse workers;
+    ASSERT_TRUE((*cluster)->jobs()->ListWorkers(&context, v1::ListWorkersRequest(), &workers).ok());
     for (const auto& w : workers.workers()) lost |= w.state() == "lost";
     if (!lost) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -120,7 +120,7 @@ TEST_P(CoordinatorRestartTest, ResumesFromTheCheckpointAndEndsExactly) {
       {"--checkpoint_dir=" + dir, "--checkpoint_every_rounds=3", "--worker_timeout_s=2"});
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   for (int i = 0; i < 2; ++i) ASSERT_TRUE((*cluster)->AddWorker().ok());
-  const rpc::JobSpec spec = Spec(2, 40);
+  const v1::JobSpec spec = Spec(2, 40);
   auto job = (*cluster)->Submit(spec);
   ASSERT_TRUE(job.ok()) << job.status();
   ASSERT_TRUE((*cluster)->WaitForRound(*job, 7, 60).ok());
@@ -155,7 +155,7 @@ TEST(FaultTest, CorruptCheckpointFallsBackToThePreviousOne) {
   auto cluster = LocalCluster::Start({"--checkpoint_dir=" + dir, "--checkpoint_every_rounds=2"});
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   ASSERT_TRUE((*cluster)->AddWorker().ok());
-  const rpc::JobSpec spec = Spec(2, 30);
+  const v1::JobSpec spec = Spec(2, 30);
   auto job = (*cluster)->Submit(spec);
   ASSERT_TRUE(job.ok());
   ASSERT_TRUE((*cluster)->WaitForRound(*job, 5, 60).ok());
@@ -187,7 +187,7 @@ TEST(FaultTest, ADivergingJobEndsFailedNamingRoundSubnetAndReason) {
   auto cluster = LocalCluster::Start();
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   ASSERT_TRUE((*cluster)->AddWorker().ok());
-  rpc::JobSpec spec = Spec(2, 3);
+  v1::JobSpec spec = Spec(2, 3);
   spec.set_lr(1e30);
   auto refused = (*cluster)->Submit(spec);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
@@ -198,7 +198,7 @@ TEST(FaultTest, ADivergingJobEndsFailedNamingRoundSubnetAndReason) {
   ASSERT_TRUE(job.ok()) << job.status();
   auto status = (*cluster)->WaitForJob(*job, 60);
   ASSERT_TRUE(status.ok()) << status.status();
-  EXPECT_EQ(status->progress().state(), rpc::FAILED);
+  EXPECT_EQ(status->progress().state(), v1::FAILED);
   EXPECT_THAT(status->progress().error(), HasSubstr("round 0, subnet "));
   EXPECT_THAT(status->progress().error(), HasSubstr("training diverged: loss is"));
   // The worker serves the next job.
@@ -206,7 +206,7 @@ TEST(FaultTest, ADivergingJobEndsFailedNamingRoundSubnetAndReason) {
   ASSERT_TRUE(next.ok());
   auto done = (*cluster)->WaitForJob(*next, 60);
   ASSERT_TRUE(done.ok());
-  EXPECT_EQ(done->progress().state(), rpc::SUCCEEDED) << done->progress().error();
+  EXPECT_EQ(done->progress().state(), v1::SUCCEEDED) << done->progress().error();
 }
 
 // A peer that registers 20 workers with 1 MiB names, or a name with a
@@ -217,24 +217,24 @@ TEST(FaultTest, TheWorkerRegistryIsBounded) {
   auto cluster = LocalCluster::Start({"--worker_timeout_s=1", "--forget_workers_after_s=2",
                                       "--registrations_per_minute=5"});
   ASSERT_TRUE(cluster.ok()) << cluster.status();
-  auto stub = rpc::WorkerService::NewStub(
+  auto stub = v1::WorkerService::NewStub(
       grpc::CreateChannel((*cluster)->address(), grpc::InsecureChannelCredentials()));
-  auto call = [&](const std::string& name, rpc::RegisterWorkerResponse* response) {
+  auto call = [&](const std::string& name, v1::RegisterWorkerResponse* response) {
     grpc::ClientContext c;
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    rpc::RegisterWorkerRequest request;
+    v1::RegisterWorkerRequest request;
     request.set_name(name);
     return stub->RegisterWorker(&c, request, response);
   };
-  auto list = [&]() -> absl::StatusOr<rpc::ListWorkersResponse> {
+  auto list = [&]() -> absl::StatusOr<v1::ListWorkersResponse> {
     grpc::ClientContext c;
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    rpc::ListWorkersResponse workers;
-    grpc::Status s = (*cluster)->jobs()->ListWorkers(&c, rpc::ListWorkersRequest(), &workers);
+    v1::ListWorkersResponse workers;
+    grpc::Status s = (*cluster)->jobs()->ListWorkers(&c, v1::ListWorkersRequest(), &workers);
     if (!s.ok()) return absl::UnavailableError(s.error_message());
     return workers;
   };
-  rpc::RegisterWorkerResponse response;
+  v1::RegisterWorkerResponse response;
   for (int i = 0; i < 20; ++i) {
     grpc::Status s = call(std::string(1 << 20, 'x'), &response);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
@@ -260,9 +260,9 @@ TEST(FaultTest, TheWorkerRegistryIsBounded) {
   {
     grpc::ClientContext c;
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    rpc::GetTaskRequest request;
+    v1::GetTaskRequest request;
     request.set_worker_id(quiet);
-    rpc::GetTaskResponse got;
+    v1::GetTaskResponse got;
     EXPECT_EQ(stub->GetTask(&c, request, &got).error_code(), grpc::StatusCode::NOT_FOUND);
   }
   // Five registrations a minute from 127.0.0.1: one was used above.
@@ -298,7 +298,7 @@ TEST(FaultTest, BothCheckpointsCorruptListsTheJobFailedAndNeverReusesItsId) {
   ASSERT_TRUE((*cluster)->RestartCoordinator().ok());
   auto failed = (*cluster)->GetJob(*job);
   ASSERT_TRUE(failed.ok()) << failed.status();
-  EXPECT_EQ(failed->progress().state(), rpc::FAILED);
+  EXPECT_EQ(failed->progress().state(), v1::FAILED);
   EXPECT_THAT(failed->progress().error(), HasSubstr(ckpt + ": "));
   EXPECT_THAT(failed->progress().error(), HasSubstr(prev + ": "));
   auto next = (*cluster)->Submit(Spec(1, 1));
@@ -306,7 +306,7 @@ TEST(FaultTest, BothCheckpointsCorruptListsTheJobFailedAndNeverReusesItsId) {
   EXPECT_EQ(*next, "job-2");
   auto done = (*cluster)->WaitForJob(*next, 60);
   ASSERT_TRUE(done.ok());
-  EXPECT_EQ(done->progress().state(), rpc::SUCCEEDED) << done->progress().error();
+  EXPECT_EQ(done->progress().state(), v1::SUCCEEDED) << done->progress().error();
   EXPECT_EQ(ReadWholeFile(ckpt + ".corrupt").value_or(""), corrupted[0]);
   EXPECT_EQ(ReadWholeFile(prev + ".corrupt").value_or(""), corrupted[1]);
 }
@@ -316,30 +316,30 @@ TEST(FaultTest, BothCheckpointsCorruptListsTheJobFailedAndNeverReusesItsId) {
 TEST(FaultTest, BadPushesAreRejectedAndTheModelIsUntouched) {
   auto cluster = LocalCluster::Start({"--worker_timeout_s=2"});
   ASSERT_TRUE(cluster.ok()) << cluster.status();
-  const rpc::JobSpec spec = Spec(2, 3);
+  const v1::JobSpec spec = Spec(2, 3);
   auto job = (*cluster)->Submit(spec);
   ASSERT_TRUE(job.ok());
 
   auto channel = grpc::CreateChannel((*cluster)->address(), grpc::InsecureChannelCredentials());
-  auto stub = rpc::WorkerService::NewStub(channel);
+  auto stub = v1::WorkerService::NewStub(channel);
   // This fake worker moves slices with the classes generated from
   // proto/worker_service.proto, not the daemons' hand-written codec
   // (common/wire/slice_stream.h): the two must agree on the bytes.
-  auto slices = rpc::SliceService::NewStub(channel);
+  auto slices = v1::SliceService::NewStub(channel);
   auto deadline = [](grpc::ClientContext* c) {
     c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   };
-  rpc::RegisterWorkerResponse reg;
+  v1::RegisterWorkerResponse reg;
   {
     grpc::ClientContext c;
     deadline(&c);
-    ASSERT_TRUE(stub->RegisterWorker(&c, rpc::RegisterWorkerRequest(), &reg).ok());
+    ASSERT_TRUE(stub->RegisterWorker(&c, v1::RegisterWorkerRequest(), &reg).ok());
   }
-  rpc::GetTaskResponse got;
+  v1::GetTaskResponse got;
   {
     grpc::ClientContext c;
     deadline(&c);
-    rpc::GetTaskRequest request;
+    v1::GetTaskRequest request;
     request.set_worker_id(reg.worker_id());
     request.set_wait_ms(5000);
     ASSERT_TRUE(stub->GetTask(&c, request, &got).ok());
@@ -352,26 +352,26 @@ TEST(FaultTest, BadPushesAreRejectedAndTheModelIsUntouched) {
   {
     grpc::ClientContext c;
     deadline(&c);
-    rpc::FetchSliceRequest request;
+    v1::FetchSliceRequest request;
     request.set_worker_id(reg.worker_id());
     *request.mutable_tag() = got.task().tag();
     auto reader = slices->FetchSlice(&c, request);  // generated classes: interop
     SliceDecoder decoder(&slice);
-    rpc::SliceChunk chunk;
+    v1::SliceChunk chunk;
     while (reader->Read(&chunk)) ASSERT_TRUE(decoder.Add(chunk).ok());
     ASSERT_TRUE(reader->Finish().ok());
     ASSERT_TRUE(decoder.Finish().ok());
   }
-  auto push = [&](const MlpParams<float>& params, const rpc::SliceTag& tag) {
+  auto push = [&](const MlpParams<float>& params, const v1::SliceTag& tag) {
     grpc::ClientContext c;
     deadline(&c);
-    rpc::PushSliceResponse response;
+    v1::PushSliceResponse response;
     auto writer = slices->PushSlice(&c, &response);
-    rpc::SliceHeader header;
+    v1::SliceHeader header;
     DescribeSlice(params, tag, &header);
-    rpc::PushSliceChunk message;
+    v1::PushSliceChunk message;
     message.set_worker_id(reg.worker_id());
-    EncodeSlice(params, header, 4096, [&](const rpc::SliceChunk& chunk) {
+    EncodeSlice(params, header, 4096, [&](const v1::SliceChunk& chunk) {
       *message.mutable_chunk() = chunk;
       const bool ok = writer->Write(message);
       message.clear_worker_id();
@@ -383,7 +383,7 @@ TEST(FaultTest, BadPushesAreRejectedAndTheModelIsUntouched) {
   };
   MlpParams<float> nan = slice;
   nan.weights[1](0, 0) = std::numeric_limits<float>::quiet_NaN();
-  rpc::PushSliceResponse r = push(nan, got.task().tag());
+  v1::PushSliceResponse r = push(nan, got.task().tag());
   EXPECT_FALSE(r.accepted());
   EXPECT_THAT(r.reason(), HasSubstr("NaN or Inf in weights/1"));
 
@@ -395,7 +395,7 @@ TEST(FaultTest, BadPushesAreRejectedAndTheModelIsUntouched) {
   EXPECT_FALSE(r.accepted());
   EXPECT_THAT(r.reason(), HasSubstr("expected 'weights/0'"));
 
-  rpc::SliceTag stale = got.task().tag();
+  v1::SliceTag stale = got.task().tag();
   stale.set_round(stale.round() + 5);
   r = push(slice, stale);
   EXPECT_FALSE(r.accepted());

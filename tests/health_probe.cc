@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "grpcpp/grpcpp.h"
-#include "proto/health.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 
 namespace {
 

@@ -18,7 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/grpc_status.h"
-#include "proto/health.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 
 extern char** environ;
 
@@ -203,7 +203,7 @@ absl::Status LocalCluster::StartCoordinatorProcess() {
                                             ", not ", address_));
   }
   address_ = address;
-  jobs_ = rpc::JobService::NewStub(
+  jobs_ = v1::JobService::NewStub(
       grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
   return absl::OkStatus();
 }
@@ -236,29 +236,29 @@ void SetDeadline(grpc::ClientContext* context, int seconds) {
   context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
 }
 
-bool Ended(rpc::JobState state) {
-  return state == rpc::SUCCEEDED || state == rpc::FAILED || state == rpc::CANCELLED;
+bool Ended(v1::JobState state) {
+  return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED;
 }
 
 }  // namespace
 
-absl::StatusOr<std::string> LocalCluster::Submit(const rpc::JobSpec& spec) {
+absl::StatusOr<std::string> LocalCluster::Submit(const v1::JobSpec& spec) {
   grpc::ClientContext context;
   SetDeadline(&context, 30);
-  rpc::SubmitJobRequest request;
+  v1::SubmitJobRequest request;
   *request.mutable_spec() = spec;
-  rpc::SubmitJobResponse response;
+  v1::SubmitJobResponse response;
   grpc::Status s = jobs_->SubmitJob(&context, request, &response);
   if (!s.ok()) return FromGrpcStatus(s);
   return response.job_id();
 }
 
-absl::StatusOr<rpc::JobStatus> LocalCluster::GetJob(const std::string& job_id) {
+absl::StatusOr<v1::JobStatus> LocalCluster::GetJob(const std::string& job_id) {
   grpc::ClientContext context;
   SetDeadline(&context, 30);
-  rpc::GetJobRequest request;
+  v1::GetJobRequest request;
   request.set_job_id(job_id);
-  rpc::JobStatus status;
+  v1::JobStatus status;
   grpc::Status s = jobs_->GetJob(&context, request, &status);
   if (!s.ok()) return FromGrpcStatus(s);
   return status;
@@ -267,21 +267,21 @@ absl::StatusOr<rpc::JobStatus> LocalCluster::GetJob(const std::string& job_id) {
 absl::StatusOr<std::string> LocalCluster::ExportModelBytes(const std::string& job_id) {
   grpc::ClientContext context;
   SetDeadline(&context, 60);
-  rpc::ExportModelRequest request;
+  v1::ExportModelRequest request;
   request.set_job_id(job_id);
   auto reader = jobs_->ExportModel(&context, request);
   std::string bytes;
-  rpc::ModelFileChunk chunk;
+  v1::ModelFileChunk chunk;
   while (reader->Read(&chunk)) bytes += chunk.data();
   grpc::Status s = reader->Finish();
   if (!s.ok()) return FromGrpcStatus(s);
   return bytes;
 }
 
-absl::StatusOr<rpc::JobStatus> LocalCluster::WaitForRound(const std::string& job_id,
+absl::StatusOr<v1::JobStatus> LocalCluster::WaitForRound(const std::string& job_id,
                                                           int64_t round, int timeout_s) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  absl::StatusOr<rpc::JobStatus> status;
+  absl::StatusOr<v1::JobStatus> status;
   while (std::chrono::steady_clock::now() < end) {
     status = GetJob(job_id);
     if (!status.ok()) return status;
@@ -296,10 +296,10 @@ absl::StatusOr<WatchedRun> LocalCluster::Watch(const std::string& job_id, int ti
   WatchedRun run;
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_s));
-  rpc::WatchJobRequest request;
+  v1::WatchJobRequest request;
   request.set_job_id(job_id);
   auto reader = jobs_->WatchJob(&context, request);
-  rpc::JobProgress p;
+  v1::JobProgress p;
   while (reader->Read(&p)) {
     run.rounds[p.round()] = p;
     run.last = p;
@@ -312,10 +312,10 @@ absl::StatusOr<WatchedRun> LocalCluster::Watch(const std::string& job_id, int ti
   return run;
 }
 
-absl::StatusOr<rpc::JobStatus> LocalCluster::WaitForJob(const std::string& job_id,
+absl::StatusOr<v1::JobStatus> LocalCluster::WaitForJob(const std::string& job_id,
                                                         int timeout_s) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  absl::StatusOr<rpc::JobStatus> status;
+  absl::StatusOr<v1::JobStatus> status;
   while (std::chrono::steady_clock::now() < end) {
     status = GetJob(job_id);
     if (!status.ok()) return status;

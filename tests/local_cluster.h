@@ -13,7 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
-#include "proto/job.grpc.pb.h"
+#include "proto/ist/v1/job.grpc.pb.h"
 
 namespace ist {
 
@@ -64,8 +64,8 @@ std::string DataDir();
 // What WatchJob streamed for one job: the progress of every round seen
 // and the last message.
 struct WatchedRun {
-  std::map<int64_t, rpc::JobProgress> rounds;
-  rpc::JobProgress last;
+  std::map<int64_t, v1::JobProgress> rounds;
+  v1::JobProgress last;
 };
 
 class LocalCluster {
@@ -87,23 +87,23 @@ class LocalCluster {
   ChildProcess* coordinator() { return coordinator_.get(); }
 
   const std::string& address() const { return address_; }
-  rpc::JobService::Stub* jobs() { return jobs_.get(); }
+  v1::JobService::Stub* jobs() { return jobs_.get(); }
 
   // Job API calls with a 30 s deadline.
-  absl::StatusOr<std::string> Submit(const rpc::JobSpec& spec);
-  absl::StatusOr<rpc::JobStatus> GetJob(const std::string& job_id);
+  absl::StatusOr<std::string> Submit(const v1::JobSpec& spec);
+  absl::StatusOr<v1::JobStatus> GetJob(const std::string& job_id);
   // The job's model file bytes (ExportModel).
   absl::StatusOr<std::string> ExportModelBytes(const std::string& job_id);
   // Waits (at most `timeout_s`) until the job has finished `round` rounds
   // (or ended); returns its status then.
-  absl::StatusOr<rpc::JobStatus> WaitForRound(const std::string& job_id, int64_t round,
+  absl::StatusOr<v1::JobStatus> WaitForRound(const std::string& job_id, int64_t round,
                                               int timeout_s);
 
   // Follows the job with WatchJob until it ends (at most `timeout_s`).
   absl::StatusOr<WatchedRun> Watch(const std::string& job_id, int timeout_s);
 
   // Waits (at most `timeout_s`) for the job to end; returns its last status.
-  absl::StatusOr<rpc::JobStatus> WaitForJob(const std::string& job_id, int timeout_s);
+  absl::StatusOr<v1::JobStatus> WaitForJob(const std::string& job_id, int timeout_s);
 
  private:
   absl::Status StartCoordinatorProcess();
@@ -113,7 +113,7 @@ class LocalCluster {
   std::string port_file_;
   std::unique_ptr<ChildProcess> coordinator_;
   std::vector<std::unique_ptr<ChildProcess>> workers_;
-  std::unique_ptr<rpc::JobService::Stub> jobs_;
+  std::unique_ptr<v1::JobService::Stub> jobs_;
 };
 
 }  // namespace ist

@@ -33,8 +33,8 @@ namespace {
 
 constexpr int kRounds = 3;
 
-rpc::JobSpec MlpSpec(std::vector<int> layers) {
-  rpc::JobSpec spec;
+v1::JobSpec MlpSpec(std::vector<int> layers) {
+  v1::JobSpec spec;
   for (int n : layers) spec.add_layers(n);
   spec.set_dataset("fashion-mnist");
   spec.set_workers(2);
@@ -47,20 +47,20 @@ rpc::JobSpec MlpSpec(std::vector<int> layers) {
   return spec;
 }
 
-rpc::JobSpec Mlp2Spec() { return MlpSpec({784, 32, 24, 10}); }
+v1::JobSpec Mlp2Spec() { return MlpSpec({784, 32, 24, 10}); }
 
-rpc::JobSpec Mlp3Spec() {
-  rpc::JobSpec spec = MlpSpec({784, 32, 24, 16, 10});
+v1::JobSpec Mlp3Spec() {
+  v1::JobSpec spec = MlpSpec({784, 32, 24, 16, 10});
   spec.set_momentum(0.9);
   spec.set_weight_decay(1e-4);
   spec.set_bn_mode("running");
   return spec;
 }
 
-rpc::JobSpec ResNetSpec() {
-  rpc::JobSpec spec;
+v1::JobSpec ResNetSpec() {
+  v1::JobSpec spec;
   spec.set_model("resnet");
-  rpc::ResNetSpec* r = spec.mutable_resnet();
+  v1::ResNetSpec* r = spec.mutable_resnet();
   r->set_stem_channels(8);
   r->add_stage_channels(8);
   r->add_stage_channels(12);
@@ -95,7 +95,7 @@ const DenseDataset& Train() {
   return *train;
 }
 
-uint64_t OneProcessFingerprint(const rpc::JobSpec& spec) {
+uint64_t OneProcessFingerprint(const v1::JobSpec& spec) {
   auto config = TrainingConfigFromSpec(WithDefaults(spec));
   EXPECT_TRUE(config.ok()) << config.status();
   auto engine = LocalIstEngine::Create(*config, &Train());
@@ -104,7 +104,7 @@ uint64_t OneProcessFingerprint(const rpc::JobSpec& spec) {
   return ParamsFingerprint((*engine)->model());
 }
 
-uint64_t DistributedFingerprint(const rpc::JobSpec& spec) {
+uint64_t DistributedFingerprint(const v1::JobSpec& spec) {
   auto cluster = LocalCluster::Start();
   EXPECT_TRUE(cluster.ok()) << cluster.status();
   if (!cluster.ok()) return 0;
@@ -115,7 +115,7 @@ uint64_t DistributedFingerprint(const rpc::JobSpec& spec) {
   auto status = (*cluster)->WaitForJob(*job_id, 240);
   EXPECT_TRUE(status.ok()) << status.status();
   if (!status.ok()) return 0;
-  EXPECT_EQ(status->progress().state(), rpc::SUCCEEDED) << status->progress().error();
+  EXPECT_EQ(status->progress().state(), v1::SUCCEEDED) << status->progress().error();
   auto bytes = (*cluster)->ExportModelBytes(*job_id);
   EXPECT_TRUE(bytes.ok()) << bytes.status();
   if (!bytes.ok()) return 0;
@@ -128,7 +128,7 @@ uint64_t DistributedFingerprint(const rpc::JobSpec& spec) {
 
 struct Family {
   std::string name;
-  rpc::JobSpec (*spec)();
+  v1::JobSpec (*spec)();
   uint64_t pinned;
 };
 

@@ -98,3 +98,23 @@ for token in ("wrong-token", None):
     other.close()
 client.close()
 print("PASS")
+
+# Our stubs and the standard health stubs import side by side (no
+# "already defined" clash), and health answers per service name.
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+from ist.v1 import job_pb2 as v1_job_pb2  # noqa: E402
+check(v1_job_pb2.DESCRIPTOR.package == "ist.v1", f"package {v1_job_pb2.DESCRIPTOR.package}")
+with open(CA, "rb") as ca, open(KEY, "rb") as key, open(CERT, "rb") as cert:
+    creds = grpc.ssl_channel_credentials(ca.read(), key.read(), cert.read())
+with grpc.secure_channel(ADDR, creds) as channel:
+    health = health_pb2_grpc.HealthStub(channel)
+    for name in ["", "ist.v1.JobService", "ist.v1.WorkerService", "ist.v1.SliceService"]:
+        reply = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=10)
+        check(reply.status == health_pb2.HealthCheckResponse.SERVING,
+              f"health of '{name}': {reply.status}")
+    try:
+        health.Check(health_pb2.HealthCheckRequest(service="ist.v1.NoSuchService"), timeout=10)
+        sys.exit("FAIL: health of an unknown service answered")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.NOT_FOUND, f"unknown service: {e.code()}")
+print("python_client_test: health per service OK")

@@ -24,6 +24,17 @@ cd "$TMP" || fail "no $TMP"
   fail "$PYTHON lacks grpc, protobuf or grpc_tools: run deploy/local/setup.sh"
 PYTHON="$PYTHON" "$R/cli/python/generate_stubs.sh" "$TMP/stubs" >gen.log 2>&1 ||
   fail "generate_stubs: $(cat gen.log)"
+# The versioned protos generate into ist/v1, never a top-level `proto`
+# package (which clashes with proto-plus).
+[ -f "$TMP/stubs/ist/v1/job_pb2.py" ] && [ ! -e "$TMP/stubs/proto" ] ||
+  fail "stubs not under ist/v1: $(cd "$TMP/stubs" && find . -name '*_pb2.py')"
+# gRPC's standard health stubs, laid out as grpcio-health-checking ships
+# them (grpc_health/v1), from Debian's grpc-proto.
+mkdir -p hc/grpc_health/v1 health_stubs
+cp /usr/share/grpc-proto/grpc/health/v1/health.proto hc/grpc_health/v1/ ||
+  fail "no /usr/share/grpc-proto (grpc-proto package): run deploy/local/setup.sh"
+"$PYTHON" -m grpc_tools.protoc -Ihc --python_out=health_stubs --grpc_python_out=health_stubs \
+  grpc_health/v1/health.proto >>gen.log 2>&1 || fail "health stubs: $(cat gen.log)"
 
 # Throwaway PKI: a CA, a server certificate for 127.0.0.1, a client one.
 ec() { openssl ecparam -name prime256v1 -genkey -noout -out "$1" 2>/dev/null; }
@@ -55,7 +66,7 @@ for w in 1 2; do
   PIDS+=($!)
 done
 
-PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$R/cli/python:$TMP/stubs" \
+PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$R/cli/python:$TMP/stubs:$TMP/health_stubs" \
   "$PYTHON" "$R/tests/python_client_test.py" "$ADDR" ca.pem client.pem client.key \
   token "$TMP" || fail "python_client_test.py (coordinator log: $(tail -5 coordinator.log))"
 echo PASS

@@ -48,7 +48,7 @@ class WorkerAgentCoordinatorTest : public ::testing::TestWithParam<std::vector<i
 
 TEST_P(WorkerAgentCoordinatorTest, AJobRunByAgentsEqualsTheOneProcessEngine) {
   WriteCsvDataset();
-  rpc::JobSpec spec;
+  v1::JobSpec spec;
   spec.set_dataset("csv:agents");
   for (int n : GetParam()) spec.add_layers(n);
   spec.set_workers(2);
@@ -93,7 +93,7 @@ TEST_P(WorkerAgentCoordinatorTest, AJobRunByAgentsEqualsTheOneProcessEngine) {
   }
   for (auto& agent : agents) threads.emplace_back([&stop, a = agent.get()] { a->Run(&stop); });
 
-  rpc::JobStatus status;
+  v1::JobStatus status;
   for (int i = 0; i < 600; ++i) {  // at most 60 s
     auto s = coordinator.GetJob(*job);
     if (!s.ok()) {
@@ -101,14 +101,14 @@ TEST_P(WorkerAgentCoordinatorTest, AJobRunByAgentsEqualsTheOneProcessEngine) {
       break;
     }
     status = *s;
-    const rpc::JobState state = status.progress().state();
-    if (state == rpc::SUCCEEDED || state == rpc::FAILED || state == rpc::CANCELLED) break;
+    const v1::JobState state = status.progress().state();
+    if (state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELLED) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   stop.store(true);
   for (std::thread& t : threads) t.join();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  ASSERT_EQ(status.progress().state(), rpc::SUCCEEDED) << status.progress().error();
+  ASSERT_EQ(status.progress().state(), v1::SUCCEEDED) << status.progress().error();
   EXPECT_EQ(status.progress().round(), 3);
   EXPECT_EQ(agents[0]->tasks_done() + agents[1]->tasks_done(), 6);
 

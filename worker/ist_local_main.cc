@@ -108,11 +108,11 @@ absl::Status ApplyFamilyDefaults() {
 
 // The job the flags describe, checked as the coordinator checks a JobSpec.
 absl::StatusOr<IstTrainingConfig> ConfigFromFlags() {
-  rpc::JobSpec spec;
+  v1::JobSpec spec;
   const bool sparse = FLAGS_model == "sparse_mlp";
   spec.set_model(sparse ? "mlp" : FLAGS_model);
   if (FLAGS_model == "resnet") {
-    rpc::ResNetSpec* r = spec.mutable_resnet();
+    v1::ResNetSpec* r = spec.mutable_resnet();
     for (absl::string_view d : absl::StrSplit(FLAGS_image, 'x')) {
       int v = 0;
       if (!absl::SimpleAtoi(d, &v)) {

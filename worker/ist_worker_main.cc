@@ -16,7 +16,7 @@
 #include "grpcpp/grpcpp.h"
 #include "prometheus/collectable.h"
 #include "prometheus/metric_family.h"
-#include "proto/health.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "worker/worker_agent.h"
 
 DEFINE_string(coordinator, "127.0.0.1:7070", "coordinator address HOST:PORT");

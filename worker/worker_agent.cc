@@ -49,13 +49,13 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CoordinatorChannel(
 }
 
 WorkerAgent::WorkerAgent(WorkerOptions options, std::shared_ptr<grpc::Channel> channel)
-    : options_(std::move(options)), channel_(channel), stub_(rpc::WorkerService::NewStub(channel)), slices_(channel) {}
+    : options_(std::move(options)), channel_(channel), stub_(v1::WorkerService::NewStub(channel)), slices_(channel) {}
 
 absl::Status WorkerAgent::Register() {
-  rpc::RegisterWorkerRequest request;
+  v1::RegisterWorkerRequest request;
   request.set_name(options_.name);
   request.set_threads(options_.threads);
-  rpc::RegisterWorkerResponse response;
+  v1::RegisterWorkerResponse response;
   grpc::ClientContext context;
   SetDeadline(&context, options_.rpc_timeout);
   RETURN_IF_ERROR(FromGrpcStatus(stub_->RegisterWorker(&context, request, &response)));
@@ -68,9 +68,9 @@ absl::Status WorkerAgent::Register() {
   return absl::OkStatus();
 }
 
-void WorkerAgent::HeartbeatUntil(const std::atomic<bool>* done, rpc::SliceTag tag,
+void WorkerAgent::HeartbeatUntil(const std::atomic<bool>* done, v1::SliceTag tag,
                                  absl::Duration interval) {
-  rpc::HeartbeatRequest request;
+  v1::HeartbeatRequest request;
   request.set_worker_id(worker_id_);
   *request.mutable_current() = std::move(tag);
   while (!done->load()) {
@@ -79,7 +79,7 @@ void WorkerAgent::HeartbeatUntil(const std::atomic<bool>* done, rpc::SliceTag ta
     if (done->load()) break;
     grpc::ClientContext context;
     SetDeadline(&context, options_.rpc_timeout);
-    rpc::HeartbeatResponse response;
+    v1::HeartbeatResponse response;
     grpc::Status s = stub_->Heartbeat(&context, request, &response);
     if (!s.ok()) {
       LOG(WARNING) << "heartbeat to " << options_.coordinator << " failed: " << s.error_message();
@@ -87,14 +87,14 @@ void WorkerAgent::HeartbeatUntil(const std::atomic<bool>* done, rpc::SliceTag ta
   }
 }
 
-void WorkerAgent::ReportTaskFailure(const rpc::SliceTag& tag, const absl::Status& failure,
+void WorkerAgent::ReportTaskFailure(const v1::SliceTag& tag, const absl::Status& failure,
                                     bool deterministic) {
-  rpc::ReportTaskFailureRequest request;
+  v1::ReportTaskFailureRequest request;
   request.set_worker_id(worker_id_);
   *request.mutable_tag() = tag;
   request.set_reason(std::string(failure.message()));
   request.set_deterministic(deterministic);
-  rpc::ReportTaskFailureResponse response;
+  v1::ReportTaskFailureResponse response;
   grpc::ClientContext context;
   SetDeadline(&context, options_.rpc_timeout);
   const grpc::Status s = stub_->ReportTaskFailure(&context, request, &response);
@@ -115,8 +115,8 @@ absl::StatusOr<std::shared_ptr<const DenseDataset>> WorkerAgent::LoadTrainingSet
   return shared;
 }
 
-absl::Status WorkerAgent::DoTask(const rpc::Task& task, bool* deterministic) {
-  const rpc::SliceTag& tag = task.tag();
+absl::Status WorkerAgent::DoTask(const v1::Task& task, bool* deterministic) {
+  const v1::SliceTag& tag = task.tag();
   // The task's own checks: they fail the same way wherever it runs.
   *deterministic = true;
   const absl::Duration task_timeout = absl::Milliseconds(std::max<int64_t>(task.deadline_ms(), 1000));
@@ -163,7 +163,7 @@ absl::Status WorkerAgent::DoTask(const rpc::Task& task, bool* deterministic) {
   slice->ShapeFor(subnet_config);
   *deterministic = false;  // the network
   {
-    rpc::FetchSliceRequest request;
+    v1::FetchSliceRequest request;
     request.set_worker_id(worker_id_);
     *request.mutable_tag() = tag;
     grpc::ClientContext context;
@@ -186,11 +186,11 @@ absl::Status WorkerAgent::DoTask(const rpc::Task& task, bool* deterministic) {
 
   // Push: the chunks point into `slice`, which gRPC holds until it is done.
   *deterministic = false;
-  rpc::PushSliceResponse response;
+  v1::PushSliceResponse response;
   {
     grpc::ClientContext context;
     SetDeadline(&context, task_timeout);
-    rpc::TrainStats stats;
+    v1::TrainStats stats;
     stats.set_steps(result.steps_run);
     stats.set_mean_loss(result.mean_loss);
     stats.set_train_seconds(seconds);
@@ -210,10 +210,10 @@ absl::Status WorkerAgent::DoTask(const rpc::Task& task, bool* deterministic) {
 
 absl::StatusOr<bool> WorkerAgent::RunOnce() {
   if (worker_id_.empty()) RETURN_IF_ERROR(Register());
-  rpc::GetTaskRequest request;
+  v1::GetTaskRequest request;
   request.set_worker_id(worker_id_);
   request.set_wait_ms(absl::ToInt64Milliseconds(options_.poll_wait));
-  rpc::GetTaskResponse response;
+  v1::GetTaskResponse response;
   grpc::ClientContext context;
   SetDeadline(&context, options_.poll_wait + options_.rpc_timeout);
   const grpc::Status status = stub_->GetTask(&context, request, &response);

@@ -20,7 +20,7 @@
 #include "common/data/dataset.h"
 #include "common/wire/security.h"
 #include "common/wire/slice_stream.h"
-#include "proto/worker_service.grpc.pb.h"
+#include "proto/ist/v1/worker_service.grpc.pb.h"
 #include "common/train/subnet_task.h"
 
 namespace ist {
@@ -72,22 +72,22 @@ class WorkerAgent {
   void WaitForCoordinator(absl::Time until, const std::atomic<bool>* stop);
   // Sends a heartbeat every `interval` until *done; runs on its own thread
   // while a task trains, so a long task does not look like a dead worker.
-  void HeartbeatUntil(const std::atomic<bool>* done, rpc::SliceTag tag, absl::Duration interval);
+  void HeartbeatUntil(const std::atomic<bool>* done, v1::SliceTag tag, absl::Duration interval);
   // Fetches, trains and pushes the task's slice. On an error,
   // `*deterministic` says whether the task would fail the same way on any
   // worker (a bad task or slice, a diverged loss) rather than because of
   // this worker or the network.
-  absl::Status DoTask(const rpc::Task& task, bool* deterministic);
+  absl::Status DoTask(const v1::Task& task, bool* deterministic);
   // Tells the coordinator that attempt `tag` failed with `failure`
   // (ReportTaskFailure); a coordinator without that call, or one that
   // cannot be reached, is only logged.
-  void ReportTaskFailure(const rpc::SliceTag& tag, const absl::Status& failure,
+  void ReportTaskFailure(const v1::SliceTag& tag, const absl::Status& failure,
                          bool deterministic);
   absl::StatusOr<std::shared_ptr<const DenseDataset>> LoadTrainingSet(const std::string& name);
 
   const WorkerOptions options_;
   const std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<rpc::WorkerService::Stub> stub_;
+  std::unique_ptr<v1::WorkerService::Stub> stub_;
   SliceStreamClient slices_;  // FetchSlice and PushSlice, zero-copy
   std::string worker_id_;
   absl::Duration heartbeat_interval_ = absl::Seconds(2);

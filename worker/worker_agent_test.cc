@@ -53,8 +53,8 @@ void WriteCsvDataset(const std::string& prefix) {
   }
 }
 
-rpc::JobSpec Spec(const std::string& dataset) {
-  rpc::JobSpec spec;
+v1::JobSpec Spec(const std::string& dataset) {
+  v1::JobSpec spec;
   spec.set_dataset("csv:" + dataset);
   for (int n : {8, 6, 4, 3}) spec.add_layers(n);
   spec.set_workers(2);
@@ -66,13 +66,13 @@ rpc::JobSpec Spec(const std::string& dataset) {
   return WithDefaults(spec);
 }
 
-IstTrainingConfig Config(const rpc::JobSpec& spec) {
+IstTrainingConfig Config(const v1::JobSpec& spec) {
   auto config = TrainingConfigFromSpec(spec);
   EXPECT_TRUE(config.ok()) << config.status();
   return *config;
 }
 
-std::unique_ptr<const ModelFamily> Family(const rpc::JobSpec& spec) {
+std::unique_ptr<const ModelFamily> Family(const v1::JobSpec& spec) {
   auto family = MakeModelFamily(Config(spec));
   EXPECT_TRUE(family.ok()) << family.status();
   return std::move(*family);
@@ -93,7 +93,7 @@ MlpParams<float> Slice(const ModelFamily& family, const MlpParams<float>& full, 
 
 // Slice `subnet` of `round` cut from `model` and trained as the one-process
 // engine trains it, on the shards of `spec`'s job.
-MlpParams<float> TrainedSlice(const rpc::JobSpec& spec, const MlpParams<float>& model,
+MlpParams<float> TrainedSlice(const v1::JobSpec& spec, const MlpParams<float>& model,
                               int64_t round, int subnet) {
   const std::unique_ptr<const ModelFamily> family = Family(spec);
   auto train = LoadDataset(spec.dataset(), TmpDir(), true);
@@ -108,22 +108,22 @@ MlpParams<float> TrainedSlice(const rpc::JobSpec& spec, const MlpParams<float>& 
   return slice;
 }
 
-rpc::SliceTag Tag(const std::string& job, int64_t round, int subnet) {
-  rpc::SliceTag tag;
+v1::SliceTag Tag(const std::string& job, int64_t round, int subnet) {
+  v1::SliceTag tag;
   tag.set_job_id(job);
   tag.set_round(round);
   tag.set_subnet(subnet);
   return tag;
 }
 
-std::string Key(const rpc::SliceTag& t) {
+std::string Key(const v1::SliceTag& t) {
   return absl::StrCat(t.job_id(), "/", t.round(), "/", t.subnet(), "/", t.attempt());
 }
 
 // A task as the coordinator would send it, for slice `subnet` of `round`.
-rpc::Task MakeTask(const std::string& job, const rpc::JobSpec& spec, int64_t round, int subnet) {
+v1::Task MakeTask(const std::string& job, const v1::JobSpec& spec, int64_t round, int subnet) {
   const std::unique_ptr<const ModelFamily> family = Family(spec);
-  rpc::Task task;
+  v1::Task task;
   *task.mutable_tag() = Tag(job, round, subnet);
   *task.mutable_spec() = spec;
   for (int n : family->SliceShape(Plan(*family, round), subnet).layer_sizes) {
@@ -136,15 +136,15 @@ rpc::Task MakeTask(const std::string& job, const rpc::JobSpec& spec, int64_t rou
 
 struct PushedSlice {
   std::string worker_id;
-  rpc::TrainStats stats;
-  rpc::SliceTag tag;
+  v1::TrainStats stats;
+  v1::SliceTag tag;
   MlpParams<float> params;
 };
 
 // What the fake coordinator knows and records; shared by its two services.
 class FakeCoordinatorState {
  public:
-  void Offer(rpc::Task task, MlpParams<float> slice) {
+  void Offer(v1::Task task, MlpParams<float> slice) {
     absl::MutexLock lock(&mu);
     slices[Key(task.tag())] = std::make_shared<const MlpParams<float>>(std::move(slice));
     tasks.push_back(std::move(task));
@@ -155,10 +155,10 @@ class FakeCoordinatorState {
   }
 
   absl::Mutex mu;
-  std::deque<rpc::Task> tasks ABSL_GUARDED_BY(mu);
+  std::deque<v1::Task> tasks ABSL_GUARDED_BY(mu);
   std::map<std::string, std::shared_ptr<const MlpParams<float>>> slices ABSL_GUARDED_BY(mu);
   std::vector<PushedSlice> pushed ABSL_GUARDED_BY(mu);
-  std::vector<rpc::HeartbeatRequest> heartbeats ABSL_GUARDED_BY(mu);
+  std::vector<v1::HeartbeatRequest> heartbeats ABSL_GUARDED_BY(mu);
   std::vector<std::string> get_task_ids ABSL_GUARDED_BY(mu);
   int registrations ABSL_GUARDED_BY(mu) = 0;
   int fetches ABSL_GUARDED_BY(mu) = 0;
@@ -171,13 +171,13 @@ class FakeCoordinatorState {
   bool accept ABSL_GUARDED_BY(mu) = true;
 };
 
-class FakeWorkerService final : public rpc::WorkerService::Service {
+class FakeWorkerService final : public v1::WorkerService::Service {
  public:
   explicit FakeWorkerService(FakeCoordinatorState* state) : state_(state) {}
 
   grpc::Status RegisterWorker(grpc::ServerContext* context,
-                              const rpc::RegisterWorkerRequest* request,
-                              rpc::RegisterWorkerResponse* response) override {
+                              const v1::RegisterWorkerRequest* request,
+                              v1::RegisterWorkerResponse* response) override {
     absl::MutexLock lock(&state_->mu);
     const absl::Time give_up = absl::Now() + absl::Seconds(10);
     while (state_->hold_register && !context->IsCancelled() && absl::Now() < give_up) {
@@ -191,8 +191,8 @@ class FakeWorkerService final : public rpc::WorkerService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status GetTask(grpc::ServerContext* context, const rpc::GetTaskRequest* request,
-                       rpc::GetTaskResponse* response) override {
+  grpc::Status GetTask(grpc::ServerContext* context, const v1::GetTaskRequest* request,
+                       v1::GetTaskResponse* response) override {
     absl::MutexLock lock(&state_->mu);
     state_->get_task_ids.push_back(request->worker_id());
     if (state_->forget_worker_once) {
@@ -202,7 +202,7 @@ class FakeWorkerService final : public rpc::WorkerService::Service {
     if (state_->tasks.empty()) {
       // A short long-poll, so that a serving loop does not spin.
       state_->mu.AwaitWithTimeout(
-          absl::Condition(+[](std::deque<rpc::Task>* t) { return !t->empty(); }, &state_->tasks),
+          absl::Condition(+[](std::deque<v1::Task>* t) { return !t->empty(); }, &state_->tasks),
           absl::Milliseconds(std::min<int64_t>(request->wait_ms(), 50)));
     }
     if (state_->tasks.empty()) return grpc::Status::OK;
@@ -211,8 +211,8 @@ class FakeWorkerService final : public rpc::WorkerService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Heartbeat(grpc::ServerContext* context, const rpc::HeartbeatRequest* request,
-                         rpc::HeartbeatResponse* response) override {
+  grpc::Status Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest* request,
+                         v1::HeartbeatResponse* response) override {
     absl::MutexLock lock(&state_->mu);
     state_->heartbeats.push_back(*request);
     response->set_known(true);
@@ -229,7 +229,7 @@ struct BeatQuery {
   std::string key;
 };
 bool BeatSeen(BeatQuery* query) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  for (const rpc::HeartbeatRequest& h : query->state->heartbeats) {
+  for (const v1::HeartbeatRequest& h : query->state->heartbeats) {
     if (Key(h.current()) == query->key) return true;
   }
   return false;
@@ -239,7 +239,7 @@ class FakeSliceService final : public SliceServiceBase {
  public:
   explicit FakeSliceService(FakeCoordinatorState* state) : state_(state) {}
 
-  grpc::Status FetchSlice(grpc::ServerContext* context, const rpc::FetchSliceRequest* request,
+  grpc::Status FetchSlice(grpc::ServerContext* context, const v1::FetchSliceRequest* request,
                           grpc::ServerWriter<SliceChunkOut>* writer) override {
     std::shared_ptr<const MlpParams<float>> slice;
     {
@@ -263,7 +263,7 @@ class FakeSliceService final : public SliceServiceBase {
       }
       slice = it->second;
     }
-    rpc::SliceHeader header;
+    v1::SliceHeader header;
     DescribeSlice(*slice, request->tag(), &header);
     for (const SliceChunkOut& chunk : PlanSliceChunks(*slice, &header, 100, slice)) {
       if (!writer->Write(chunk)) return grpc::Status(grpc::StatusCode::CANCELLED, "broken");
@@ -273,7 +273,7 @@ class FakeSliceService final : public SliceServiceBase {
 
   grpc::Status PushSlice(grpc::ServerContext* context,
                          grpc::ServerReader<PushSliceChunkIn>* reader,
-                         rpc::PushSliceResponse* response) override {
+                         v1::PushSliceResponse* response) override {
     PushSliceChunkIn message;
     if (!reader->Read(&message) || !message.chunk.has_header) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no header");
@@ -344,7 +344,7 @@ class WorkerAgentTest : public ::testing::Test {
   }
 
   // Offers the task for slice `subnet` of `round`, cut from `full`.
-  void Offer(const std::string& job, const rpc::JobSpec& spec, const MlpParams<float>& full,
+  void Offer(const std::string& job, const v1::JobSpec& spec, const MlpParams<float>& full,
              int64_t round, int subnet) {
     state_.Offer(MakeTask(job, spec, round, subnet), Slice(*Family(spec), full, round, subnet));
   }
@@ -366,7 +366,7 @@ class WorkerAgentTest : public ::testing::Test {
 };
 
 TEST_F(WorkerAgentTest, TrainsEveryTaskExactlyAsTheOneProcessEngine) {
-  const rpc::JobSpec spec = Spec("agent");
+  const v1::JobSpec spec = Spec("agent");
   const std::unique_ptr<const ModelFamily> family = Family(spec);
   const IstTrainingConfig& config = family->config();
   auto train = LoadDataset(spec.dataset(), TmpDir(), true);
@@ -415,8 +415,8 @@ TEST_F(WorkerAgentTest, TrainsEveryTaskExactlyAsTheOneProcessEngine) {
 }
 
 TEST_F(WorkerAgentTest, RefusesATaskWhoseSubnetShapeIsNotTheRoundsSliceShape) {
-  const rpc::JobSpec spec = Spec("agent");
-  rpc::Task task = MakeTask("job-1", spec, 0, 0);
+  const v1::JobSpec spec = Spec("agent");
+  v1::Task task = MakeTask("job-1", spec, 0, 0);
   task.mutable_subnet_layers()->RemoveLast();
   state_.Offer(task, MlpParams<float>());
   auto done = Agent()->RunOnce();
@@ -438,9 +438,9 @@ TEST_F(WorkerAgentTest, RefusesATaskWhoseSubnetShapeIsNotTheRoundsSliceShape) {
 }
 
 TEST_F(WorkerAgentTest, RefusesATaskForASubnetTheRoundDoesNotHave) {
-  const rpc::JobSpec spec = Spec("agent");
+  const v1::JobSpec spec = Spec("agent");
   for (int subnet : {2, -1}) {
-    rpc::Task task = MakeTask("job-1", spec, 0, 0);
+    v1::Task task = MakeTask("job-1", spec, 0, 0);
     task.mutable_tag()->set_subnet(subnet);
     state_.Offer(task, MlpParams<float>());
     auto done = Agent()->RunOnce();
@@ -452,8 +452,8 @@ TEST_F(WorkerAgentTest, RefusesATaskForASubnetTheRoundDoesNotHave) {
 }
 
 TEST_F(WorkerAgentTest, RefusesATaskWhoseFirstStepIsNotRoundTimesR) {
-  const rpc::JobSpec spec = Spec("agent");
-  rpc::Task task = MakeTask("job-1", spec, 1, 0);
+  const v1::JobSpec spec = Spec("agent");
+  v1::Task task = MakeTask("job-1", spec, 1, 0);
   task.set_first_step(2);  // R = 3: round 1 starts at step 3
   state_.Offer(task, MlpParams<float>());
   auto done = Agent()->RunOnce();
@@ -465,8 +465,8 @@ TEST_F(WorkerAgentTest, RefusesATaskWhoseFirstStepIsNotRoundTimesR) {
 }
 
 TEST_F(WorkerAgentTest, RefusesATaskWithAnInvalidSpecNamingTheField) {
-  rpc::JobSpec spec = Spec("agent");
-  rpc::Task task = MakeTask("job-1", spec, 0, 0);
+  v1::JobSpec spec = Spec("agent");
+  v1::Task task = MakeTask("job-1", spec, 0, 0);
   task.mutable_spec()->set_batch_size(-4);
   state_.Offer(task, MlpParams<float>());
   auto done = Agent()->RunOnce();
@@ -477,8 +477,8 @@ TEST_F(WorkerAgentTest, RefusesATaskWithAnInvalidSpecNamingTheField) {
 }
 
 TEST_F(WorkerAgentTest, RefusesASliceShapedOtherThanTheTaskSaysAndPushesNothing) {
-  const rpc::JobSpec spec = Spec("agent");
-  rpc::Task task = MakeTask("job-1", spec, 0, 0);
+  const v1::JobSpec spec = Spec("agent");
+  v1::Task task = MakeTask("job-1", spec, 0, 0);
   // The coordinator streams the whole 8-6-4-3 model instead of the 8-3-2-3
   // subnet (weights stored out x in).
   state_.Offer(task, Family(spec)->InitialModel());
@@ -493,7 +493,7 @@ TEST_F(WorkerAgentTest, RefusesASliceShapedOtherThanTheTaskSaysAndPushesNothing)
 
 TEST_F(WorkerAgentTest, LoadsADataSetOnceAndNamesAMissingOne) {
   WriteCsvDataset("cached");
-  const rpc::JobSpec spec = Spec("cached");
+  const v1::JobSpec spec = Spec("cached");
   std::unique_ptr<WorkerAgent> agent = Agent();
   const MlpParams<float> model = Family(spec)->InitialModel();
   Offer("job-1", spec, model, 0, 0);
@@ -509,7 +509,7 @@ TEST_F(WorkerAgentTest, LoadsADataSetOnceAndNamesAMissingOne) {
   EXPECT_EQ(state_.pushes(), 2);
 
   // A data set never loaded before is read now, and its absence named.
-  const rpc::JobSpec missing = Spec("missing");
+  const v1::JobSpec missing = Spec("missing");
   Offer("job-2", missing, model, 0, 0);
   done = agent->RunOnce();
   ASSERT_FALSE(done.ok());
@@ -519,8 +519,8 @@ TEST_F(WorkerAgentTest, LoadsADataSetOnceAndNamesAMissingOne) {
 }
 
 TEST_F(WorkerAgentTest, RebuildsTheShardsWhenTheJobChanges) {
-  const rpc::JobSpec first = Spec("agent");
-  rpc::JobSpec second = first;
+  const v1::JobSpec first = Spec("agent");
+  v1::JobSpec second = first;
   second.set_workers(3);
   second.set_seed(99);
   std::unique_ptr<WorkerAgent> agent = Agent();
@@ -544,8 +544,8 @@ TEST_F(WorkerAgentTest, RebuildsTheShardsWhenTheJobChanges) {
 // A coordinator restarted without checkpoints numbers its jobs from job-1
 // again: the same id may then come with another spec.
 TEST_F(WorkerAgentTest, RebuildsTheShardsWhenAJobIdComesBackWithAnotherSpec) {
-  const rpc::JobSpec first = Spec("agent");
-  rpc::JobSpec second = first;
+  const v1::JobSpec first = Spec("agent");
+  v1::JobSpec second = first;
   second.set_seed(99);
   second.set_batch_size(5);
   std::unique_ptr<WorkerAgent> agent = Agent();
@@ -598,7 +598,7 @@ TEST_F(WorkerAgentTest, RegistersAgainWhenTheCoordinatorForgetsIt) {
 }
 
 TEST_F(WorkerAgentTest, HeartbeatsNameTheTaskWhileItRuns) {
-  const rpc::JobSpec spec = Spec("agent");
+  const v1::JobSpec spec = Spec("agent");
   {
     absl::MutexLock lock(&state_.mu);
     state_.heartbeat_interval_ms = 30;
@@ -616,7 +616,7 @@ TEST_F(WorkerAgentTest, HeartbeatsNameTheTaskWhileItRuns) {
 }
 
 TEST_F(WorkerAgentTest, ADroppedPushStillEndsTheTask) {
-  const rpc::JobSpec spec = Spec("agent");
+  const v1::JobSpec spec = Spec("agent");
   {
     absl::MutexLock lock(&state_.mu);
     state_.accept = false;
@@ -643,8 +643,8 @@ TEST_F(WorkerAgentTest, ASilentCoordinatorEndsRegisterAtTheRpcTimeout) {
 }
 
 TEST_F(WorkerAgentTest, ASilentSliceStreamEndsAtTheTaskDeadline) {
-  const rpc::JobSpec spec = Spec("agent");
-  rpc::Task task = MakeTask("job-1", spec, 0, 0);
+  const v1::JobSpec spec = Spec("agent");
+  v1::Task task = MakeTask("job-1", spec, 0, 0);
   task.set_deadline_ms(1);  // the agent allows at least 1 s
   state_.Offer(task, Slice(*Family(spec), Family(spec)->InitialModel(), 0, 0));
   {
@@ -658,7 +658,7 @@ TEST_F(WorkerAgentTest, ASilentSliceStreamEndsAtTheTaskDeadline) {
 }
 
 TEST_F(WorkerAgentTest, RunServesTasksUntilStopped) {
-  const rpc::JobSpec spec = Spec("agent");
+  const v1::JobSpec spec = Spec("agent");
   const MlpParams<float> model = Family(spec)->InitialModel();
   Offer("job-1", spec, model, 0, 0);
   Offer("job-1", spec, model, 0, 1);

@@ -21,7 +21,7 @@ void SetDeadline(grpc::ClientContext* context, absl::Duration timeout) {
 }  // namespace
 
 XcWorkerAgent::XcWorkerAgent(XcWorkerOptions options, std::shared_ptr<grpc::Channel> coordinator)
-    : options_(std::move(options)), stub_(rpc::XcCoordinatorService::NewStub(coordinator)) {}
+    : options_(std::move(options)), stub_(v1::XcCoordinatorService::NewStub(coordinator)) {}
 
 absl::Status XcWorkerAgent::Run(const std::atomic<bool>* stop) {
   absl::Duration backoff = absl::Milliseconds(200);
@@ -47,10 +47,10 @@ absl::Status XcWorkerAgent::Run(const std::atomic<bool>* stop) {
 
 absl::StatusOr<bool> XcWorkerAgent::RunOnce(bool* finished) {
   *finished = false;
-  rpc::XcGetTaskRequest request;
+  v1::XcGetTaskRequest request;
   request.set_worker(options_.name);
   request.set_wait_ms(absl::ToInt64Milliseconds(options_.poll_wait));
-  rpc::XcGetTaskResponse response;
+  v1::XcGetTaskResponse response;
   grpc::ClientContext context;
   SetDeadline(&context, options_.poll_wait + options_.rpc_timeout);
   RETURN_IF_ERROR(FromGrpcStatus(stub_->GetTask(&context, request, &response)));
@@ -60,9 +60,9 @@ absl::StatusOr<bool> XcWorkerAgent::RunOnce(bool* finished) {
   return true;
 }
 
-absl::Status XcWorkerAgent::DoTask(const rpc::XcTask& task) {
+absl::Status XcWorkerAgent::DoTask(const v1::XcTask& task) {
   ASSIGN_OR_RETURN(XcJobConfig job, XcJobFromProto(task.job()));
-  const rpc::XcJob& j = task.job();
+  const v1::XcJob& j = task.job();
   if (j.shards_size() < 1) return absl::InvalidArgumentError("task names no shards");
   const std::string data_key = absl::StrCat(j.train_data(), "|", j.zero_based());
   if (data_key != data_key_) {
@@ -104,7 +104,7 @@ absl::Status XcWorkerAgent::DoTask(const rpc::XcTask& task) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   bytes_in_ += in;
   bytes_out_ += out;
-  rpc::XcTaskDone done;
+  v1::XcTaskDone done;
   done.set_worker(options_.name);
   done.set_round(task.round());
   done.set_subnet(task.subnet());
@@ -113,7 +113,7 @@ absl::Status XcWorkerAgent::DoTask(const rpc::XcTask& task) {
   done.set_train_seconds(seconds);
   done.set_bytes_in(in);
   done.set_bytes_out(out);
-  rpc::XcTaskDoneResponse response;
+  v1::XcTaskDoneResponse response;
   grpc::ClientContext context;
   SetDeadline(&context, options_.rpc_timeout);
   RETURN_IF_ERROR(FromGrpcStatus(stub_->TaskDone(&context, done, &response)));

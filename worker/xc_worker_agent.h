@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/data/dataset.h"
-#include "proto/xc_service.grpc.pb.h"
+#include "proto/ist/v1/xc_service.grpc.pb.h"
 #include "common/store/xc_shard_client.h"
 #include "common/train/subnet_task.h"
 #include "common/train/xc_task.h"
@@ -49,10 +49,10 @@ class XcWorkerAgent {
   int64_t bytes_out() const { return bytes_out_; }
 
  private:
-  absl::Status DoTask(const rpc::XcTask& task);
+  absl::Status DoTask(const v1::XcTask& task);
 
   const XcWorkerOptions options_;
-  std::unique_ptr<rpc::XcCoordinatorService::Stub> stub_;
+  std::unique_ptr<v1::XcCoordinatorService::Stub> stub_;
   // Caches keyed by what they were built from.
   std::string data_key_;
   std::shared_ptr<const SparseDataset> train_;

@@ -16,7 +16,7 @@ PYTHON="${PYTHON:-/usr/bin/python3}"
 
 # protoc's include root (the protos import each other by paths relative to
 # it) and the directory searched for .proto files, both under the repository.
-PROTO_INCLUDE=.
+PROTO_INCLUDE=proto
 PROTO_DIR=proto
 JOB_SERVICE=JobService
 

@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "proto/tensor.pb.h"
+#include "proto/ist/v1/tensor.pb.h"
 
 namespace ist {
 
@@ -16,7 +16,7 @@ inline std::string JobTag(absl::string_view job_id, int64_t round) {
   return absl::StrCat("job=", job_id, " round=", round);
 }
 
-inline std::string SliceTagString(const rpc::SliceTag& t) {
+inline std::string SliceTagString(const v1::SliceTag& t) {
   return absl::StrCat(JobTag(t.job_id(), t.round()), " subnet=", t.subnet(),
                       " attempt=", t.attempt());
 }

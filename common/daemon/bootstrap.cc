@@ -88,6 +88,11 @@ std::unique_ptr<grpc::Server> BuildServer(const GrpcServerSpec& spec, const std:
   for (grpc::Service* service : spec.services) builder.RegisterService(service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || *port == 0) return nullptr;
+  if (server->GetHealthCheckService() != nullptr) {
+    for (const std::string& name : spec.health_services) {
+      server->GetHealthCheckService()->SetServingStatus(name, true);
+    }
+  }
   return server;
 }
 

@@ -54,6 +54,9 @@ struct GrpcServerSpec {
   // reflection service. Both are process-wide switches of gRPC: they apply
   // to every server built afterwards.
   bool standard_health_and_reflection = false;
+  // With it, the service names health also answers for (SERVING, and
+  // NOT_SERVING with "" while the listener is down), e.g. "ist.v1.JobService".
+  std::vector<std::string> health_services;
   // Called on the builder before it starts: message size limits, channel
   // arguments. May be empty.
   std::function<void(grpc::ServerBuilder*)> configure;

@@ -9,8 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "prometheus/metric_family.h"
-#include "proto/health.grpc.pb.h"
-#include "proto/job.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "proto/ist/v1/job.grpc.pb.h"
 
 namespace ist {
 namespace {
@@ -48,7 +48,7 @@ TEST(WritePortFileTest, UnwritablePathIsNamed) {
 }
 
 // A service with every method unimplemented: something to register.
-class NoJobs final : public rpc::JobService::Service {};
+class NoJobs final : public v1::JobService::Service {};
 
 TEST(StartGrpcServerTest, PortZeroBindsAFreePortWithHealth) {
   NoJobs service;

@@ -46,7 +46,7 @@ void Average(const std::vector<const MlpParams<float>*>& replicas,
 
 }  // namespace
 
-RoundShape RoundShapeFromProto(const rpc::RoundShape& proto) {
+RoundShape RoundShapeFromProto(const v1::RoundShape& proto) {
   RoundShape shape;
   shape.num_slices = proto.slices();
   shape.shares.assign(proto.shares().begin(), proto.shares().end());
@@ -54,7 +54,7 @@ RoundShape RoundShapeFromProto(const rpc::RoundShape& proto) {
   return shape;
 }
 
-void RoundShapeToProto(const RoundShape& shape, rpc::RoundShape* proto) {
+void RoundShapeToProto(const RoundShape& shape, v1::RoundShape* proto) {
   proto->set_slices(shape.num_slices);
   proto->mutable_shares()->Assign(shape.shares.begin(), shape.shares.end());
   proto->set_min_units(shape.min_units);

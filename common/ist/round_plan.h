@@ -28,7 +28,7 @@
 #include "common/model/job_config.h"
 #include "common/model/mlp_model.h"
 #include "common/ist/subnet.h"
-#include "proto/job.pb.h"
+#include "proto/ist/v1/job.pb.h"
 
 namespace ist {
 
@@ -42,9 +42,9 @@ struct RoundShape {
   int min_units = 1;           // IST with shares: the least units per block
 };
 
-// The shape as it travels (rpc::RoundShape in proto/job.proto) and back.
-RoundShape RoundShapeFromProto(const rpc::RoundShape& proto);
-void RoundShapeToProto(const RoundShape& shape, rpc::RoundShape* proto);
+// The shape as it travels (v1::RoundShape in proto/job.proto) and back.
+RoundShape RoundShapeFromProto(const v1::RoundShape& proto);
+void RoundShapeToProto(const RoundShape& shape, v1::RoundShape* proto);
 
 // One round of any family: its mode, its slice count and the partition the
 // family drew (the field its family uses; the other stays empty).

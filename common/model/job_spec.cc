@@ -37,7 +37,7 @@ absl::Status Invalid(absl::string_view field, absl::string_view reason,
 }
 
 // Builds the training config without validating it.
-IstTrainingConfig ToConfig(const rpc::JobSpec& spec) {
+IstTrainingConfig ToConfig(const v1::JobSpec& spec) {
   IstTrainingConfig c;
   c.mode = spec.mode() == "local_sgd"       ? TrainingMode::kLocalSgd
            : spec.mode() == "data_parallel" ? TrainingMode::kDataParallel
@@ -54,7 +54,7 @@ IstTrainingConfig ToConfig(const rpc::JobSpec& spec) {
   c.sgd.weight_decay = spec.weight_decay();
   c.seed = spec.seed();
   if (spec.model() == "resnet") {
-    const rpc::ResNetSpec& r = spec.resnet();
+    const v1::ResNetSpec& r = spec.resnet();
     CnnConfig cnn = MakeResNetConfig(
         r.image_size() == 3 ? r.image(0) : 0, r.image_size() == 3 ? r.image(1) : 0,
         r.image_size() == 3 ? r.image(2) : 0, r.classes(), r.stem_channels(),
@@ -67,12 +67,12 @@ IstTrainingConfig ToConfig(const rpc::JobSpec& spec) {
   return c;
 }
 
-absl::Status ValidateResNet(const rpc::JobSpec& spec) {
+absl::Status ValidateResNet(const v1::JobSpec& spec) {
   if (!spec.layers().empty()) {
     return Invalid("layers", "must be empty for model 'resnet' (the shape is in resnet)",
                    absl::StrCat("'", absl::StrJoin(spec.layers(), "-"), "'"));
   }
-  const rpc::ResNetSpec& r = spec.resnet();
+  const v1::ResNetSpec& r = spec.resnet();
   if (r.image_size() != 3) {
     return Invalid("resnet.image", "must be C, H, W", absl::StrCat(r.image_size(), " entries"));
   }
@@ -91,7 +91,7 @@ absl::Status ValidateResNet(const rpc::JobSpec& spec) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateLayers(const rpc::JobSpec& spec) {
+absl::Status ValidateLayers(const v1::JobSpec& spec) {
   const auto& layers = spec.layers();
   if (layers.size() > kMaxLayerEntries) {
     return Invalid("layers", absl::StrCat("at most ", kMaxLayerEntries,
@@ -180,8 +180,8 @@ class FirstErrorCollector : public google::protobuf::io::ErrorCollector {
 
 }  // namespace
 
-rpc::JobSpec WithDefaults(const rpc::JobSpec& spec) {
-  rpc::JobSpec out = spec;
+v1::JobSpec WithDefaults(const v1::JobSpec& spec) {
+  v1::JobSpec out = spec;
   if (out.dataset().empty()) out.set_dataset(kFashionMnistDatasetName);
   if (out.workers() == 0) out.set_workers(2);
   if (out.mode().empty()) out.set_mode("ist");
@@ -193,7 +193,7 @@ rpc::JobSpec WithDefaults(const rpc::JobSpec& spec) {
   if (out.bn_mode().empty()) out.set_bn_mode("batch");
   if (out.rounds() == 0 && out.epochs() == 0) out.set_epochs(1);
   if (out.model() == "resnet") {
-    rpc::ResNetSpec* r = out.mutable_resnet();
+    v1::ResNetSpec* r = out.mutable_resnet();
     if (r->image().empty()) {
       for (int d : {1, 28, 28}) r->add_image(d);
     }
@@ -207,7 +207,7 @@ rpc::JobSpec WithDefaults(const rpc::JobSpec& spec) {
   return out;
 }
 
-absl::Status ValidateJobSpec(const rpc::JobSpec& spec) {
+absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   if (spec.name().size() > kMaxJobNameBytes) {
     return Invalid("name",
                    absl::StrCat("must be at most ", kMaxJobNameBytes, " bytes"),
@@ -281,12 +281,12 @@ absl::Status ValidateJobSpec(const rpc::JobSpec& spec) {
 }
 
 absl::StatusOr<IstTrainingConfig> TrainingConfigFromSpec(
-    const rpc::JobSpec& spec) {
+    const v1::JobSpec& spec) {
   RETURN_IF_ERROR(ValidateJobSpec(spec));
   return ToConfig(spec);
 }
 
-MlpConfig ModelConfigFromSpec(const rpc::JobSpec& spec) {
+MlpConfig ModelConfigFromSpec(const v1::JobSpec& spec) {
   if (spec.model() == "resnet") {  // the ResNet's tensor list
     absl::StatusOr<IstTrainingConfig> c = TrainingConfigFromSpec(spec);
     return c.ok() ? c->model : MlpConfig();
@@ -298,14 +298,14 @@ MlpConfig ModelConfigFromSpec(const rpc::JobSpec& spec) {
   return config;
 }
 
-std::string ModelSummary(const rpc::JobSpec& spec) {
+std::string ModelSummary(const v1::JobSpec& spec) {
   if (spec.model() != "resnet") return absl::StrJoin(spec.layers(), "-");
   return absl::StrCat("resnet ", spec.resnet().stem_channels(), "/",
                       absl::StrJoin(spec.resnet().stage_channels(), ","), "x",
                       spec.resnet().blocks_per_stage());
 }
 
-int64_t TotalRounds(const rpc::JobSpec& spec, int64_t train_samples) {
+int64_t TotalRounds(const v1::JobSpec& spec, int64_t train_samples) {
   if (spec.rounds() > 0) return std::min(spec.rounds(), kMaxJobRounds);
   const double per_round = static_cast<double>(spec.workers()) *
                            static_cast<double>(spec.local_steps()) *
@@ -321,12 +321,12 @@ int64_t TotalRounds(const rpc::JobSpec& spec, int64_t train_samples) {
   return static_cast<int64_t>(rounds);
 }
 
-absl::StatusOr<rpc::JobSpec> ParseJobSpecText(
+absl::StatusOr<v1::JobSpec> ParseJobSpecText(
     const std::string& text, const std::string& name_for_errors) {
   FirstErrorCollector errors(name_for_errors, text);
   google::protobuf::TextFormat::Parser parser;
   parser.RecordErrorsTo(&errors);
-  rpc::JobSpec spec;
+  v1::JobSpec spec;
   if (!parser.ParseFromString(text, &spec)) {
     return absl::InvalidArgumentError(
         errors.error().empty()
@@ -336,7 +336,7 @@ absl::StatusOr<rpc::JobSpec> ParseJobSpecText(
   return spec;
 }
 
-absl::StatusOr<rpc::JobSpec> ReadJobSpecFile(const std::string& path) {
+absl::StatusOr<v1::JobSpec> ReadJobSpecFile(const std::string& path) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;

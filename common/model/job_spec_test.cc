@@ -17,16 +17,16 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-rpc::JobSpec ValidSpec() {
-  rpc::JobSpec spec;
+v1::JobSpec ValidSpec() {
+  v1::JobSpec spec;
   for (int n : {784, 64, 32, 10}) spec.add_layers(n);
   return WithDefaults(spec);
 }
 
 TEST(WithDefaultsTest, FillsZeroFields) {
-  rpc::JobSpec spec;
+  v1::JobSpec spec;
   spec.add_layers(4);
-  const rpc::JobSpec d = WithDefaults(spec);
+  const v1::JobSpec d = WithDefaults(spec);
   EXPECT_EQ(d.dataset(), "fashion-mnist");
   EXPECT_EQ(d.workers(), 2);
   EXPECT_EQ(d.local_steps(), 20);
@@ -43,7 +43,7 @@ TEST(WithDefaultsTest, FillsZeroFields) {
 }
 
 TEST(WithDefaultsTest, KeepsSetFields) {
-  rpc::JobSpec spec;
+  v1::JobSpec spec;
   spec.set_dataset("csv:iris");
   spec.set_workers(4);
   spec.set_local_steps(5);
@@ -53,7 +53,7 @@ TEST(WithDefaultsTest, KeepsSetFields) {
   spec.set_seed(99);
   spec.set_eval_every(1);
   spec.set_bn_mode("running");
-  const rpc::JobSpec d = WithDefaults(spec);
+  const v1::JobSpec d = WithDefaults(spec);
   EXPECT_EQ(d.dataset(), "csv:iris");
   EXPECT_EQ(d.workers(), 4);
   EXPECT_EQ(d.local_steps(), 5);
@@ -68,7 +68,7 @@ TEST(WithDefaultsTest, KeepsSetFields) {
 
 TEST(ValidateJobSpecTest, AcceptsValid) {
   EXPECT_TRUE(ValidateJobSpec(ValidSpec()).ok()) << ValidateJobSpec(ValidSpec());
-  rpc::JobSpec s = ValidSpec();
+  v1::JobSpec s = ValidSpec();
   s.set_bn_mode("running");
   s.set_rounds(3);
   s.set_epochs(0);
@@ -80,7 +80,7 @@ TEST(ValidateJobSpecTest, AcceptsValid) {
 
 struct BadCase {
   std::string field;  // the message must start with "<field>: "
-  std::function<void(rpc::JobSpec*)> mutate;
+  std::function<void(v1::JobSpec*)> mutate;
   std::string fact = "";  // and contain this
 };
 
@@ -88,76 +88,76 @@ TEST(ValidateJobSpecTest, EachInvalidFieldNamed) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double inf = std::numeric_limits<double>::infinity();
   const std::vector<BadCase> cases = {
-      {"layers", [](rpc::JobSpec* s) { s->clear_layers(); }, "got ''"},
+      {"layers", [](v1::JobSpec* s) { s->clear_layers(); }, "got ''"},
       {"layers",
-       [](rpc::JobSpec* s) {
+       [](v1::JobSpec* s) {
          s->clear_layers();
          s->add_layers(784);
          s->add_layers(10);
        },
        "got '784-10'"},
-      {"layers", [](rpc::JobSpec* s) { s->set_layers(1, 0); }, "got 0"},
-      {"layers", [](rpc::JobSpec* s) { s->set_layers(2, (1 << 24) + 1); },
+      {"layers", [](v1::JobSpec* s) { s->set_layers(1, 0); }, "got 0"},
+      {"layers", [](v1::JobSpec* s) { s->set_layers(2, (1 << 24) + 1); },
        "got 16777217"},
-      {"layers", [](rpc::JobSpec* s) { s->set_layers(3, 1); },
+      {"layers", [](v1::JobSpec* s) { s->set_layers(3, 1); },
        "at least 2 outputs"},
       {"layers",
-       [](rpc::JobSpec* s) {
+       [](v1::JobSpec* s) {
          s->clear_layers();
          for (int n : {1 << 24, 1 << 24, 10}) s->add_layers(n);
        },
        "model needs 1048576.8 GiB of fp32 weights, more than the 16 GiB limit"},
-      {"workers", [](rpc::JobSpec* s) { s->set_workers(0); }, "got 0"},
-      {"workers", [](rpc::JobSpec* s) { s->set_workers(-3); }, "got -3"},
-      {"workers", [](rpc::JobSpec* s) { s->set_workers(1025); }, "got 1025"},
+      {"workers", [](v1::JobSpec* s) { s->set_workers(0); }, "got 0"},
+      {"workers", [](v1::JobSpec* s) { s->set_workers(-3); }, "got -3"},
+      {"workers", [](v1::JobSpec* s) { s->set_workers(1025); }, "got 1025"},
       {"workers",
-       [](rpc::JobSpec* s) {
+       [](v1::JobSpec* s) {
          s->set_layers(1, 3);
          s->set_workers(4);
        },
        "hidden layer 1 has 3 neurons, fewer than the 4 subnets"},
-      {"local_steps", [](rpc::JobSpec* s) { s->set_local_steps(0); }, "got 0"},
-      {"local_steps", [](rpc::JobSpec* s) { s->set_local_steps(1000001); },
+      {"local_steps", [](v1::JobSpec* s) { s->set_local_steps(0); }, "got 0"},
+      {"local_steps", [](v1::JobSpec* s) { s->set_local_steps(1000001); },
        "got 1000001"},
-      {"rounds", [](rpc::JobSpec* s) { s->set_rounds(-1); }, "got -1"},
-      {"rounds", [](rpc::JobSpec* s) { s->set_rounds(10000001); },
+      {"rounds", [](v1::JobSpec* s) { s->set_rounds(-1); }, "got -1"},
+      {"rounds", [](v1::JobSpec* s) { s->set_rounds(10000001); },
        "got 10000001"},
-      {"epochs", [](rpc::JobSpec* s) { s->set_epochs(-0.5); }, "got -0.5"},
-      {"epochs", [nan](rpc::JobSpec* s) { s->set_epochs(nan); }, "got nan"},
-      {"epochs", [inf](rpc::JobSpec* s) { s->set_epochs(inf); }, "got inf"},
+      {"epochs", [](v1::JobSpec* s) { s->set_epochs(-0.5); }, "got -0.5"},
+      {"epochs", [nan](v1::JobSpec* s) { s->set_epochs(nan); }, "got nan"},
+      {"epochs", [inf](v1::JobSpec* s) { s->set_epochs(inf); }, "got inf"},
       {"epochs",
-       [](rpc::JobSpec* s) {
+       [](v1::JobSpec* s) {
          s->set_epochs(0);
          s->set_rounds(0);
        },
        "one of rounds or epochs"},
-      {"lr", [](rpc::JobSpec* s) { s->set_lr(0); }, "got 0"},
-      {"lr", [](rpc::JobSpec* s) { s->set_lr(-1); }, "got -1"},
-      {"lr", [inf](rpc::JobSpec* s) { s->set_lr(inf); }, "got inf"},
-      {"lr", [](rpc::JobSpec* s) { s->set_lr(1e30); }, "must be at most 1000, got 1e+30"},
-      {"weight_decay", [](rpc::JobSpec* s) { s->set_weight_decay(1e4); },
+      {"lr", [](v1::JobSpec* s) { s->set_lr(0); }, "got 0"},
+      {"lr", [](v1::JobSpec* s) { s->set_lr(-1); }, "got -1"},
+      {"lr", [inf](v1::JobSpec* s) { s->set_lr(inf); }, "got inf"},
+      {"lr", [](v1::JobSpec* s) { s->set_lr(1e30); }, "must be at most 1000, got 1e+30"},
+      {"weight_decay", [](v1::JobSpec* s) { s->set_weight_decay(1e4); },
        "must be at most 1000, got 10000"},
-      {"momentum", [](rpc::JobSpec* s) { s->set_momentum(1); }, "got 1"},
-      {"momentum", [](rpc::JobSpec* s) { s->set_momentum(-0.1); }, "got -0.1"},
-      {"weight_decay", [](rpc::JobSpec* s) { s->set_weight_decay(-1); },
+      {"momentum", [](v1::JobSpec* s) { s->set_momentum(1); }, "got 1"},
+      {"momentum", [](v1::JobSpec* s) { s->set_momentum(-0.1); }, "got -0.1"},
+      {"weight_decay", [](v1::JobSpec* s) { s->set_weight_decay(-1); },
        "got -1"},
-      {"weight_decay", [nan](rpc::JobSpec* s) { s->set_weight_decay(nan); },
+      {"weight_decay", [nan](v1::JobSpec* s) { s->set_weight_decay(nan); },
        "got nan"},
-      {"batch_size", [](rpc::JobSpec* s) { s->set_batch_size(1); }, "got 1"},
-      {"batch_size", [](rpc::JobSpec* s) { s->set_batch_size((1 << 20) + 1); },
+      {"batch_size", [](v1::JobSpec* s) { s->set_batch_size(1); }, "got 1"},
+      {"batch_size", [](v1::JobSpec* s) { s->set_batch_size((1 << 20) + 1); },
        "got 1048577"},
-      {"eval_every", [](rpc::JobSpec* s) { s->set_eval_every(0); }, "got 0"},
-      {"bn_mode", [](rpc::JobSpec* s) { s->set_bn_mode("Batch"); },
+      {"eval_every", [](v1::JobSpec* s) { s->set_eval_every(0); }, "got 0"},
+      {"bn_mode", [](v1::JobSpec* s) { s->set_bn_mode("Batch"); },
        "got 'Batch'"},
-      {"dataset", [](rpc::JobSpec* s) { s->set_dataset("mnist"); },
+      {"dataset", [](v1::JobSpec* s) { s->set_dataset("mnist"); },
        "unknown data set 'mnist'"},
-      {"dataset", [](rpc::JobSpec* s) { s->set_dataset("csv:../x"); }, "'..'"},
-      {"name", [](rpc::JobSpec* s) { s->set_name(std::string(300, 'a')); },
+      {"dataset", [](v1::JobSpec* s) { s->set_dataset("csv:../x"); }, "'..'"},
+      {"name", [](v1::JobSpec* s) { s->set_name(std::string(300, 'a')); },
        "got 300 bytes"},
-      {"name", [](rpc::JobSpec* s) { s->set_name("a\nb"); }, "control"},
+      {"name", [](v1::JobSpec* s) { s->set_name("a\nb"); }, "control"},
   };
   for (const BadCase& c : cases) {
-    rpc::JobSpec spec = ValidSpec();
+    v1::JobSpec spec = ValidSpec();
     c.mutate(&spec);
     const absl::Status s = ValidateJobSpec(spec);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument)
@@ -172,7 +172,7 @@ TEST(ValidateJobSpecTest, EachInvalidFieldNamed) {
 TEST(ValidateJobSpecTest, ModelSizeCountsRunningStatistics) {
   // Weights and gamma/beta: 2^32 - 2^16 floats, just under 16 GiB; the
   // running statistics (2 * (65536 + 32765) floats) push it over.
-  rpc::JobSpec spec = ValidSpec();
+  v1::JobSpec spec = ValidSpec();
   spec.clear_layers();
   for (int n : {1 << 15, 1 << 16, (1 << 15) - 3}) spec.add_layers(n);
   EXPECT_TRUE(ValidateJobSpec(spec).ok()) << ValidateJobSpec(spec);
@@ -182,7 +182,7 @@ TEST(ValidateJobSpecTest, ModelSizeCountsRunningStatistics) {
 }
 
 TEST(TrainingConfigFromSpecTest, SetsEveryField) {
-  rpc::JobSpec spec = ValidSpec();
+  v1::JobSpec spec = ValidSpec();
   spec.set_workers(4);
   spec.set_local_steps(7);
   spec.set_batch_size(32);
@@ -211,7 +211,7 @@ TEST(TrainingConfigFromSpecTest, SetsEveryField) {
 }
 
 TEST(TotalRoundsTest, Arithmetic) {
-  rpc::JobSpec spec = ValidSpec();  // S=2, R=20, B=128, epochs 1
+  v1::JobSpec spec = ValidSpec();  // S=2, R=20, B=128, epochs 1
   EXPECT_EQ(TotalRounds(spec, 60000), 12);  // 60000 / 5120 = 11.7
   spec.set_epochs(10);
   EXPECT_EQ(TotalRounds(spec, 60000), 118);  // 117.2
@@ -270,7 +270,7 @@ TEST(ParseJobSpecTextTest, UnknownFieldNamesLine) {
           .status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()),
-              StartsWith("job.textpb:3:1: Message type \"ist.rpc.JobSpec\" has "
+              StartsWith("job.textpb:3:1: Message type \"ist.v1.JobSpec\" has "
                          "no field named \"learning_rate\""));
 }
 

@@ -47,7 +47,7 @@ void ConfigureXcServer(grpc::ServerBuilder* builder) {
 // ---- server side of a shard ----
 XcShardClient::XcShardClient(std::shared_ptr<grpc::Channel> channel, std::string address,
                              XcJobConfig job, int shard, int num_shards, XcClientOptions options)
-    : stub_(rpc::XcShardService::NewStub(channel)),
+    : stub_(v1::XcShardService::NewStub(channel)),
       address_(std::move(address)),
       job_(std::move(job)),
       shard_(shard),
@@ -60,11 +60,11 @@ absl::Status XcShardClient::Named(const absl::Status& s, const std::string& what
                       absl::StrCat("shard ", shard_, " at ", address_, ": ", what, ": ", s.message()));
 }
 
-absl::Status XcShardClient::ReadTensors(grpc::ClientReader<rpc::SliceChunk>* reader,
+absl::Status XcShardClient::ReadTensors(grpc::ClientReader<v1::SliceChunk>* reader,
                                         grpc::ClientContext* context, MlpParams<float>* out,
                                         const std::string& what) {
   SliceDecoder decoder(out);
-  rpc::SliceChunk chunk;
+  v1::SliceChunk chunk;
   absl::Status s;
   while (reader->Read(&chunk)) {
     s = decoder.Add(chunk);
@@ -82,8 +82,8 @@ absl::Status XcShardClient::ReadTensors(grpc::ClientReader<rpc::SliceChunk>* rea
 absl::StatusOr<XcShardInfo> XcShardClient::Info() {
   grpc::ClientContext context;
   SetDeadline(&context, options_.rpc_timeout);
-  rpc::XcShardInfoResponse r;
-  RETURN_IF_ERROR(Named(FromGrpcStatus(stub_->Info(&context, rpc::XcShardInfoRequest(), &r)),
+  v1::XcShardInfoResponse r;
+  RETURN_IF_ERROR(Named(FromGrpcStatus(stub_->Info(&context, v1::XcShardInfoRequest(), &r)),
                         "info"));
   XcShardInfo info;
   info.shard = r.shard();
@@ -110,7 +110,7 @@ absl::Status XcShardClient::FetchPiece(int64_t round, int subnet, MlpParams<floa
   piece->ResizeFor(PieceConfig(job_.model, k));
   grpc::ClientContext context;
   SetDeadline(&context, options_.transfer_timeout);
-  rpc::XcPieceRequest request;
+  v1::XcPieceRequest request;
   request.set_round(round);
   request.set_subnet(subnet);
   auto reader = stub_->FetchPiece(&context, request);
@@ -122,17 +122,17 @@ absl::Status XcShardClient::PushPiece(int64_t round, int subnet, int attempt,
   const std::string what = absl::StrCat("push of round ", round, " subnet ", subnet);
   grpc::ClientContext context;
   SetDeadline(&context, options_.transfer_timeout);
-  rpc::XcEmpty response;
+  v1::XcEmpty response;
   auto writer = stub_->PushPiece(&context, &response);
-  rpc::SliceHeader header;
-  rpc::SliceTag tag;
+  v1::SliceHeader header;
+  v1::SliceTag tag;
   tag.set_round(round);
   tag.set_subnet(subnet);
   tag.set_attempt(attempt);
   DescribeSlice(piece, tag, &header);
   bool first = true;
-  EncodeSlice(piece, header, kDefaultChunkBytes, [&](const rpc::SliceChunk& chunk) {
-    rpc::XcPushChunk message;
+  EncodeSlice(piece, header, kDefaultChunkBytes, [&](const v1::SliceChunk& chunk) {
+    v1::XcPushChunk message;
     if (first) {
       message.set_round(round);
       message.set_subnet(subnet);
@@ -149,10 +149,10 @@ absl::Status XcShardClient::PushPiece(int64_t round, int subnet, int attempt,
 absl::Status XcShardClient::CommitRound(int64_t round, const std::vector<int32_t>& attempts) {
   grpc::ClientContext context;
   SetDeadline(&context, options_.rpc_timeout);
-  rpc::XcCommitRequest request;
+  v1::XcCommitRequest request;
   request.set_round(round);
   for (int32_t a : attempts) request.add_attempts(a);
-  rpc::XcEmpty response;
+  v1::XcEmpty response;
   return Named(FromGrpcStatus(stub_->CommitRound(&context, request, &response)),
                absl::StrCat("commit of round ", round));
 }
@@ -163,7 +163,7 @@ absl::StatusOr<Eigen::MatrixXf> XcShardClient::HiddenActivations(int eval_batch)
       Eigen::MatrixXf(layout_.End(shard_) - layout_.Begin(shard_), test_samples_));
   grpc::ClientContext context;
   SetDeadline(&context, options_.transfer_timeout);
-  rpc::XcHiddenRequest request;
+  v1::XcHiddenRequest request;
   request.set_eval_batch(eval_batch);
   auto reader = stub_->HiddenActivations(&context, request);
   RETURN_IF_ERROR(ReadTensors(reader.get(), &context, &out, "hidden activations"));
@@ -177,7 +177,7 @@ absl::StatusOr<Eigen::MatrixXf> XcShardClient::OutputRows(int c0, int n) {
   MlpParams<float> out = AsParams(Eigen::MatrixXf(n, layout_.End(shard_) - layout_.Begin(shard_)));
   grpc::ClientContext context;
   SetDeadline(&context, options_.transfer_timeout);
-  rpc::XcOutputRowsRequest request;
+  v1::XcOutputRowsRequest request;
   request.set_first(c0);
   request.set_count(n);
   auto reader = stub_->OutputRows(&context, request);
@@ -188,23 +188,23 @@ absl::StatusOr<Eigen::MatrixXf> XcShardClient::OutputRows(int c0, int n) {
 absl::Status XcShardClient::Checkpoint(int64_t round) {
   grpc::ClientContext context;
   SetDeadline(&context, options_.transfer_timeout);
-  rpc::XcRoundRequest request;
+  v1::XcRoundRequest request;
   request.set_round(round);
-  rpc::XcEmpty response;
+  v1::XcEmpty response;
   return Named(FromGrpcStatus(stub_->Checkpoint(&context, request, &response)), "checkpoint");
 }
 
 absl::Status XcShardClient::Restore(int64_t round) {
   grpc::ClientContext context;
   SetDeadline(&context, options_.transfer_timeout);
-  rpc::XcRoundRequest request;
+  v1::XcRoundRequest request;
   request.set_round(round);
-  rpc::XcEmpty response;
+  v1::XcEmpty response;
   return Named(FromGrpcStatus(stub_->Restore(&context, request, &response)), "restore");
 }
 
 // ---- coordinator service ----
-absl::StatusOr<XcJobConfig> XcJobFromProto(const rpc::XcJob& job) {
+absl::StatusOr<XcJobConfig> XcJobFromProto(const v1::XcJob& job) {
   XcJobConfig c;
   c.model.layer_sizes.assign(job.layers().begin(), job.layers().end());
   c.num_subnets = job.num_subnets();
@@ -218,7 +218,7 @@ absl::StatusOr<XcJobConfig> XcJobFromProto(const rpc::XcJob& job) {
   return c;
 }
 
-void XcJobToProto(const XcJobConfig& c, rpc::XcJob* job) {
+void XcJobToProto(const XcJobConfig& c, v1::XcJob* job) {
   job->clear_layers();
   for (int l : c.model.layer_sizes) job->add_layers(l);
   job->set_num_subnets(c.num_subnets);

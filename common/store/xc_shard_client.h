@@ -14,7 +14,7 @@
 #include "common/ist/xc_shard_api.h"
 #include "common/train/xc_task.h"
 #include "grpcpp/grpcpp.h"
-#include "proto/xc_service.grpc.pb.h"
+#include "proto/ist/v1/xc_service.grpc.pb.h"
 
 namespace ist {
 
@@ -52,11 +52,11 @@ class XcShardClient final : public XcShardApi {
  private:
   absl::Status Named(const absl::Status& s, const std::string& what) const;
   // Reads a stream of SliceChunk into `out` (already shaped).
-  absl::Status ReadTensors(grpc::ClientReader<rpc::SliceChunk>* reader,
+  absl::Status ReadTensors(grpc::ClientReader<v1::SliceChunk>* reader,
                            grpc::ClientContext* context, MlpParams<float>* out,
                            const std::string& what);
 
-  std::unique_ptr<rpc::XcShardService::Stub> stub_;
+  std::unique_ptr<v1::XcShardService::Stub> stub_;
   const std::string address_;
   const XcJobConfig job_;
   const int shard_;
@@ -66,8 +66,8 @@ class XcShardClient final : public XcShardApi {
 };
 
 // The coordinator's worker-facing service over XcCoordinator.
-absl::StatusOr<XcJobConfig> XcJobFromProto(const rpc::XcJob& job);
-void XcJobToProto(const XcJobConfig& config, rpc::XcJob* job);
+absl::StatusOr<XcJobConfig> XcJobFromProto(const v1::XcJob& job);
+void XcJobToProto(const XcJobConfig& config, v1::XcJob* job);
 
 }  // namespace ist
 

@@ -47,17 +47,17 @@ absl::Status ErrnoError(const std::string& what, const std::string& path) {
 
 }  // namespace
 
-std::string EncodeModelFile(const std::string& job_id, const rpc::JobSpec& spec,
+std::string EncodeModelFile(const std::string& job_id, const v1::JobSpec& spec,
                             int64_t round, const MlpParams<float>& params) {
-  rpc::ModelFileHeader header;
+  v1::ModelFileHeader header;
   header.set_job_id(job_id);
   *header.mutable_spec() = spec;
   header.set_round(round);
   return EncodeModelFile(std::move(header), params);
 }
 
-std::string EncodeModelFile(rpc::ModelFileHeader header, const MlpParams<float>& params) {
-  DescribeSlice(params, rpc::SliceTag(), header.mutable_tensors());
+std::string EncodeModelFile(v1::ModelFileHeader header, const MlpParams<float>& params) {
+  DescribeSlice(params, v1::SliceTag(), header.mutable_tensors());
   const std::string header_bytes = header.SerializeAsString();
   std::string out;
   out.reserve(kMagicLen + 8 + header_bytes.size() +
@@ -91,7 +91,7 @@ absl::StatusOr<ModelFile> DecodeModelFile(absl::string_view bytes,
   if (header_len > kMaxHeaderBytes || header_len > bytes.size() - body - 4) {
     return bad(absl::StrCat("header length ", header_len, " is impossible"));
   }
-  rpc::ModelFileHeader header;
+  v1::ModelFileHeader header;
   if (!header.ParseFromArray(bytes.data() + body, static_cast<int>(header_len))) {
     return bad("header does not parse");
   }

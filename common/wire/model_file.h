@@ -2,7 +2,7 @@
 //
 //   "ISTMODL1"                      8 bytes: magic and format version
 //   header length                   8 bytes, little-endian uint64
-//   rpc::ModelFileHeader            serialized protobuf
+//   v1::ModelFileHeader            serialized protobuf
 //   payload                         float32 tensors as in common/wire/slice_codec.h
 //   CRC-32 (zlib) of all the above  4 bytes, little-endian
 //
@@ -18,25 +18,25 @@
 #include "absl/strings/string_view.h"
 #include "common/model/job_spec.h"  // ModelConfigFromSpec
 #include "common/model/mlp_model.h"
-#include "proto/job.pb.h"
+#include "proto/ist/v1/job.pb.h"
 
 namespace ist {
 
 struct ModelFile {
   std::string job_id;
-  rpc::JobSpec spec;
+  v1::JobSpec spec;
   int64_t round = 0;
   MlpConfig config;
   MlpParams<float> params;
-  rpc::ModelFileHeader header;  // all of it, including checkpoint fields
+  v1::ModelFileHeader header;  // all of it, including checkpoint fields
 };
 
 // Serialises a model; `params` must be shaped for ModelConfigFromSpec(spec).
-std::string EncodeModelFile(const std::string& job_id, const rpc::JobSpec& spec,
+std::string EncodeModelFile(const std::string& job_id, const v1::JobSpec& spec,
                             int64_t round, const MlpParams<float>& params);
 
 // Same, with every header field given (its `tensors` is filled in here).
-std::string EncodeModelFile(rpc::ModelFileHeader header, const MlpParams<float>& params);
+std::string EncodeModelFile(v1::ModelFileHeader header, const MlpParams<float>& params);
 
 // Parses and verifies a model file. DataLoss (checksum, truncation) or
 // InvalidArgument (bad magic, header, shapes), naming `name`.

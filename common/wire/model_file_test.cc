@@ -11,8 +11,8 @@ namespace {
 
 using testing::HasSubstr;
 
-rpc::JobSpec Spec(const std::string& bn_mode) {
-  rpc::JobSpec spec;
+v1::JobSpec Spec(const std::string& bn_mode) {
+  v1::JobSpec spec;
   for (int n : {12, 9, 7, 4}) spec.add_layers(n);
   spec.set_bn_mode(bn_mode);
   spec.set_lr(0.05);
@@ -21,7 +21,7 @@ rpc::JobSpec Spec(const std::string& bn_mode) {
 
 TEST(ModelFileTest, RoundTripsThroughADisk) {
   for (const char* mode : {"batch", "running"}) {
-    const rpc::JobSpec spec = Spec(mode);
+    const v1::JobSpec spec = Spec(mode);
     const MlpParams<float> params = InitMlpParams<float>(ModelConfigFromSpec(spec), 3);
     const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/m.istm";
     ASSERT_TRUE(WriteFileAtomically(path, EncodeModelFile("j1", spec, 17, params)).ok());
@@ -38,7 +38,7 @@ TEST(ModelFileTest, RoundTripsThroughADisk) {
 }
 
 TEST(ModelFileTest, DetectsCorruptionAndTruncation) {
-  const rpc::JobSpec spec = Spec("batch");
+  const v1::JobSpec spec = Spec("batch");
   const MlpParams<float> params = InitMlpParams<float>(ModelConfigFromSpec(spec), 3);
   const std::string good = EncodeModelFile("j1", spec, 1, params);
 
@@ -56,9 +56,9 @@ TEST(ModelFileTest, DetectsCorruptionAndTruncation) {
 // Found by the fuzzer: a small file with a valid checksum whose spec declares
 // huge layers must be refused before anything is allocated for them.
 TEST(ModelFileTest, RefusesLayersThePayloadCannotHold) {
-  rpc::JobSpec small = Spec("batch");
+  v1::JobSpec small = Spec("batch");
   const MlpParams<float> params = InitMlpParams<float>(ModelConfigFromSpec(small), 3);
-  rpc::ModelFileHeader header;
+  v1::ModelFileHeader header;
   header.set_job_id("j1");
   *header.mutable_spec() = small;
   header.mutable_spec()->set_layers(1, 1 << 22);  // 4M hidden neurons: ~200 GB

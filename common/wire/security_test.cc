@@ -12,8 +12,8 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "proto/health.grpc.pb.h"
-#include "proto/job.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "proto/ist/v1/job.grpc.pb.h"
 
 namespace ist {
 namespace {
@@ -129,10 +129,10 @@ class TestHealth final : public Health::Service {
 };
 
 // GetJob echoes the id; records whether the handler saw "authorization".
-class TestJobs final : public rpc::JobService::Service {
+class TestJobs final : public v1::JobService::Service {
  public:
-  grpc::Status GetJob(grpc::ServerContext* context, const rpc::GetJobRequest* request,
-                      rpc::JobStatus* response) override {
+  grpc::Status GetJob(grpc::ServerContext* context, const v1::GetJobRequest* request,
+                      v1::JobStatus* response) override {
     ++calls;
     if (context->client_metadata().count("authorization") > 0) saw_authorization = true;
     response->set_job_id(request->job_id());
@@ -187,12 +187,12 @@ std::shared_ptr<grpc::Channel> Channel(const std::string& address,
 grpc::Status CallGetJob(const std::string& address, const SecurityOptions& options) {
   auto channel = Channel(address, options);
   if (channel == nullptr) return grpc::Status(grpc::StatusCode::INTERNAL, "no channel");
-  auto stub = rpc::JobService::NewStub(channel);
+  auto stub = v1::JobService::NewStub(channel);
   grpc::ClientContext context;
   context.set_deadline(Deadline());
-  rpc::GetJobRequest request;
+  v1::GetJobRequest request;
   request.set_job_id("job-7");
-  rpc::JobStatus response;
+  v1::JobStatus response;
   grpc::Status status = stub->GetJob(&context, request, &response);
   if (status.ok()) {
     EXPECT_EQ(response.job_id(), "job-7");
@@ -312,12 +312,12 @@ TEST_P(TokenTest, ClientWithRightTokenIsServedAndHandlerNeverSeesIt) {
 
 TEST_P(TokenTest, TokenSentTwiceIsRefused) {
   TestServer server(Server());
-  auto stub = rpc::JobService::NewStub(Channel(server.address, Client("right.token")));
+  auto stub = v1::JobService::NewStub(Channel(server.address, Client("right.token")));
   grpc::ClientContext context;
   context.set_deadline(Deadline());
   context.AddMetadata("authorization", "Bearer s3cret-Token_1");
-  rpc::JobStatus response;
-  EXPECT_EQ(stub->GetJob(&context, rpc::GetJobRequest(), &response).error_code(),
+  v1::JobStatus response;
+  EXPECT_EQ(stub->GetJob(&context, v1::GetJobRequest(), &response).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
 }
 
@@ -330,12 +330,12 @@ TEST_P(TokenTest, HealthCheckNeedsNoToken) {
 
 TEST_P(TokenTest, OneChannelCarriesTheTokenOnEveryCall) {
   TestServer server(Server());
-  auto stub = rpc::JobService::NewStub(Channel(server.address, Client("right.token")));
+  auto stub = v1::JobService::NewStub(Channel(server.address, Client("right.token")));
   for (int i = 0; i < 3; ++i) {
     grpc::ClientContext context;
     context.set_deadline(Deadline());
-    rpc::JobStatus response;
-    EXPECT_TRUE(stub->GetJob(&context, rpc::GetJobRequest(), &response).ok());
+    v1::JobStatus response;
+    EXPECT_TRUE(stub->GetJob(&context, v1::GetJobRequest(), &response).ok());
   }
   EXPECT_EQ(server.jobs.calls, 3);
 }

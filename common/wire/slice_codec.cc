@@ -42,13 +42,13 @@ int64_t SliceBytes(const MlpParams<float>& params) {
   return total;
 }
 
-void DescribeSlice(const MlpParams<float>& params, const rpc::SliceTag& tag,
-                   rpc::SliceHeader* header) {
+void DescribeSlice(const MlpParams<float>& params, const v1::SliceTag& tag,
+                   v1::SliceHeader* header) {
   header->Clear();
   *header->mutable_tag() = tag;
   int64_t total = 0;
   for (const TensorView& v : TensorViews(const_cast<MlpParams<float>*>(&params))) {
-    rpc::TensorMeta* meta = header->add_tensors();
+    v1::TensorMeta* meta = header->add_tensors();
     meta->set_name(v.name);
     meta->add_shape(v.rows);
     if (v.name.rfind("weights/", 0) == 0) meta->add_shape(v.cols);
@@ -64,12 +64,12 @@ SliceDecoder::SliceDecoder(MlpParams<float>* out)
   for (const TensorView& v : views_) total_ += v.bytes();
 }
 
-absl::Status SliceDecoder::Add(const rpc::SliceChunk& chunk) {
+absl::Status SliceDecoder::Add(const v1::SliceChunk& chunk) {
   return Add(chunk.has_header() ? &chunk.header() : nullptr, chunk.offset(),
              chunk.data());
 }
 
-absl::Status SliceDecoder::Add(const rpc::SliceHeader* header, int64_t offset,
+absl::Status SliceDecoder::Add(const v1::SliceHeader* header, int64_t offset,
                                absl::Span<const absl::string_view> pieces) {
   if (pieces.empty()) return Add(header, offset, absl::string_view());
   for (absl::string_view piece : pieces) {
@@ -80,20 +80,20 @@ absl::Status SliceDecoder::Add(const rpc::SliceHeader* header, int64_t offset,
   return absl::OkStatus();
 }
 
-absl::Status SliceDecoder::Add(const rpc::SliceHeader* header, int64_t offset,
+absl::Status SliceDecoder::Add(const v1::SliceHeader* header, int64_t offset,
                                absl::string_view data) {
   if (!has_header_) {
     if (header == nullptr) {
       return absl::InvalidArgumentError("slice: first chunk has no header");
     }
-    const rpc::SliceHeader& h = *header;
+    const v1::SliceHeader& h = *header;
     if (h.tensors_size() != static_cast<int>(views_.size())) {
       return absl::InvalidArgumentError(
           absl::StrCat("slice: header lists ", h.tensors_size(),
                        " tensors, expected ", views_.size()));
     }
     for (size_t i = 0; i < views_.size(); ++i) {
-      const rpc::TensorMeta& m = h.tensors(i);
+      const v1::TensorMeta& m = h.tensors(i);
       const TensorView& v = views_[i];
       // -1 for a dimension out of range or a product past 2^62 (no overflow).
       int64_t elements = 1;

@@ -1,4 +1,4 @@
-// Moves MlpParams<float> over a stream of rpc::SliceChunk messages
+// Moves MlpParams<float> over a stream of v1::SliceChunk messages
 // (proto/tensor.proto) without materialising a second copy of the payload:
 // the encoder reads straight from the Eigen storage, the decoder writes
 // straight into it.
@@ -19,7 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "common/model/mlp_model.h"
-#include "proto/tensor.pb.h"
+#include "proto/ist/v1/tensor.pb.h"
 
 namespace ist {
 
@@ -43,17 +43,17 @@ int64_t SliceBytes(const MlpParams<float>& params);
 
 // Fills `header` with `tag`, the tensors' names and shapes, and the payload
 // size.
-void DescribeSlice(const MlpParams<float>& params, const rpc::SliceTag& tag,
-                   rpc::SliceHeader* header);
+void DescribeSlice(const MlpParams<float>& params, const v1::SliceTag& tag,
+                   v1::SliceHeader* header);
 
 // Emits `params` as chunks of at most `chunk_bytes` payload; the first chunk
 // carries `header` (see DescribeSlice). Copies the payload into each
 // message; the gRPC hot path sends PlanSliceChunks' views instead
 // (slice_wire.h, slice_stream.h). Stops and returns false as soon as
 // `emit` returns false (e.g. the stream broke).
-bool EncodeSlice(const MlpParams<float>& params, const rpc::SliceHeader& header,
+bool EncodeSlice(const MlpParams<float>& params, const v1::SliceHeader& header,
                  int64_t chunk_bytes,
-                 const std::function<bool(const rpc::SliceChunk&)>& emit);
+                 const std::function<bool(const v1::SliceChunk&)>& emit);
 
 // Rebuilds a slice from chunks into parameters the receiver has already
 // shaped (MlpParams::ResizeFor of the subnet config it expects), so a peer
@@ -68,15 +68,15 @@ class SliceDecoder {
   // first chunk without header, a header on a later chunk, tensor names or
   // shapes that differ from `out`'s, an offset other than the bytes received
   // so far, data past the declared size, or a chunk after completion.
-  absl::Status Add(const rpc::SliceChunk& chunk);
+  absl::Status Add(const v1::SliceChunk& chunk);
 
   // Same as Add for a chunk given as its parts (no copy of `data`).
-  absl::Status Add(const rpc::SliceHeader* header, int64_t offset,
+  absl::Status Add(const v1::SliceHeader* header, int64_t offset,
                    absl::string_view data);
 
   // Same for a chunk whose payload is the concatenation of `pieces`
   // (SliceChunkIn, slice_wire.h).
-  absl::Status Add(const rpc::SliceHeader* header, int64_t offset,
+  absl::Status Add(const v1::SliceHeader* header, int64_t offset,
                    absl::Span<const absl::string_view> pieces);
 
   // OK when every byte arrived and every value is finite; otherwise
@@ -85,7 +85,7 @@ class SliceDecoder {
   absl::Status Finish() const;
 
   bool has_header() const { return has_header_; }
-  const rpc::SliceHeader& header() const { return header_; }
+  const v1::SliceHeader& header() const { return header_; }
   int64_t bytes_received() const { return received_; }
 
  private:
@@ -99,7 +99,7 @@ class SliceDecoder {
   // Checked as each piece is copied, while it is still in cache.
   int64_t non_finite_tensor_ = -1;
   bool has_header_ = false;
-  rpc::SliceHeader header_;
+  v1::SliceHeader header_;
 };
 
 // A cheap 64-bit model fingerprint to compare runs bit for bit: four

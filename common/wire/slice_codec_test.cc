@@ -21,8 +21,8 @@ MlpConfig Config(std::vector<int> sizes,
   return c;
 }
 
-rpc::SliceTag Tag() {
-  rpc::SliceTag tag;
+v1::SliceTag Tag() {
+  v1::SliceTag tag;
   tag.set_job_id("job-1");
   tag.set_round(3);
   tag.set_subnet(1);
@@ -30,11 +30,11 @@ rpc::SliceTag Tag() {
   return tag;
 }
 
-std::vector<rpc::SliceChunk> Encode(const MlpParams<float>& p, int64_t chunk) {
-  rpc::SliceHeader header;
+std::vector<v1::SliceChunk> Encode(const MlpParams<float>& p, int64_t chunk) {
+  v1::SliceHeader header;
   DescribeSlice(p, Tag(), &header);
-  std::vector<rpc::SliceChunk> chunks;
-  EXPECT_TRUE(EncodeSlice(p, header, chunk, [&](const rpc::SliceChunk& c) {
+  std::vector<v1::SliceChunk> chunks;
+  EXPECT_TRUE(EncodeSlice(p, header, chunk, [&](const v1::SliceChunk& c) {
     chunks.push_back(c);
     return true;
   }));
@@ -87,7 +87,7 @@ TEST(SliceCodecTest, RejectsBrokenStreams) {
   const MlpParams<float> original = InitMlpParams<float>(config, 2);
   const auto chunks = Encode(original, 16);
   ASSERT_GE(chunks.size(), 3u);
-  auto decode = [&](std::vector<rpc::SliceChunk> cs, const MlpConfig& expect) {
+  auto decode = [&](std::vector<v1::SliceChunk> cs, const MlpConfig& expect) {
     MlpParams<float> out;
     out.ResizeFor(expect);
     SliceDecoder decoder(&out);

@@ -108,7 +108,7 @@ SliceStreamClient::SliceStreamClient(std::shared_ptr<grpc::ChannelInterface> cha
       push_(kPushSliceMethod, grpc::internal::RpcMethod::CLIENT_STREAMING, channel_) {}
 
 absl::StatusOr<int64_t> SliceStreamClient::Fetch(grpc::ClientContext* context,
-                                                 const rpc::FetchSliceRequest& request,
+                                                 const v1::FetchSliceRequest& request,
                                                  MlpParams<float>* out) const {
   std::unique_ptr<grpc::ClientReader<SliceChunkIn>> reader(
       grpc::internal::ClientReaderFactory<SliceChunkIn>::Create(channel_.get(), fetch_, context,
@@ -132,11 +132,11 @@ absl::StatusOr<int64_t> SliceStreamClient::Fetch(grpc::ClientContext* context,
 }
 
 absl::Status SliceStreamClient::Push(grpc::ClientContext* context, const std::string& worker_id,
-                                     const rpc::TrainStats& stats,
+                                     const v1::TrainStats& stats,
                                      std::shared_ptr<const MlpParams<float>> slice,
-                                     const rpc::SliceTag& tag, int64_t chunk_bytes,
-                                     rpc::PushSliceResponse* response) const {
-  rpc::SliceHeader header;
+                                     const v1::SliceTag& tag, int64_t chunk_bytes,
+                                     v1::PushSliceResponse* response) const {
+  v1::SliceHeader header;
   DescribeSlice(*slice, tag, &header);
   std::vector<SliceChunkOut> chunks = PlanSliceChunks(*slice, &header, chunk_bytes, slice);
   std::unique_ptr<grpc::ClientWriter<PushSliceChunkOut>> writer(
@@ -160,19 +160,19 @@ absl::Status SliceStreamClient::Push(grpc::ClientContext* context, const std::st
 SliceServiceBase::SliceServiceBase() {
   AddMethod(new grpc::internal::RpcServiceMethod(
       kFetchSliceMethod, grpc::internal::RpcMethod::SERVER_STREAMING,
-      new grpc::internal::ServerStreamingHandler<SliceServiceBase, rpc::FetchSliceRequest,
+      new grpc::internal::ServerStreamingHandler<SliceServiceBase, v1::FetchSliceRequest,
                                                  SliceChunkOut>(
           [](SliceServiceBase* service, grpc::ServerContext* context,
-             const rpc::FetchSliceRequest* request, grpc::ServerWriter<SliceChunkOut>* writer) {
+             const v1::FetchSliceRequest* request, grpc::ServerWriter<SliceChunkOut>* writer) {
             return service->FetchSlice(context, request, writer);
           },
           this)));
   AddMethod(new grpc::internal::RpcServiceMethod(
       kPushSliceMethod, grpc::internal::RpcMethod::CLIENT_STREAMING,
       new grpc::internal::ClientStreamingHandler<SliceServiceBase, PushSliceChunkIn,
-                                                 rpc::PushSliceResponse>(
+                                                 v1::PushSliceResponse>(
           [](SliceServiceBase* service, grpc::ServerContext* context,
-             grpc::ServerReader<PushSliceChunkIn>* reader, rpc::PushSliceResponse* response) {
+             grpc::ServerReader<PushSliceChunkIn>* reader, v1::PushSliceResponse* response) {
             return service->PushSlice(context, reader, response);
           },
           this)));

@@ -27,7 +27,7 @@
 #include "grpcpp/impl/rpc_method.h"
 #include "grpcpp/impl/serialization_traits.h"
 #include "grpcpp/impl/service_type.h"
-#include "proto/worker_service.pb.h"
+#include "proto/ist/v1/worker_service.pb.h"
 
 namespace grpc {
 
@@ -60,8 +60,8 @@ class SerializationTraits<ist::PushSliceChunkIn, void> {
 
 namespace ist {
 
-inline constexpr char kFetchSliceMethod[] = "/ist.rpc.SliceService/FetchSlice";
-inline constexpr char kPushSliceMethod[] = "/ist.rpc.SliceService/PushSlice";
+inline constexpr char kFetchSliceMethod[] = "/ist.v1.SliceService/FetchSlice";
+inline constexpr char kPushSliceMethod[] = "/ist.v1.SliceService/PushSlice";
 
 // The worker's side of SliceService.
 class SliceStreamClient {
@@ -73,7 +73,7 @@ class SliceStreamClient {
   // other shape and writes every byte). Returns the payload bytes received.
   // On a bad chunk the call is cancelled and the decoder's error returned.
   absl::StatusOr<int64_t> Fetch(grpc::ClientContext* context,
-                                const rpc::FetchSliceRequest& request,
+                                const v1::FetchSliceRequest& request,
                                 MlpParams<float>* out) const;
 
   // Streams `slice`, tagged `tag`, in chunks of `chunk_bytes` payload; the
@@ -81,9 +81,9 @@ class SliceStreamClient {
   // that gRPC can hold its memory until the transport is done with it.
   // `response` receives the coordinator's verdict (accepted or why not).
   absl::Status Push(grpc::ClientContext* context, const std::string& worker_id,
-                    const rpc::TrainStats& stats, std::shared_ptr<const MlpParams<float>> slice,
-                    const rpc::SliceTag& tag, int64_t chunk_bytes,
-                    rpc::PushSliceResponse* response) const;
+                    const v1::TrainStats& stats, std::shared_ptr<const MlpParams<float>> slice,
+                    const v1::SliceTag& tag, int64_t chunk_bytes,
+                    v1::PushSliceResponse* response) const;
 
  private:
   std::shared_ptr<grpc::ChannelInterface> channel_;
@@ -99,11 +99,11 @@ class SliceServiceBase : public grpc::Service {
 
   // Write the chunks of PlanSliceChunks, whose owner keeps the slice alive.
   virtual grpc::Status FetchSlice(grpc::ServerContext* context,
-                                  const rpc::FetchSliceRequest* request,
+                                  const v1::FetchSliceRequest* request,
                                   grpc::ServerWriter<SliceChunkOut>* writer) = 0;
   virtual grpc::Status PushSlice(grpc::ServerContext* context,
                                  grpc::ServerReader<PushSliceChunkIn>* reader,
-                                 rpc::PushSliceResponse* response) = 0;
+                                 v1::PushSliceResponse* response) = 0;
 };
 
 }  // namespace ist

@@ -14,7 +14,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/impl/codegen/method_handler.h"
 #include "gtest/gtest.h"
-#include "proto/worker_service.grpc.pb.h"
+#include "proto/ist/v1/worker_service.grpc.pb.h"
 
 namespace ist {
 namespace {
@@ -33,8 +33,8 @@ std::shared_ptr<const MlpParams<float>> RandomSlice(uint64_t seed) {
   return p;
 }
 
-rpc::SliceTag Tag() {
-  rpc::SliceTag t;
+v1::SliceTag Tag() {
+  v1::SliceTag t;
   t.set_job_id("job-1");
   t.set_round(2);
   t.set_subnet(1);
@@ -47,9 +47,9 @@ class TestSliceService final : public SliceServiceBase {
   explicit TestSliceService(std::shared_ptr<const MlpParams<float>> slice)
       : slice_(std::move(slice)) {}
 
-  grpc::Status FetchSlice(grpc::ServerContext* context, const rpc::FetchSliceRequest* request,
+  grpc::Status FetchSlice(grpc::ServerContext* context, const v1::FetchSliceRequest* request,
                           grpc::ServerWriter<SliceChunkOut>* writer) override {
-    rpc::SliceHeader header;
+    v1::SliceHeader header;
     DescribeSlice(*slice_, request->tag(), &header);
     for (const SliceChunkOut& c : PlanSliceChunks(*slice_, &header, 1000, slice_)) {
       if (!writer->Write(c)) return grpc::Status(grpc::StatusCode::CANCELLED, "broken");
@@ -58,7 +58,7 @@ class TestSliceService final : public SliceServiceBase {
   }
 
   grpc::Status PushSlice(grpc::ServerContext* context, grpc::ServerReader<PushSliceChunkIn>* reader,
-                         rpc::PushSliceResponse* response) override {
+                         v1::PushSliceResponse* response) override {
     MlpParams<float> got;
     got.ShapeFor(Shape());
     SliceDecoder decoder(&got);
@@ -85,7 +85,7 @@ class TestSliceService final : public SliceServiceBase {
 
   absl::Mutex mu_;
   MlpParams<float> pushed_;
-  rpc::SliceTag tag_;
+  v1::SliceTag tag_;
   std::string worker_id_;
   int64_t steps_ = -1;
 
@@ -126,7 +126,7 @@ TEST_F(SliceStreamTest, FetchAndPushAreBitExactAndReleaseTheSlice) {
   SliceStreamClient client(channel_);
   auto fetched = std::make_shared<MlpParams<float>>();
   fetched->ShapeFor(Shape());
-  rpc::FetchSliceRequest request;
+  v1::FetchSliceRequest request;
   *request.mutable_tag() = Tag();
   {
     grpc::ClientContext c;
@@ -137,9 +137,9 @@ TEST_F(SliceStreamTest, FetchAndPushAreBitExactAndReleaseTheSlice) {
   }
   EXPECT_TRUE(IdenticalParams(*fetched, *served_));
 
-  rpc::TrainStats stats;
+  v1::TrainStats stats;
   stats.set_steps(17);
-  rpc::PushSliceResponse response;
+  v1::PushSliceResponse response;
   std::weak_ptr<MlpParams<float>> watch = fetched;
   {
     grpc::ClientContext c;
@@ -166,18 +166,18 @@ TEST_F(SliceStreamTest, FetchAndPushAreBitExactAndReleaseTheSlice) {
 }
 
 TEST_F(SliceStreamTest, InteroperatesWithTheGeneratedClasses) {
-  auto stub = rpc::SliceService::NewStub(channel_);
+  auto stub = v1::SliceService::NewStub(channel_);
   // Generated reader, hand-written server.
   MlpParams<float> fetched;
   fetched.ShapeFor(Shape());
   {
     grpc::ClientContext c;
     Deadline(&c);
-    rpc::FetchSliceRequest request;
+    v1::FetchSliceRequest request;
     *request.mutable_tag() = Tag();
     auto reader = stub->FetchSlice(&c, request);
     SliceDecoder decoder(&fetched);
-    rpc::SliceChunk chunk;
+    v1::SliceChunk chunk;
     int chunks = 0;
     while (reader->Read(&chunk)) {
       ASSERT_TRUE(decoder.Add(chunk).ok());
@@ -190,17 +190,17 @@ TEST_F(SliceStreamTest, InteroperatesWithTheGeneratedClasses) {
   EXPECT_TRUE(IdenticalParams(fetched, *served_));
   // Generated writer, hand-written parser on the server.
   const std::shared_ptr<const MlpParams<float>> other = RandomSlice(12);
-  rpc::PushSliceResponse response;
+  v1::PushSliceResponse response;
   {
     grpc::ClientContext c;
     Deadline(&c);
     auto writer = stub->PushSlice(&c, &response);
-    rpc::SliceHeader header;
+    v1::SliceHeader header;
     DescribeSlice(*other, Tag(), &header);
-    rpc::PushSliceChunk message;
+    v1::PushSliceChunk message;
     message.set_worker_id("generated");
     message.mutable_stats()->set_steps(5);
-    EncodeSlice(*other, header, 777, [&](const rpc::SliceChunk& chunk) {
+    EncodeSlice(*other, header, 777, [&](const v1::SliceChunk& chunk) {
       *message.mutable_chunk() = chunk;
       const bool ok = writer->Write(message);
       message.clear_worker_id();
@@ -225,7 +225,7 @@ TEST_F(SliceStreamTest, AWronglyShapedReceiverGetsTheDecodersErrorNotCancelled) 
   out.ShapeFor(wrong);
   grpc::ClientContext c;
   Deadline(&c);
-  rpc::FetchSliceRequest request;
+  v1::FetchSliceRequest request;
   *request.mutable_tag() = Tag();
   auto received = client.Fetch(&c, request, &out);
   ASSERT_FALSE(received.ok());
@@ -262,9 +262,9 @@ class GarbageService final : public grpc::Service {
   GarbageService() {
     AddMethod(new grpc::internal::RpcServiceMethod(
         kFetchSliceMethod, grpc::internal::RpcMethod::SERVER_STREAMING,
-        new grpc::internal::ServerStreamingHandler<GarbageService, rpc::FetchSliceRequest,
+        new grpc::internal::ServerStreamingHandler<GarbageService, v1::FetchSliceRequest,
                                                    Garbage>(
-            [](GarbageService*, grpc::ServerContext*, const rpc::FetchSliceRequest*,
+            [](GarbageService*, grpc::ServerContext*, const v1::FetchSliceRequest*,
                grpc::ServerWriter<Garbage>* writer) {
               writer->Write(Garbage{std::string("\x1a\x7f", 2)});  // 127 bytes promised, none sent
               return grpc::Status::OK;
@@ -287,7 +287,7 @@ TEST(SliceStreamGarbageTest, AMalformedChunkFromThePeerIsNamed) {
   out.ShapeFor(Shape());
   grpc::ClientContext c;
   c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
-  auto received = client.Fetch(&c, rpc::FetchSliceRequest(), &out);
+  auto received = client.Fetch(&c, v1::FetchSliceRequest(), &out);
   ASSERT_FALSE(received.ok());
   EXPECT_THAT(received.status().message(),
               HasSubstr("slice chunk: length 127 runs past the end of the message (0 bytes left)"));

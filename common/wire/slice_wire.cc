@@ -253,7 +253,7 @@ absl::Status DecodeChunk(const SliceChunkIn& chunk, SliceDecoder* decoder) {
 }
 
 std::vector<SliceChunkOut> PlanSliceChunks(const MlpParams<float>& params,
-                                           const rpc::SliceHeader* header,
+                                           const v1::SliceHeader* header,
                                            int64_t chunk_bytes,
                                            std::shared_ptr<const void> owner) {
   chunk_bytes = std::max<int64_t>(chunk_bytes, 4);
@@ -358,10 +358,10 @@ absl::Status ParsePushSliceChunk(absl::Span<const absl::string_view> wire,
 
 // EncodeSlice (slice_codec.h) emits the same chunks as PlanSliceChunks,
 // materialised as messages.
-bool EncodeSlice(const MlpParams<float>& params, const rpc::SliceHeader& header,
+bool EncodeSlice(const MlpParams<float>& params, const v1::SliceHeader& header,
                  int64_t chunk_bytes,
-                 const std::function<bool(const rpc::SliceChunk&)>& emit) {
-  rpc::SliceChunk message;
+                 const std::function<bool(const v1::SliceChunk&)>& emit) {
+  v1::SliceChunk message;
   for (const SliceChunkOut& chunk : PlanSliceChunks(params, &header, chunk_bytes, nullptr)) {
     message.Clear();
     if (chunk.header != nullptr) *message.mutable_header() = *chunk.header;

@@ -1,4 +1,4 @@
-// The protobuf wire encoding of rpc::SliceChunk and rpc::PushSliceChunk
+// The protobuf wire encoding of v1::SliceChunk and v1::PushSliceChunk
 // (proto/tensor.proto, proto/worker_service.proto), written and read by hand
 // so that a chunk's float32 payload goes between the Eigen storage and
 // gRPC's slices without passing through a std::string. The bytes are the
@@ -23,14 +23,14 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "common/model/mlp_model.h"
-#include "proto/tensor.pb.h"
-#include "proto/worker_service.pb.h"
+#include "proto/ist/v1/tensor.pb.h"
+#include "proto/ist/v1/worker_service.pb.h"
 
 namespace ist {
 
-// One rpc::SliceChunk to send; the payload is borrowed.
+// One v1::SliceChunk to send; the payload is borrowed.
 struct SliceChunkOut {
-  const rpc::SliceHeader* header = nullptr;  // set on the first chunk only
+  const v1::SliceHeader* header = nullptr;  // set on the first chunk only
   int64_t offset = 0;                        // byte offset of the payload
   std::vector<absl::string_view> payload;    // in order; may span tensors
   // Keeps the memory `payload` points into alive for as long as the
@@ -40,11 +40,11 @@ struct SliceChunkOut {
   int64_t payload_bytes() const;
 };
 
-// One rpc::PushSliceChunk to send: the first of a stream carries the
+// One v1::PushSliceChunk to send: the first of a stream carries the
 // worker's id and training statistics.
 struct PushSliceChunkOut {
   std::string worker_id;                 // empty after the first message
-  const rpc::TrainStats* stats = nullptr;  // first message only
+  const v1::TrainStats* stats = nullptr;  // first message only
   SliceChunkOut chunk;
 };
 
@@ -53,7 +53,7 @@ struct PushSliceChunkOut {
 // Always at least one chunk. `owner` must keep `params` alive; it is shared
 // by every chunk. The chunks equal EncodeSlice's.
 std::vector<SliceChunkOut> PlanSliceChunks(const MlpParams<float>& params,
-                                           const rpc::SliceHeader* header,
+                                           const v1::SliceHeader* header,
                                            int64_t chunk_bytes,
                                            std::shared_ptr<const void> owner);
 
@@ -62,10 +62,10 @@ std::vector<SliceChunkOut> PlanSliceChunks(const MlpParams<float>& params,
 std::string SliceChunkHead(const SliceChunkOut& chunk);
 std::string PushSliceChunkHead(const PushSliceChunkOut& message);
 
-// A received rpc::SliceChunk whose payload stays in the receive buffers.
+// A received v1::SliceChunk whose payload stays in the receive buffers.
 struct SliceChunkIn {
   bool has_header = false;
-  rpc::SliceHeader header;
+  v1::SliceHeader header;
   int64_t offset = 0;
   std::vector<absl::string_view> payload;  // views into `keep`'s buffers
   std::shared_ptr<void> keep;              // owns what `payload` points into
@@ -77,11 +77,11 @@ struct SliceChunkIn {
   int64_t payload_bytes() const;
 };
 
-// A received rpc::PushSliceChunk.
+// A received v1::PushSliceChunk.
 struct PushSliceChunkIn {
   std::string worker_id;
   bool has_stats = false;
-  rpc::TrainStats stats;
+  v1::TrainStats stats;
   SliceChunkIn chunk;
   absl::Status parse_status;  // as in SliceChunkIn
 

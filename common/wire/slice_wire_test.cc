@@ -22,13 +22,13 @@ MlpParams<float> RandomParams(std::vector<int> layers, uint64_t seed) {
   return p;
 }
 
-rpc::SliceHeader Header(const MlpParams<float>& p) {
-  rpc::SliceTag tag;
+v1::SliceHeader Header(const MlpParams<float>& p) {
+  v1::SliceTag tag;
   tag.set_job_id("job-7");
   tag.set_round(12);
   tag.set_subnet(1);
   tag.set_attempt(3);
-  rpc::SliceHeader h;
+  v1::SliceHeader h;
   DescribeSlice(p, tag, &h);
   return h;
 }
@@ -41,8 +41,8 @@ std::string Concat(const std::vector<absl::string_view>& pieces) {
 
 std::string Encoded(const SliceChunkOut& c) { return SliceChunkHead(c) + Concat(c.payload); }
 
-rpc::SliceChunk AsProto(const SliceChunkOut& c) {
-  rpc::SliceChunk m;
+v1::SliceChunk AsProto(const SliceChunkOut& c) {
+  v1::SliceChunk m;
   if (c.header != nullptr) *m.mutable_header() = *c.header;
   m.set_offset(c.offset);
   m.set_data(Concat(c.payload));
@@ -60,14 +60,14 @@ std::vector<absl::string_view> Pieces(const std::string& bytes, size_t size) {
 
 TEST(SliceWireTest, ChunksAreTheBytesProtobufWouldWrite) {
   const MlpParams<float> p = RandomParams({7, 6, 5, 3}, 1);
-  const rpc::SliceHeader header = Header(p);
+  const v1::SliceHeader header = Header(p);
   for (int64_t chunk_bytes : {4, 37, 100, 1 << 20}) {
     const std::vector<SliceChunkOut> chunks = PlanSliceChunks(p, &header, chunk_bytes, nullptr);
     ASSERT_FALSE(chunks.empty());
     for (const SliceChunkOut& c : chunks) {
       EXPECT_EQ(Encoded(c), AsProto(c).SerializeAsString()) << "chunk at " << c.offset;
     }
-    rpc::TrainStats stats;
+    v1::TrainStats stats;
     stats.set_steps(20);
     stats.set_mean_loss(0.25);
     for (size_t i = 0; i < chunks.size(); ++i) {
@@ -77,7 +77,7 @@ TEST(SliceWireTest, ChunksAreTheBytesProtobufWouldWrite) {
         m.stats = &stats;
       }
       m.chunk = chunks[i];
-      rpc::PushSliceChunk proto;
+      v1::PushSliceChunk proto;
       if (i == 0) {
         proto.set_worker_id("w-3");
         *proto.mutable_stats() = stats;
@@ -90,7 +90,7 @@ TEST(SliceWireTest, ChunksAreTheBytesProtobufWouldWrite) {
 
 TEST(SliceWireTest, ChunksCoverThePayloadInOrderWithinTheLimit) {
   const MlpParams<float> p = RandomParams({9, 8, 4}, 2);
-  const rpc::SliceHeader header = Header(p);
+  const v1::SliceHeader header = Header(p);
   const std::vector<SliceChunkOut> chunks = PlanSliceChunks(p, &header, 64, nullptr);
   std::string all;
   for (size_t i = 0; i < chunks.size(); ++i) {
@@ -114,8 +114,8 @@ TEST(SliceWireTest, ChunksCoverThePayloadInOrderWithinTheLimit) {
 
 TEST(SliceWireTest, ParsesProtobufBytesSplitAnywhereWithoutCopyingThePayload) {
   const MlpParams<float> p = RandomParams({5, 4, 3}, 3);
-  const rpc::SliceHeader header = Header(p);
-  rpc::PushSliceChunk proto;
+  const v1::SliceHeader header = Header(p);
+  v1::PushSliceChunk proto;
   proto.set_worker_id("worker-1");
   proto.mutable_stats()->set_steps(7);
   *proto.mutable_chunk()->mutable_header() = header;
@@ -135,7 +135,7 @@ TEST(SliceWireTest, ParsesProtobufBytesSplitAnywhereWithoutCopyingThePayload) {
     EXPECT_GE(in.chunk.payload.front().data(), bytes.data());
     EXPECT_LT(in.chunk.payload.back().data(), bytes.data() + bytes.size());
   }
-  rpc::SliceChunk later;
+  v1::SliceChunk later;
   later.set_offset(8);
   later.set_data("abcd");
   SliceChunkIn in;
@@ -146,16 +146,16 @@ TEST(SliceWireTest, ParsesProtobufBytesSplitAnywhereWithoutCopyingThePayload) {
 }
 
 TEST(SliceWireTest, FollowsProtobufForOrderUnknownAndRepeatedFields) {
-  rpc::SliceTag a, b;
+  v1::SliceTag a, b;
   a.set_job_id("j");
   b.set_round(4);
-  rpc::SliceHeader ha, hb;
+  v1::SliceHeader ha, hb;
   *ha.mutable_tag() = a;
   *hb.mutable_tag() = b;
   // data first, an unknown field of each wire type, data and header twice.
   std::string bytes;
-  auto put = [&](const rpc::SliceChunk& m) { bytes += m.SerializeAsString(); };
-  rpc::SliceChunk m;
+  auto put = [&](const v1::SliceChunk& m) { bytes += m.SerializeAsString(); };
+  v1::SliceChunk m;
   m.set_data("first");
   put(m);
   bytes += std::string("\x48\x96\x01", 3);                       // field 9, varint 150
@@ -171,7 +171,7 @@ TEST(SliceWireTest, FollowsProtobufForOrderUnknownAndRepeatedFields) {
   m.set_data("second");
   put(m);
 
-  rpc::SliceChunk reference;
+  v1::SliceChunk reference;
   ASSERT_TRUE(reference.ParseFromString(bytes));
   SliceChunkIn in;
   ASSERT_TRUE(ParseSliceChunk({bytes}, &in).ok());
@@ -184,7 +184,7 @@ TEST(SliceWireTest, FollowsProtobufForOrderUnknownAndRepeatedFields) {
 }
 
 TEST(SliceWireTest, MalformedBytesAreRejectedWithWhatAndWhere) {
-  rpc::SliceChunk m;
+  v1::SliceChunk m;
   m.set_offset(3);
   m.set_data(std::string(50, 'd'));
   const std::string good = m.SerializeAsString();
@@ -213,7 +213,7 @@ TEST(SliceWireTest, MalformedBytesAreRejectedWithWhatAndWhere) {
 
 TEST(SliceWireTest, PlannedChunksDecodeToIdenticalParameters) {
   const MlpParams<float> p = RandomParams({11, 9, 7, 2}, 4);
-  const rpc::SliceHeader header = Header(p);
+  const v1::SliceHeader header = Header(p);
   MlpConfig shape;
   shape.layer_sizes = {11, 9, 7, 2};
   MlpParams<float> out;

@@ -17,7 +17,7 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev llvm-14
   prometheus-cpp-dev libcpp-httplib-dev
   shellcheck curl
-  python3-grpcio python3-protobuf python3-grpc-tools
+  python3-grpcio python3-protobuf python3-grpc-tools grpc-proto
 )
 if [ "${1:-}" != "--build-only" ]; then
   PACKAGES+=(chromium)

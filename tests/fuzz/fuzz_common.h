@@ -24,7 +24,7 @@ inline MlpConfig SliceFuzzConfig(bool running_stats) {
 
 // slice_decoder_fuzzer input: one mode byte, then frames of a 4-byte
 // little-endian length followed by that many bytes of a serialized
-// rpc::SliceChunk (a length past the end takes the rest of the input).
+// v1::SliceChunk (a length past the end takes the rest of the input).
 inline void AppendFrame(std::string* out, const std::string& message) {
   const uint32_t n = static_cast<uint32_t>(message.size());
   for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((n >> (8 * i)) & 0xff));

@@ -14,8 +14,8 @@
 
 #include "common/wire/model_file.h"
 #include "common/wire/slice_codec.h"
-#include "proto/job.pb.h"
-#include "proto/tensor.pb.h"
+#include "proto/ist/v1/job.pb.h"
+#include "proto/ist/v1/tensor.pb.h"
 #include "tests/fuzz/fuzz_common.h"
 
 namespace ist {
@@ -112,15 +112,15 @@ void LibsvmCorpus() {
 }
 
 std::vector<std::string> Chunks(const MlpParams<float>& params, int64_t chunk_bytes) {
-  rpc::SliceTag tag;
+  v1::SliceTag tag;
   tag.set_job_id("job-1");
   tag.set_round(3);
   tag.set_subnet(1);
   tag.set_attempt(0);
-  rpc::SliceHeader header;
+  v1::SliceHeader header;
   DescribeSlice(params, tag, &header);
   std::vector<std::string> out;
-  EncodeSlice(params, header, chunk_bytes, [&](const rpc::SliceChunk& c) {
+  EncodeSlice(params, header, chunk_bytes, [&](const v1::SliceChunk& c) {
     out.push_back(c.SerializeAsString());
     return true;
   });
@@ -163,7 +163,7 @@ void SliceCorpus() {
 
 void ModelFileCorpus() {
   for (const char* bn : {"batch", "running"}) {
-    rpc::JobSpec spec;
+    v1::JobSpec spec;
     spec.set_name("fuzz seed");
     for (int n : {5, 4, 3, 2}) spec.add_layers(n);
     spec.set_bn_mode(bn);

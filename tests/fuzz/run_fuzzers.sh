@@ -63,7 +63,7 @@ rm -rf "$GEN" && mkdir -p "$GEN"
 # shellcheck disable=SC2054
 CXXFLAGS=(-std=c++17 -g -O1 -fno-omit-frame-pointer
           -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-          -DEIGEN_USE_BLAS -I. "-I$GEN" -I/usr/include/eigen3)
+          -DEIGEN_USE_BLAS -I. "-I$GEN" "-I$GEN/proto" -I/usr/include/eigen3)
 LIBS=(-lprotobuf
       -labsl_statusor -labsl_status -labsl_str_format_internal -labsl_strings
       -labsl_strings_internal -labsl_cord -labsl_cord_internal -labsl_cordz_info
@@ -76,7 +76,9 @@ LIBS=(-lprotobuf
 
 # Only the messages are needed (no gRPC stubs); job.proto imports tensor.proto,
 # worker_service.proto (for slice_wire.cc's PushSliceChunk) both.
-/usr/bin/protoc -I. "--cpp_out=$GEN" proto/tensor.proto proto/job.proto proto/worker_service.proto
+mkdir -p "$GEN/proto"
+/usr/bin/protoc -Iproto "--cpp_out=$GEN/proto" proto/ist/v1/tensor.proto proto/ist/v1/job.proto \
+  proto/ist/v1/worker_service.proto
 
 # model_file.cc reads a job's model from its spec (job_spec.cc), which
 # brings the data set registry and the ResNet job code with it.
@@ -85,7 +87,8 @@ LIB_SRCS=(common/data/idx_reader.cc common/data/csv_reader.cc common/data/libsvm
           common/model/job_spec.cc common/model/job_config.cc common/data/dataset_registry.cc
           common/data/image_dir_reader.cc common/ist/cnn_job.cc common/ist/cnn_subnet.cc
           common/model/cnn_model.cc common/ist/subnet.cc
-          "$GEN/proto/tensor.pb.cc" "$GEN/proto/job.pb.cc" "$GEN/proto/worker_service.pb.cc")
+          "$GEN/proto/ist/v1/tensor.pb.cc" "$GEN/proto/ist/v1/job.pb.cc"
+          "$GEN/proto/ist/v1/worker_service.pb.cc")
 
 # Object cache key: compiler, flags, library versions and every project
 # header the sources can include; plus each source's own contents.
@@ -94,7 +97,7 @@ HEADER_KEY=$(
     "$CXX" --version
     printf '%s\n' "${CXXFLAGS[@]}"
     dpkg-query -W libprotobuf-dev libabsl-dev libeigen3-dev libclang-rt-14-dev 2>/dev/null || true
-    cat common/*/*.h tests/fuzz/*.h "$GEN"/proto/*.pb.h
+    cat common/*/*.h tests/fuzz/*.h "$GEN"/proto/ist/v1/*.pb.h
   } | sha256sum | cut -c1-16)
 
 declare -A OBJ_OF

@@ -16,7 +16,7 @@
 #include "common/wire/slice_codec.h"
 #include "common/wire/slice_wire.h"
 #include "google/protobuf/stubs/logging.h"
-#include "proto/tensor.pb.h"
+#include "proto/ist/v1/tensor.pb.h"
 #include "tests/fuzz/fuzz_common.h"
 
 // Malformed messages are the point here: keep protobuf from logging each.
@@ -77,7 +77,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (nested_status.ok() != chunk.parse_status.ok()) abort();
     if (nested_status.ok() && !SameChunk(nested.chunk, chunk)) abort();
 
-    ist::rpc::SliceChunk proto;
+    ist::v1::SliceChunk proto;
     if (chunk.parse_status.ok() && proto.ParseFromString(bytes)) {
       if (proto.has_header() != chunk.has_header || proto.offset() != chunk.offset ||
           proto.data() != Concat(chunk.payload) ||

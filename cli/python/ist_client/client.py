@@ -1,4 +1,4 @@
-"""A Python client of the coordinator's job API (proto/job.proto).
+"""A Python client of the coordinator's job API (proto/ist/v1/job.proto).
 
     client = ist_client.connect("127.0.0.1:50051", token_file="token")
     job_id = client.submit({"layers": [784, 32, 10], "rounds": 2})
@@ -298,7 +298,7 @@ def _mix64(x):
 
 def model_fingerprint(model_file):
     """JobProgress.model_fingerprint of the model in an exported model file
-    (a path or its bytes), computed as proto/job.proto documents it."""
+    (a path or its bytes), computed as proto/ist/v1/job.proto documents it."""
     data = pathlib.Path(model_file).read_bytes() if not isinstance(
         model_file, (bytes, bytearray)) else bytes(model_file)
     if data[:8] != b"ISTMODL1":
