@@ -16,7 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/data/dataset_registry.h"
-#include "common/model/cnn_model.h"
+#include "common/model/resnet_spec.h"
 #include "common/model/mlp_model.h"
 #include "common/base/status_macros.h"
 #include "google/protobuf/io/tokenizer.h"
@@ -36,6 +36,35 @@ absl::Status Invalid(absl::string_view field, absl::string_view reason,
       absl::StrCat(field, ": ", reason, ", got ", got));
 }
 
+std::string LayersSummary(const v1::JobSpec& spec) { return absl::StrJoin(spec.layers(), "-"); }
+absl::Status ValidateLayers(const v1::JobSpec& spec);
+
+// The model kinds a spec may name, and each one's part of the spec. The
+// layered MLP needs no defaults, conversion or config check of its own.
+struct ModelKind {
+  const char* name;
+  void (*fill_defaults)(v1::JobSpec* spec);
+  absl::Status (*validate)(const v1::JobSpec& spec);
+  void (*apply)(const v1::JobSpec& spec, IstTrainingConfig* config);
+  absl::Status (*validate_config)(const IstTrainingConfig& config);
+  std::string (*summary)(const v1::JobSpec& spec);
+};
+
+constexpr ModelKind kModelKinds[] = {
+    {"", nullptr, ValidateLayers, nullptr, nullptr, LayersSummary},
+    {"mlp", nullptr, ValidateLayers, nullptr, nullptr, LayersSummary},
+    {"resnet", FillResNetDefaults, ValidateResNetSpec, ApplyResNetSpec, ValidateResNetConfig,
+     ResNetSummary},
+};
+
+// The kind `name` names, or nullptr.
+const ModelKind* FindModelKind(const std::string& name) {
+  for (const ModelKind& kind : kModelKinds) {
+    if (name == kind.name) return &kind;
+  }
+  return nullptr;
+}
+
 // Builds the training config without validating it.
 IstTrainingConfig ToConfig(const v1::JobSpec& spec) {
   IstTrainingConfig c;
@@ -53,42 +82,10 @@ IstTrainingConfig ToConfig(const v1::JobSpec& spec) {
   c.sgd.momentum = spec.momentum();
   c.sgd.weight_decay = spec.weight_decay();
   c.seed = spec.seed();
-  if (spec.model() == "resnet") {
-    const v1::ResNetSpec& r = spec.resnet();
-    CnnConfig cnn = MakeResNetConfig(
-        r.image_size() == 3 ? r.image(0) : 0, r.image_size() == 3 ? r.image(1) : 0,
-        r.image_size() == 3 ? r.image(2) : 0, r.classes(), r.stem_channels(),
-        std::vector<int>(r.stage_channels().begin(), r.stage_channels().end()),
-        r.blocks_per_stage(), !r.no_stem_pool());
-    cnn.bn_mode = c.model.bn_mode;
-    c.cnn = cnn;
-    c.model = CnnAsOpaqueMlp(cnn);
+  if (const ModelKind* kind = FindModelKind(spec.model()); kind != nullptr && kind->apply) {
+    kind->apply(spec, &c);
   }
   return c;
-}
-
-absl::Status ValidateResNet(const v1::JobSpec& spec) {
-  if (!spec.layers().empty()) {
-    return Invalid("layers", "must be empty for model 'resnet' (the shape is in resnet)",
-                   absl::StrCat("'", absl::StrJoin(spec.layers(), "-"), "'"));
-  }
-  const v1::ResNetSpec& r = spec.resnet();
-  if (r.image_size() != 3) {
-    return Invalid("resnet.image", "must be C, H, W", absl::StrCat(r.image_size(), " entries"));
-  }
-  if (r.stage_channels().empty() || r.stage_channels_size() > 16) {
-    return Invalid("resnet.stage_channels", "must have 1 to 16 entries",
-                   r.stage_channels_size());
-  }
-  for (int c : r.stage_channels()) {
-    if (c < 1 || c > 4096) return Invalid("resnet.stage_channels", "entries must be in [1, 4096]", c);
-  }
-  if (r.blocks_per_stage() < 1 || r.blocks_per_stage() > 64) {
-    return Invalid("resnet.blocks_per_stage", "must be in [1, 64]", r.blocks_per_stage());
-  }
-  const absl::Status s = ValidateCnnConfig(*ToConfig(spec).cnn);
-  if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("resnet.", s.message()));
-  return absl::OkStatus();
 }
 
 absl::Status ValidateLayers(const v1::JobSpec& spec) {
@@ -192,17 +189,8 @@ v1::JobSpec WithDefaults(const v1::JobSpec& spec) {
   if (out.eval_every() == 0) out.set_eval_every(5);
   if (out.bn_mode().empty()) out.set_bn_mode("batch");
   if (out.rounds() == 0 && out.epochs() == 0) out.set_epochs(1);
-  if (out.model() == "resnet") {
-    v1::ResNetSpec* r = out.mutable_resnet();
-    if (r->image().empty()) {
-      for (int d : {1, 28, 28}) r->add_image(d);
-    }
-    if (r->stem_channels() == 0) r->set_stem_channels(32);
-    if (r->stage_channels().empty()) {
-      for (int c : {32, 64}) r->add_stage_channels(c);
-    }
-    if (r->blocks_per_stage() == 0) r->set_blocks_per_stage(2);
-    if (r->classes() == 0) r->set_classes(10);
+  if (const ModelKind* kind = FindModelKind(out.model()); kind != nullptr && kind->fill_defaults) {
+    kind->fill_defaults(&out);
   }
   return out;
 }
@@ -227,10 +215,11 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
     return Invalid("bn_mode", "must be 'batch' or 'running'",
                    absl::StrCat("'", spec.bn_mode(), "'"));
   }
-  if (spec.model() != "" && spec.model() != "mlp" && spec.model() != "resnet") {
+  const ModelKind* kind = FindModelKind(spec.model());
+  if (kind == nullptr) {
     return Invalid("model", "must be 'mlp' or 'resnet'", absl::StrCat("'", spec.model(), "'"));
   }
-  RETURN_IF_ERROR(spec.model() == "resnet" ? ValidateResNet(spec) : ValidateLayers(spec));
+  RETURN_IF_ERROR(kind->validate(spec));
   RETURN_IF_ERROR(ValidateDatasetName(spec.dataset()));
   // Model shape, lr/momentum/weight_decay, workers (range and hidden
   // widths), local_steps and batch_size; its messages use the proto's names.
@@ -257,9 +246,7 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
     const absl::Status s = ValidateTrainingConfig(widest);
     if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("max_workers: ", s.message()));
   }
-  if (config.cnn.has_value() && config.mode == TrainingMode::kIst) {
-    RETURN_IF_ERROR(ValidateCnnSplit(*config.cnn, config.num_subnets));
-  }
+  if (kind->validate_config) RETURN_IF_ERROR(kind->validate_config(config));
   if (spec.rounds() < 0 || spec.rounds() > kMaxJobRounds) {
     return Invalid("rounds", absl::StrCat("must be in [0, ", kMaxJobRounds, "]"),
                    spec.rounds());
@@ -287,22 +274,17 @@ absl::StatusOr<IstTrainingConfig> TrainingConfigFromSpec(
 }
 
 MlpConfig ModelConfigFromSpec(const v1::JobSpec& spec) {
-  if (spec.model() == "resnet") {  // the ResNet's tensor list
+  const ModelKind* kind = FindModelKind(spec.model());
+  if (kind != nullptr && kind->apply != nullptr) {  // a shape of its own: only if valid
     absl::StatusOr<IstTrainingConfig> c = TrainingConfigFromSpec(spec);
     return c.ok() ? c->model : MlpConfig();
   }
-  MlpConfig config;
-  config.layer_sizes.assign(spec.layers().begin(), spec.layers().end());
-  config.bn_mode = spec.bn_mode() == "running" ? BatchNormMode::kRunningStatistics
-                                               : BatchNormMode::kBatchStatistics;
-  return config;
+  return ToConfig(spec).model;
 }
 
 std::string ModelSummary(const v1::JobSpec& spec) {
-  if (spec.model() != "resnet") return absl::StrJoin(spec.layers(), "-");
-  return absl::StrCat("resnet ", spec.resnet().stem_channels(), "/",
-                      absl::StrJoin(spec.resnet().stage_channels(), ","), "x",
-                      spec.resnet().blocks_per_stage());
+  const ModelKind* kind = FindModelKind(spec.model());
+  return kind != nullptr ? kind->summary(spec) : spec.model();
 }
 
 int64_t TotalRounds(const v1::JobSpec& spec, int64_t train_samples) {
