@@ -84,7 +84,7 @@ mkdir -p "$GEN/proto"
 # brings the data set registry and the ResNet job code with it.
 LIB_SRCS=(common/data/idx_reader.cc common/data/csv_reader.cc common/data/libsvm_reader.cc
           common/model/mlp_model.cc common/wire/slice_codec.cc common/wire/slice_wire.cc common/wire/model_file.cc
-          common/model/job_spec.cc common/model/job_config.cc common/data/dataset_registry.cc
+          common/model/job_spec.cc common/model/resnet_spec.cc common/model/job_config.cc common/data/dataset_registry.cc
           common/data/image_dir_reader.cc common/ist/cnn_job.cc common/ist/cnn_subnet.cc
           common/model/cnn_model.cc common/ist/subnet.cc
           "$GEN/proto/ist/v1/tensor.pb.cc" "$GEN/proto/ist/v1/job.pb.cc"
