@@ -1,5 +1,5 @@
 // istctl: the command-line client of the coordinator's job API
-// (proto/job.proto). This library holds everything but main(): the command
+// (proto/ist/v1/job.proto). This library holds everything but main(): the command
 // line parser, job spec assembly from --spec and flags, the text and JSON
 // output, and the commands themselves, which run against any
 // v1::JobService::StubInterface (a real channel, or an in-process server in

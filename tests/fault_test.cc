@@ -323,7 +323,7 @@ TEST(FaultTest, BadPushesAreRejectedAndTheModelIsUntouched) {
   auto channel = grpc::CreateChannel((*cluster)->address(), grpc::InsecureChannelCredentials());
   auto stub = v1::WorkerService::NewStub(channel);
   // This fake worker moves slices with the classes generated from
-  // proto/worker_service.proto, not the daemons' hand-written codec
+  // proto/ist/v1/worker_service.proto, not the daemons' hand-written codec
   // (common/wire/slice_stream.h): the two must agree on the bytes.
   auto slices = v1::SliceService::NewStub(channel);
   auto deadline = [](grpc::ClientContext* c) {

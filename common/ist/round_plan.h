@@ -42,7 +42,7 @@ struct RoundShape {
   int min_units = 1;           // IST with shares: the least units per block
 };
 
-// The shape as it travels (v1::RoundShape in proto/job.proto) and back.
+// The shape as it travels (v1::RoundShape in proto/ist/v1/job.proto) and back.
 RoundShape RoundShapeFromProto(const v1::RoundShape& proto);
 void RoundShapeToProto(const RoundShape& shape, v1::RoundShape* proto);
 

@@ -1,4 +1,4 @@
-// The job spec a user submits (v1::JobSpec from proto/job.proto): defaults,
+// The job spec a user submits (v1::JobSpec from proto/ist/v1/job.proto): defaults,
 // validation, conversion to the training config, the round count, and the
 // text-proto file form that `istctl submit --spec=FILE` reads. Shared by the
 // coordinator (which must not trust what it receives) and istctl (which

@@ -1,5 +1,5 @@
 // Moves MlpParams<float> over a stream of v1::SliceChunk messages
-// (proto/tensor.proto) without materialising a second copy of the payload:
+// (proto/ist/v1/tensor.proto) without materialising a second copy of the payload:
 // the encoder reads straight from the Eigen storage, the decoder writes
 // straight into it.
 //

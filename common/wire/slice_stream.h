@@ -1,4 +1,4 @@
-// SliceService (proto/worker_service.proto) without the generated message
+// SliceService (proto/ist/v1/worker_service.proto) without the generated message
 // classes: the payload of every chunk goes from the sender's Eigen storage
 // into gRPC's send buffers by reference, and from gRPC's receive buffers
 // into the receiver's Eigen storage with one memcpy (SliceDecoder). The

@@ -1,6 +1,6 @@
 // SliceService over 127.0.0.1 in one process: the hand-written codec
 // (slice_stream.h) against itself and against the classes protoc generates
-// from proto/worker_service.proto, both ways.
+// from proto/ist/v1/worker_service.proto, both ways.
 #include "common/wire/slice_stream.h"
 
 #include <chrono>

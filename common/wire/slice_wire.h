@@ -1,5 +1,5 @@
 // The protobuf wire encoding of v1::SliceChunk and v1::PushSliceChunk
-// (proto/tensor.proto, proto/worker_service.proto), written and read by hand
+// (proto/ist/v1/tensor.proto, proto/ist/v1/worker_service.proto), written and read by hand
 // so that a chunk's float32 payload goes between the Eigen storage and
 // gRPC's slices without passing through a std::string. The bytes are the
 // ones protobuf itself would produce (slice_wire_test.cc checks that), so a
