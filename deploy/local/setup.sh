@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs every Debian package the project needs. Idempotent: when all of
 # them are present it prints one line and does nothing else.
-# --build-only: only what building needs, not the browser the dashboard's
-# test drives (the container image's build stage uses this).
+# --build-only: only what building needs, not what only tests use: the
+# browser the dashboard's test drives and the reference BLAS the numerics
+# pin test runs on (the container image's build stage uses this).
 set -euo pipefail
 
 PACKAGES=(
@@ -20,7 +21,7 @@ PACKAGES=(
   python3-grpcio python3-protobuf python3-grpc-tools grpc-proto
 )
 if [ "${1:-}" != "--build-only" ]; then
-  PACKAGES+=(chromium)
+  PACKAGES+=(chromium libblas3)
 fi
 
 missing=()
