@@ -69,26 +69,34 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOp
   server->set_read_timeout(kTimeoutSeconds);
   server->set_write_timeout(kTimeoutSeconds);
   server->set_keep_alive_timeout(kTimeoutSeconds);
-  server->set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (req.method == "GET" || req.method == "HEAD") {
+  const bool allow_post = options.allow_post;
+  server->set_pre_routing_handler([allow_post](const httplib::Request& req,
+                                               httplib::Response& res) {
+    if (req.method == "GET" || req.method == "HEAD" || (allow_post && req.method == "POST")) {
       return httplib::Server::HandlerResponse::Unhandled;
     }
     res.status = 405;
-    res.set_header("Allow", "GET, HEAD");
-    res.set_content("only GET and HEAD are served\n", "text/plain; charset=utf-8");
+    res.set_header("Allow", allow_post ? "GET, HEAD, POST" : "GET, HEAD");
+    res.set_content(allow_post ? "only GET, HEAD and POST are served\n"
+                               : "only GET and HEAD are served\n",
+                    "text/plain; charset=utf-8");
     return httplib::Server::HandlerResponse::Handled;
   });
-  server->Get(".*", [handler = std::move(handler)](const httplib::Request& req,
-                                                   httplib::Response& res) {
+  auto serve = [handler = std::move(handler)](const httplib::Request& req,
+                                              httplib::Response& res) {
     HttpRequest request;
+    request.method = req.method;
     request.path = req.path;
     request.params.insert(req.params.begin(), req.params.end());
     request.authorization = req.get_header_value("Authorization");
+    request.action = req.get_header_value("X-Ist-Action");
     HttpResponse response = handler(request);
     res.status = response.status;
     for (const auto& [name, value] : response.headers) res.set_header(name, value);
     res.set_content(std::move(response.body), response.content_type.c_str());
-  });
+  };
+  server->Get(".*", serve);
+  if (allow_post) server->Post(".*", serve);
 
   int bound = port;
   if (port == 0) {

@@ -1,12 +1,13 @@
-// A small HTTP(S) server for the daemons' read-only pages: Prometheus
-// scrapes (metrics_server.h) and the coordinator's dashboard. It runs
-// cpp-httplib (Debian's libcpp-httplib) and hands every GET to one handler
-// function that sees only plain structs, so what a page answers can be
-// tested without a network.
+// A small HTTP(S) server for the daemons' pages: Prometheus scrapes
+// (metrics_server.h) and the coordinator's dashboard. It runs cpp-httplib
+// (Debian's libcpp-httplib) and hands every request to one handler function
+// that sees only plain structs, so what a page answers can be tested
+// without a network.
 //
-// Limits: requests other than GET and HEAD are answered 405; request bodies
-// are capped at 64 KiB; each connection has 5 s read and write timeouts; at
-// most `threads` requests are handled at once.
+// Limits: GET and HEAD are served, POST only with `allow_post` (else, and
+// for any other method, 405); request bodies are capped at 64 KiB; each
+// connection has 5 s read and write timeouts; at most `threads` requests are
+// handled at once.
 //
 // Thread-safe: the handler is called from the server's threads, several at
 // once; it must be thread-safe itself.
@@ -28,9 +29,14 @@ class Server;
 namespace ist {
 
 struct HttpRequest {
+  std::string method = "GET";                 // "GET", "HEAD" or "POST"
   std::string path;                           // without the query, e.g. "/api/jobs"
   std::multimap<std::string, std::string> params;  // decoded query parameters
   std::string authorization;                  // the Authorization header, or ""
+  // The X-Ist-Action header, or "". A browser sends a custom header to
+  // another origin only after a CORS preflight this server never grants,
+  // so a handler that requires it on POST is safe from cross-site forms.
+  std::string action;
 };
 
 struct HttpResponse {
@@ -53,6 +59,8 @@ struct HttpServerOptions {
   std::string tls_key;
   std::string tls_ca;
   int threads = 2;
+  // Hand POST requests to the handler too (their body is not read).
+  bool allow_post = false;
 };
 
 class HttpServer {

@@ -53,6 +53,29 @@ TEST(HttpServerTest, RefusesOtherMethods) {
   EXPECT_EQ(result->status, 405);
 }
 
+TEST(HttpServerTest, HandsPostsToTheHandlerOnlyWhenAllowed) {
+  HttpServerOptions options = Loopback();
+  options.allow_post = true;
+  auto server = HttpServer::Start(options, [](const HttpRequest& request) {
+    HttpResponse response;
+    response.body = request.method + "|" + request.path + "|" + request.action;
+    return response;
+  });
+  ASSERT_TRUE(server.ok()) << server.status();
+  httplib::Client client("127.0.0.1", (*server)->port());
+  auto post = client.Post("/api/x", {{"X-Ist-Action", "cancel"}}, "", "text/plain");
+  ASSERT_TRUE(post) << httplib::to_string(post.error());
+  EXPECT_EQ(post->status, 200);
+  EXPECT_EQ(post->body, "POST|/api/x|cancel");
+  auto get = client.Get("/api/y");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->body, "GET|/api/y|");
+  auto put = client.Put("/api/x", "body", "text/plain");
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 405);
+  EXPECT_EQ(put->get_header_value("Allow"), "GET, HEAD, POST");
+}
+
 TEST(HttpServerTest, MalformedAddressesAreNamed) {
   for (const std::string address : {"nohost", "127.0.0.1:99999", "example.org:80", "1.2.3:x"}) {
     HttpServerOptions options;
