@@ -80,8 +80,10 @@ echo "jobs: peak ${peak_at_10} MB after job 10, ${peak_at_50} MB after job 50"
   || fail "peak grew $(( peak_at_50 - peak_at_10 )) MB from job 10 to job 50 (at most $BUDGET_MB)"
 
 # ---- 2. concurrent refused submissions
-# No worker: the jobs admitted stay queued or running.
-start_coordinator refused --max_jobs=2 --max_job_memory_mb=38
+# No worker: the jobs admitted stay queued or running. A submission holds a
+# place of --max_jobs while it is admitted, so there are places enough for
+# the 16 refused for memory.
+start_coordinator refused --max_jobs=20 --max_job_memory_mb=38
 hold() {
   ctl submit --layers=784-16-10 --workers=1 --rounds=1000 >out.txt 2>&1 \
     || fail "a job holding a place of --max_jobs: $(cat out.txt)"
@@ -104,7 +106,7 @@ refuse16() {  # refuse16 TAG LAYERS WANT: 16 at once, each refused with WANT
 # 784-1024-10 needs 9 MiB alone, 39 MiB with its 30 MiB test split.
 refuse16 memory 784-1024-10 "more than the 38 MiB allowed"
 after_memory=$(peak_mb)
-hold  # the second place: --max_jobs is full
+for _ in $(seq 19); do hold; done  # --max_jobs is full
 refuse16 max_jobs 784-16-10 "queued or running jobs"
 after=$(peak_mb)
 stop_all
