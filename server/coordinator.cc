@@ -293,6 +293,11 @@ absl::StatusOr<std::string> Coordinator::ExportModel(const std::string& job_id) 
   absl::StatusOr<ModelAtRound> model;
   {
     absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Job* job, jobs_.Get(job_id));
+    if (job->rounds.has_model()) {  // encoded in place, without a copy
+      return EncodeModelFile(job->id(), job->spec(), job->rounds.rounds_done(),
+                             job->rounds.model());
+    }
     model = CurrentModelLocked(job_id);
   }
   if (!model.ok()) return model.status();
