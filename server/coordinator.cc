@@ -6,7 +6,6 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/log_tags.h"
 #include "common/base/status_macros.h"
-#include "common/data/dataset_registry.h"
 #include "common/model/job_spec.h"
 #include "common/wire/model_file.h"
 #include "common/wire/slice_codec.h"
@@ -21,6 +20,7 @@ JobQueueOptions QueueOptions(const CoordinatorOptions& options) {
   JobQueueOptions queue;
   queue.max_jobs = options.max_jobs;
   queue.progress_history = Coordinator::kProgressHistory;
+  queue.max_retained_jobs = std::max(options.max_retained_jobs, 1);
   queue.rounds.task_timeout = options.task_timeout;
   queue.rounds.max_attempts = options.max_attempts;
   return queue;
@@ -50,6 +50,8 @@ WorkerRegistryOptions RegistryOptions(const CoordinatorOptions& options) {
 
 Coordinator::Coordinator(CoordinatorOptions options)
     : options_(std::move(options)),
+      datasets_(options_.dataset_cache != nullptr ? options_.dataset_cache
+                                                  : std::make_shared<DatasetCache>()),
       jobs_(QueueOptions(options_)),
       workers_(RegistryOptions(options_)) {
   loop_ = std::thread([this] { RoundLoop(); });
@@ -70,7 +72,7 @@ void Coordinator::Shutdown() {
     LOG(INFO) << JobTag(job->id(), job->rounds.rounds_done())
               << " shutting down: round abandoned, checkpointing the merged model";
     job->rounds.AbandonRound();
-    CheckpointLocked(job);
+    CheckpointLocked(job).IgnoreError();  // logged
   }
   shut_down_ = true;
 }
@@ -96,7 +98,9 @@ absl::Status Coordinator::Recover() {
                                    family.status().message())
                     : absl::StrCat("cannot recover: ", file.status().message());
       LOG(ERROR) << "job=" << id << " " << error;
-      BumpLocked(jobs_.RestoreFailed(id, error));
+      Job* job = jobs_.RestoreFailed(id, error);
+      jobs_.Retain(job);
+      BumpLocked(job);
       ++failed;
       continue;
     }
@@ -108,6 +112,7 @@ absl::Status Coordinator::Recover() {
     job->started = file->header.started_unix();
     job->finished = file->header.finished_unix();
     const v1::JobState state = job->progress.state();
+    const bool unfinished = state == v1::QUEUED || state == v1::RUNNING;
     if (state != v1::QUEUED) {
       std::vector<RoundShape> shapes;
       for (const v1::RoundShape& shape : file->header.round_shapes()) {
@@ -115,16 +120,21 @@ absl::Status Coordinator::Recover() {
       }
       job->rounds.ResumeFrom(std::move(file->params), file->round, std::move(shapes));
       job->progress.set_round(file->round);
+      if (!unfinished) {  // its model is the checkpoint's: served from there
+        job->rounds.DropModel();
+        job->model_on_disk = true;
+      }
     }
     ++recovered;
-    if (state == v1::QUEUED || state == v1::RUNNING) {
-      absl::StatusOr<DenseDataset> test =
-          LoadDataset(job->spec().dataset(), options_.data_dir, false);
+    if (!unfinished) jobs_.Retain(job);
+    if (unfinished) {
+      absl::StatusOr<std::shared_ptr<const DenseDataset>> test =
+          datasets_->Acquire(job->spec().dataset(), options_.data_dir, false);
       if (!test.ok()) {
         EndJobLocked(job, v1::FAILED, absl::StrCat("cannot resume: ", test.status().message()));
         continue;
       }
-      job->test = std::make_shared<const DenseDataset>(std::move(*test));
+      job->test = std::move(*test);
       job->progress.set_state(v1::QUEUED);
       jobs_.Requeue(job);
       LOG(INFO) << JobTag(id, job->rounds.rounds_done()) << " resuming (of "
@@ -135,12 +145,16 @@ absl::Status Coordinator::Recover() {
   LOG(INFO) << "recovered " << recovered << " jobs from " << options_.checkpoint_dir
             << (failed > 0 ? absl::StrCat("; ", failed, " could not be and are listed FAILED")
                            : "");
+  for (const std::string& evicted : jobs_.EvictFinished()) {
+    VLOG(1) << "job=" << evicted << " not kept: finished jobs kept are the newest "
+            << options_.max_retained_jobs;
+  }
   cv_.SignalAll();
   return absl::OkStatus();
 }
 
-void Coordinator::CheckpointLocked(Job* job) {
-  if (options_.checkpoint_dir.empty()) return;
+absl::Status Coordinator::CheckpointLocked(Job* job) {
+  if (options_.checkpoint_dir.empty() || job->model_on_disk) return absl::OkStatus();
   v1::ModelFileHeader header;
   header.set_job_id(job->id());
   *header.mutable_spec() = job->spec();
@@ -158,28 +172,40 @@ void Coordinator::CheckpointLocked(Job* job) {
   const MlpParams<float>* model = job->rounds.has_model() ? &job->rounds.model() : nullptr;
   const std::shared_ptr<const ModelFamily> family = job->rounds.family();
   const std::string id = job->id();
+  ++job->pins;
   mu_.Unlock();
   const std::string bytes =
       EncodeModelFile(std::move(header), model != nullptr ? *model : family->InitialModel());
   const absl::Status s = WriteCheckpoint(options_.checkpoint_dir, id, bytes);
   mu_.Lock();
+  --job->pins;
   if (!s.ok()) {
     LOG(ERROR) << JobTag(id, job->rounds.rounds_done()) << " checkpoint failed: " << s;
   } else {
     VLOG(1) << JobTag(id, job->rounds.rounds_done()) << " checkpointed";
   }
+  return s;
 }
 
 // ---------------------------------------------------------------- jobs
 
 absl::StatusOr<std::string> Coordinator::SubmitJob(const v1::JobSpec& request) {
-  ASSIGN_OR_RETURN(AdmittedJob admitted,
-                   AdmitJob(request, options_.data_dir, options_.max_job_memory_bytes));
+  // Everything that can refuse the job without its data comes first.
+  ASSIGN_OR_RETURN(const v1::JobSpec spec,
+                   CheckJobSpec(request, options_.max_job_memory_bytes));
+  {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(jobs_.Reserve());
+  }
+  absl::StatusOr<AdmittedJob> admitted =
+      AdmitJob(spec, options_.data_dir, options_.max_job_memory_bytes, datasets_.get());
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(Job* job, jobs_.Enqueue(std::move(admitted)));
+  jobs_.Unreserve();
+  if (!admitted.ok()) return admitted.status();
+  ASSIGN_OR_RETURN(Job* job, jobs_.Enqueue(std::move(*admitted)));
   cv_.SignalAll();
   const std::string id = job->id();
-  CheckpointLocked(job);
+  CheckpointLocked(job).IgnoreError();  // logged; the job runs without it
   return id;
 }
 
@@ -205,9 +231,11 @@ absl::StatusOr<v1::JobState> Coordinator::CancelJob(const std::string& job_id) {
     cv_.SignalAll();
     // The round loop ends it; wait briefly so the caller sees the result.
     const absl::Time deadline = absl::Now() + absl::Seconds(5);
+    ++job->pins;
     while (job->progress.state() == v1::RUNNING) {
       if (cv_.WaitWithDeadline(&mu_, deadline)) break;
     }
+    --job->pins;
   }
   return job->progress.state();
 }
@@ -217,54 +245,92 @@ absl::StatusOr<std::vector<v1::JobProgress>> Coordinator::WaitForProgress(
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(Job* job, jobs_.Get(job_id));
   const absl::Time deadline = absl::Now() + timeout;
+  ++job->pins;
   while (job->published() <= *seen && !stopping_) {
     if (cv_.WaitWithDeadline(&mu_, deadline)) break;
   }
+  --job->pins;
   return job->ProgressAfter(seen);
 }
 
-absl::StatusOr<std::string> Coordinator::ExportModel(const std::string& job_id) {
-  absl::MutexLock lock(&mu_);
+absl::StatusOr<Coordinator::ModelAtRound> Coordinator::CurrentModelLocked(
+    const std::string& job_id) {
   ASSIGN_OR_RETURN(Job* job, jobs_.Get(job_id));
-  if (!job->rounds.has_model()) {
+  ModelAtRound out;
+  out.job_id = job->id();
+  out.spec = job->spec();
+  out.family = job->rounds.family();
+  out.round = job->rounds.rounds_done();
+  if (job->rounds.has_model()) {
+    out.params = job->rounds.model();
+    return out;
+  }
+  if (!job->model_on_disk) {
     return absl::FailedPreconditionError(
         absl::StrCat(job_id, " has not started: there is no model yet"));
   }
-  return EncodeModelFile(job->id(), job->spec(), job->rounds.rounds_done(), job->rounds.model());
+  // A finished job's checkpoint is final: nothing writes it any more.
+  mu_.Unlock();
+  std::string warning;
+  absl::StatusOr<ModelFile> file = ReadCheckpoint(options_.checkpoint_dir, out.job_id, &warning);
+  mu_.Lock();
+  const std::string path = CheckpointPath(options_.checkpoint_dir, out.job_id);
+  if (!file.ok()) {
+    return absl::Status(file.status().code(),
+                        absl::StrCat(out.job_id, " has finished and its model is kept in ", path,
+                                     ", which cannot be read: ", file.status().message()));
+  }
+  if (file->job_id != out.job_id || file->round != out.round) {
+    return absl::DataLossError(absl::StrCat(
+        out.job_id, " finished at round ", out.round, " but its checkpoint ", path, " holds ",
+        file->job_id, " at round ", file->round, (warning.empty() ? "" : ": "), warning));
+  }
+  out.params = std::move(file->params);
+  return out;
+}
+
+absl::StatusOr<std::string> Coordinator::ExportModel(const std::string& job_id) {
+  absl::StatusOr<ModelAtRound> model;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Job* job, jobs_.Get(job_id));
+    if (job->rounds.has_model()) {  // encoded in place, without a copy
+      return EncodeModelFile(job->id(), job->spec(), job->rounds.rounds_done(),
+                             job->rounds.model());
+    }
+    model = CurrentModelLocked(job_id);
+  }
+  if (!model.ok()) return model.status();
+  return EncodeModelFile(model->job_id, model->spec, model->round, model->params);
 }
 
 absl::StatusOr<v1::EvaluateResponse> Coordinator::Evaluate(
     const v1::EvaluateRequest& request) {
-  std::shared_ptr<const ModelFamily> family;
-  MlpParams<float> model;
-  std::shared_ptr<const DenseDataset> data;
-  std::string dataset;
-  int64_t round = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    ASSIGN_OR_RETURN(Job* job, jobs_.Get(request.job_id()));
-    if (!job->rounds.has_model()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(job->id(), " has not started: there is no model yet"));
-    }
-    family = job->rounds.family();
-    model = job->rounds.model();
-    round = job->rounds.rounds_done();
-    dataset = request.dataset().empty() ? job->spec().dataset() : request.dataset();
-    if (dataset == job->spec().dataset() && request.split() != "train") data = job->test;
-  }
   if (request.split() != "" && request.split() != "test" && request.split() != "train") {
     return absl::InvalidArgumentError(
         absl::StrCat("split: must be 'test' or 'train', got '", request.split(), "'"));
   }
+  absl::StatusOr<ModelAtRound> model;
+  std::shared_ptr<const DenseDataset> data;
+  std::string dataset;
+  {
+    absl::MutexLock lock(&mu_);
+    model = CurrentModelLocked(request.job_id());
+    if (!model.ok()) return model.status();
+    dataset = request.dataset().empty() ? model->spec.dataset() : request.dataset();
+    Job* job = jobs_.Find(request.job_id());
+    if (job != nullptr && dataset == job->spec().dataset() && request.split() != "train") {
+      data = job->test;  // null once the job has ended
+    }
+  }
   if (data == nullptr) {
-    ASSIGN_OR_RETURN(DenseDataset loaded,
-                     LoadDataset(dataset, options_.data_dir, request.split() == "train"));
-    data = std::make_shared<const DenseDataset>(std::move(loaded));
+    ASSIGN_OR_RETURN(data,
+                     datasets_->Acquire(dataset, options_.data_dir, request.split() == "train"));
   }
   ASSIGN_OR_RETURN(v1::EvaluateResponse response,
-                   RoundDriver::EvaluateModel(*family, model, *data, options_.eval_batch));
-  response.set_round(round);
+                   RoundDriver::EvaluateModel(*model->family, model->params, *data,
+                                              options_.eval_batch));
+  response.set_round(model->round);
   return response;
 }
 
@@ -278,7 +344,13 @@ void Coordinator::BumpLocked(Job* job) {
 void Coordinator::EndJobLocked(Job* job, v1::JobState state, const std::string& error) {
   jobs_.End(job, state, error, UnixNow());
   BumpLocked(job);
-  CheckpointLocked(job);
+  // Once the final checkpoint is written the model is served from it; if
+  // writing failed the model stays in memory.
+  if (CheckpointLocked(job).ok() && !options_.checkpoint_dir.empty() &&
+      job->rounds.has_model()) {
+    job->rounds.DropModel();
+    job->model_on_disk = true;
+  }
 }
 
 void Coordinator::StartJobLocked(Job* job) {
@@ -350,7 +422,9 @@ void Coordinator::FinishRoundLocked(Job* job) {
   } else if (last) {
     EndJobLocked(job, v1::SUCCEEDED, "");
   } else {
-    if (rounds.rounds_done() % options_.checkpoint_every == 0) CheckpointLocked(job);
+    if (rounds.rounds_done() % options_.checkpoint_every == 0) {
+      CheckpointLocked(job).IgnoreError();  // logged; the next one may succeed
+    }
     if (job->cancel_requested) {  // arrived while checkpointing
       EndJobLocked(job, v1::CANCELLED, "");
       return;
@@ -365,6 +439,11 @@ void Coordinator::FinishRoundLocked(Job* job) {
 void Coordinator::RoundLoop() {
   absl::MutexLock lock(&mu_);
   while (!stopping_) {
+    // Here no Job* of this thread is held; others' are pinned.
+    for (const std::string& evicted : jobs_.EvictFinished()) {
+      LOG(INFO) << "job=" << evicted << " forgotten: finished jobs kept are the newest "
+                << options_.max_retained_jobs << " (--max_retained_jobs)";
+    }
     Job* job = jobs_.running();
     if (job == nullptr) {
       if (!jobs_.has_queued()) {

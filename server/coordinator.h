@@ -10,6 +10,14 @@
 // lines; server/round_telemetry.h). It adds the waiting (long-polls, the
 // round loop's thread) and the checkpoints.
 //
+// Memory: a submission is refused (max_jobs, the memory budget, a bad spec)
+// before any of its data is loaded; test splits are loaded once and shared
+// by the jobs that use them (common/data/dataset_cache.h); a queued job
+// holds no model; with a checkpoint_dir, a finished job's model lives only
+// in its checkpoint file, from which ExportModel and Evaluate read it
+// (without one it stays in memory); at most max_retained_jobs finished jobs
+// are kept, the oldest finished beyond that forgotten (NotFound).
+//
 // Scheduling rule: jobs run one at a time in submission order (FIFO); every
 // registered worker serves the running job. A round's S subnets go to
 // whichever workers ask first; subnet s always trains on data shard s, so
@@ -29,6 +37,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/data/dataset_cache.h"
 #include "common/model/mlp_model.h"
 #include "proto/ist/v1/job.pb.h"
 #include "proto/ist/v1/worker_service.pb.h"
@@ -65,9 +74,18 @@ struct CoordinatorOptions {
   // Unfinished (queued + running) jobs accepted at once; submit fails beyond.
   int max_jobs = 100;
   // Coordinator memory one job may need (its model, the slices out and
-  // back: about 3x the model's fp32 size, plus its test set); a bigger job
-  // is refused at submit.
+  // back: about 3x the model's fp32 size, plus its test set, sized from the
+  // data set's file headers); a bigger job is refused at submit, before any
+  // of its data is loaded.
   int64_t max_job_memory_bytes = int64_t{8} << 30;
+  // Finished jobs kept in memory (listed, served: status, progress, export
+  // and evaluation); the oldest finished beyond are forgotten, and asking
+  // for one is NotFound saying so. At least 1. Without a checkpoint_dir
+  // each keeps its model in memory.
+  int max_retained_jobs = 100;
+  // Where data set splits are loaded and shared; null: the coordinator
+  // makes its own. Tests give one with a loader that counts.
+  std::shared_ptr<DatasetCache> dataset_cache;
 };
 
 // FetchSlice streams an OutgoingSlice (server/round_driver.h).
@@ -79,7 +97,8 @@ class Coordinator {
 
   // Loads every job checkpointed in options.checkpoint_dir: unfinished jobs
   // are queued again (in job order) and resume from their last checkpoint;
-  // finished ones keep their state and model. A corrupt checkpoint is moved
+  // finished ones keep their state (their model stays on disk), the newest
+  // max_retained_jobs of them. A corrupt checkpoint is moved
   // aside, reported, and the previous one used; a job with no readable
   // checkpoint (or a spec no longer valid) is listed FAILED with an error
   // naming its files, which are kept. New jobs are numbered after every
@@ -96,10 +115,13 @@ class Coordinator {
 
   // ---- Job API ----
 
-  // Validates `spec` (defaults filled in), loads its data set's test split,
-  // queues the job and returns its id. InvalidArgument / NotFound naming the
-  // field or file when the spec is bad, ResourceExhausted when it would
-  // pass max_jobs or max_job_memory_bytes; nothing is queued then.
+  // Validates `spec` (defaults filled in), checks it against max_jobs and
+  // max_job_memory_bytes (the data set's sizes from its file headers), then
+  // takes its data set's test split (shared, server/job_queue.h), queues the
+  // job and returns its id. InvalidArgument / NotFound naming the field or
+  // file when the spec is bad, ResourceExhausted when it would pass max_jobs
+  // or max_job_memory_bytes; nothing is queued then, and no data loaded
+  // for a refusal that the spec and headers suffice for.
   absl::StatusOr<std::string> SubmitJob(const v1::JobSpec& spec);
   absl::StatusOr<v1::JobStatus> GetJob(const std::string& job_id);
   std::vector<v1::JobStatus> ListJobs();
@@ -114,8 +136,13 @@ class Coordinator {
                                                                 int64_t* seen,
                                                                 absl::Duration timeout);
   static constexpr int kProgressHistory = 10000;
-  // The job's current model as a model file (common/wire/model_file.h).
+  // The job's current model as a model file (common/wire/model_file.h); a
+  // finished job's is read from its checkpoint file (DataLoss or NotFound
+  // naming the file if it no longer holds the job's last round).
+  // FailedPrecondition if the job has not started.
   absl::StatusOr<std::string> ExportModel(const std::string& job_id);
+  // Evaluates the job's current model (read as ExportModel's) on a split
+  // of a data set (the job's own and its test split by default).
   absl::StatusOr<v1::EvaluateResponse> Evaluate(const v1::EvaluateRequest& request);
 
   // ---- Worker API ----
@@ -191,10 +218,25 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Publishes the job's progress and wakes every waiter.
   void BumpLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Writes the job's checkpoint; releases mu_ while encoding and writing.
-  void CheckpointLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the job's checkpoint; releases mu_ while encoding and writing
+  // (the job is pinned meanwhile). OK without a checkpoint_dir, and for a
+  // job whose model is already on disk (its checkpoint is final).
+  absl::Status CheckpointLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The job's model (in memory, or from its checkpoint file), spec, family
+  // and round; releases mu_ to read the file. FailedPrecondition if it has
+  // not started.
+  struct ModelAtRound {
+    std::string job_id;
+    v1::JobSpec spec;
+    std::shared_ptr<const ModelFamily> family;
+    int64_t round = 0;
+    MlpParams<float> params;
+  };
+  absl::StatusOr<ModelAtRound> CurrentModelLocked(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const CoordinatorOptions options_;
+  const std::shared_ptr<DatasetCache> datasets_;
   absl::Mutex mu_;
   absl::CondVar cv_;  // signalled on every change of jobs, rounds, workers
   JobQueue jobs_ ABSL_GUARDED_BY(mu_);

@@ -1,13 +1,17 @@
 // The coordinator's logic driven directly, no network: task hand-out,
-// merge, stale and duplicate pushes, reassignment after a deadline.
+// merge, stale and duplicate pushes, reassignment after a deadline, limits
+// checked before data is loaded, finished jobs served from their
+// checkpoints and forgotten beyond the bound.
 #include "server/coordinator.h"
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/data/dataset_registry.h"
 #include "common/model/job_spec.h"
 #include "server/checkpoint.h"
 #include "common/wire/model_file.h"
@@ -331,14 +335,15 @@ TEST(CoordinatorTest, EnforcesJobAndMemoryLimits) {
   CoordinatorOptions options;
   options.data_dir = DataDir();
   options.max_jobs = 2;
-  options.max_job_memory_bytes = 10 << 20;
+  options.max_job_memory_bytes = 38 << 20;
   Coordinator c(options);
   v1::JobSpec big = Spec();
   big.clear_layers();
-  for (int n : {784, 2048, 10}) big.add_layers(n);  // 6.5 MB fp32: ~19 MiB needed
+  // 6.5 MB fp32: ~19 MiB needed, and the 30 MiB test split.
+  for (int n : {784, 2048, 10}) big.add_layers(n);
   absl::StatusOr<std::string> refused = c.SubmitJob(big);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(refused.status().message(), HasSubstr("more than the 10 MiB allowed"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("more than the 38 MiB allowed"));
   v1::JobSpec spec = Spec();
   spec.set_rounds(1000000);
   ASSERT_TRUE(c.SubmitJob(spec).ok());
@@ -349,6 +354,143 @@ TEST(CoordinatorTest, EnforcesJobAndMemoryLimits) {
   EXPECT_TRUE(c.SubmitJob(spec).ok());  // a finished job frees its place
   EXPECT_EQ(c.GetTask("w-unknown", absl::Milliseconds(1)).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+// A DatasetCache over the real loader that counts the splits it loads.
+struct CountingCache {
+  std::atomic<int> loads{0};
+  std::shared_ptr<DatasetCache> cache = std::make_shared<DatasetCache>(
+      [this](const std::string& name, const std::string& dir, bool train) {
+        ++loads;
+        return LoadDataset(name, dir, train);
+      });
+};
+
+// Waits (at most 10 s) until `job` is in `state` or gone; its last status.
+absl::StatusOr<v1::JobStatus> WaitForState(Coordinator* c, const std::string& job,
+                                           v1::JobState state) {
+  absl::StatusOr<v1::JobStatus> status = c->GetJob(job);
+  for (int i = 0; i < 500 && status.ok() && status->progress().state() != state; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+    status = c->GetJob(job);
+  }
+  return status;
+}
+
+TEST(CoordinatorTest, ARefusedSubmissionLoadsNoDataAndJobsShareTheirTestSplit) {
+  CountingCache counted;
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  options.max_jobs = 2;
+  options.max_job_memory_bytes = 38 << 20;
+  options.dataset_cache = counted.cache;
+  Coordinator c(options);
+  v1::JobSpec wide = Spec();  // fits alone, not with its test split
+  wide.clear_layers();
+  for (int n : {784, 1024, 10}) wide.add_layers(n);
+  EXPECT_EQ(c.SubmitJob(wide).status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(counted.loads, 0);
+
+  v1::JobSpec spec = Spec();
+  spec.set_rounds(1000000);
+  auto first = c.SubmitJob(spec), second = c.SubmitJob(spec);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(counted.loads, 1);  // one test split for both
+  EXPECT_EQ(counted.cache->resident(), 1);
+  // Over --max_jobs: refused before any data is looked at.
+  EXPECT_THAT(c.SubmitJob(spec).status().message(), HasSubstr("2 queued or running jobs"));
+  EXPECT_EQ(counted.loads, 1);
+
+  ASSERT_EQ(WaitForState(&c, *first, v1::RUNNING)->progress().state(), v1::RUNNING);
+  ASSERT_TRUE(c.CancelJob(*second).ok());  // queued
+  EXPECT_EQ(counted.cache->resident(), 1);  // the running job still has it
+  ASSERT_TRUE(c.CancelJob(*first).ok());
+  ASSERT_EQ(WaitForState(&c, *first, v1::CANCELLED)->progress().state(), v1::CANCELLED);
+  EXPECT_EQ(counted.cache->resident(), 0);  // released when the last job ended
+}
+
+// Runs a 1-round job of `spec` to its end with two fake workers.
+std::string RunOneRound(Coordinator* c, v1::JobSpec spec) {
+  spec.set_rounds(1);
+  auto job = c->SubmitJob(spec);
+  EXPECT_TRUE(job.ok()) << job.status();
+  if (!job.ok()) return "";
+  const std::string a = Register(c, "a"), b = Register(c, "b");
+  const v1::Task ta = Take(c, a), tb = Take(c, b);
+  EXPECT_TRUE(c->AcceptSlice(a, ta.tag(), v1::TrainStats(), FakeTrain(c, a, ta)).ok());
+  EXPECT_TRUE(c->AcceptSlice(b, tb.tag(), v1::TrainStats(), FakeTrain(c, b, tb)).ok());
+  EXPECT_EQ(WaitForState(c, *job, v1::SUCCEEDED)->progress().state(), v1::SUCCEEDED);
+  return *job;
+}
+
+TEST(CoordinatorTest, AFinishedJobIsServedFromItsCheckpointAndTheOldestAreForgotten) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = std::string(tmp != nullptr ? tmp : "/tmp") + "/finished-on-disk";
+  ::mkdir(dir.c_str(), 0755);
+  v1::EvaluateRequest eval;
+  // The same job with its model kept in memory (no checkpoint directory).
+  std::string in_memory_export;
+  v1::EvaluateResponse in_memory_eval;
+  {
+    CoordinatorOptions options;
+    options.data_dir = DataDir();
+    Coordinator c(options);
+    const std::string job = RunOneRound(&c, Spec());
+    ASSERT_EQ(job, "job-1");
+    in_memory_export = c.ExportModel(job).value_or("");
+    eval.set_job_id(job);
+    in_memory_eval = c.Evaluate(eval).value_or(v1::EvaluateResponse());
+  }
+  ASSERT_FALSE(in_memory_export.empty());
+  ASSERT_EQ(in_memory_eval.round(), 1);
+
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  options.checkpoint_dir = dir;
+  options.max_retained_jobs = 1;
+  {
+    Coordinator c(options);
+    ASSERT_TRUE(c.Recover().ok());
+    const std::string job = RunOneRound(&c, Spec());
+    ASSERT_EQ(job, "job-1");
+    // Its model was dropped from memory once checkpointed: served from the
+    // file, it is the same model.
+    EXPECT_EQ(c.ExportModel(job).value_or(""), in_memory_export);
+    absl::StatusOr<v1::EvaluateResponse> on_disk_eval = c.Evaluate(eval);
+    ASSERT_TRUE(on_disk_eval.ok()) << on_disk_eval.status();
+    EXPECT_EQ(on_disk_eval->round(), 1);
+    EXPECT_EQ(on_disk_eval->accuracy(), in_memory_eval.accuracy());
+    EXPECT_EQ(on_disk_eval->loss(), in_memory_eval.loss());
+
+    // The file is what is served: with it damaged, export says so.
+    const std::string ckpt = CheckpointPath(dir, job);
+    const std::string good = ReadWholeFile(ckpt).value_or("");
+    CorruptFile(ckpt);
+    absl::StatusOr<std::string> damaged = c.ExportModel(job);
+    EXPECT_EQ(damaged.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(damaged.status().message(), HasSubstr(ckpt));
+    ASSERT_TRUE(WriteFileAtomically(ckpt, good).ok());
+
+    // A second finished job: job-1 is the oldest finished beyond the bound.
+    auto second = c.SubmitJob(Spec());
+    ASSERT_TRUE(second.ok());
+    ASSERT_TRUE(c.CancelJob(*second).ok());
+    absl::StatusOr<v1::JobStatus> gone = c.GetJob(job);
+    for (int i = 0; i < 100 && gone.ok(); ++i) {
+      absl::SleepFor(absl::Milliseconds(20));
+      gone = c.GetJob(job);
+    }
+    EXPECT_EQ(gone.status().code(), absl::StatusCode::kNotFound);
+    EXPECT_THAT(gone.status().message(), HasSubstr("--max_retained_jobs"));
+    EXPECT_EQ(c.ExportModel(job).status().code(), absl::StatusCode::kNotFound);
+    EXPECT_EQ(c.ListJobs().size(), 1u);
+  }
+  // After a restart the newest finished job is kept, served from its file.
+  options.max_retained_jobs = 2;
+  Coordinator restarted(options);
+  ASSERT_TRUE(restarted.Recover().ok());
+  EXPECT_EQ(restarted.ListJobs().size(), 2u);
+  EXPECT_EQ(restarted.ExportModel("job-1").value_or(""), in_memory_export);
 }
 
 }  // namespace

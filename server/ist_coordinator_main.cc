@@ -42,8 +42,12 @@ DEFINE_int32(registrations_per_minute, 120,
 DEFINE_int32(threads, 0, "compute threads for evaluation (0: all cores)");
 DEFINE_int32(max_jobs, 100, "queued + running jobs accepted at once");
 DEFINE_int64(max_job_memory_mb, 8192,
-             "coordinator memory one job may need (about 3x its fp32 model); "
-             "bigger jobs are refused at submit");
+             "coordinator memory one job may need (about 3x its fp32 model, plus its "
+             "test set); bigger jobs are refused at submit, before their data is loaded");
+DEFINE_int32(max_retained_jobs, 100,
+             "finished jobs kept (listed, exported, evaluated); the oldest finished beyond "
+             "are forgotten. With --checkpoint_dir their models are read from there; "
+             "without, each keeps its model in memory");
 DEFINE_string(tls_cert, "", "serve TLS with this certificate chain (PEM)");
 DEFINE_string(tls_key, "", "private key (PEM) of --tls_cert");
 DEFINE_string(tls_ca, "",
@@ -134,6 +138,7 @@ int main(int argc, char** argv) {
       .AtLeast("--registrations_per_minute", FLAGS_registrations_per_minute, 1)
       .AtLeast("--checkpoint_every_rounds", FLAGS_checkpoint_every_rounds, 1)
       .AtLeast("--max_jobs", FLAGS_max_jobs, 1)
+      .AtLeast("--max_retained_jobs", FLAGS_max_retained_jobs, 1)
       .AtLeast("--max_job_memory_mb", FLAGS_max_job_memory_mb, 1);
   if (!FLAGS_http_listen.empty()) checks.HostPort("--http_listen", FLAGS_http_listen);
   if (!checks.ok()) return program.Fail(checks.status());
@@ -157,6 +162,7 @@ int main(int argc, char** argv) {
   options.registrations_per_minute = FLAGS_registrations_per_minute;
   options.max_jobs = FLAGS_max_jobs;
   options.max_job_memory_bytes = FLAGS_max_job_memory_mb << 20;
+  options.max_retained_jobs = FLAGS_max_retained_jobs;
   ist::CreateDirectoryIfSet(FLAGS_checkpoint_dir);
   auto coordinator = std::make_unique<ist::Coordinator>(options);
   if (absl::Status s = coordinator->Recover(); !s.ok()) {

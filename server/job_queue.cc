@@ -1,7 +1,5 @@
 #include "server/job_queue.h"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <utility>
 
@@ -17,8 +15,8 @@ namespace ist {
 
 double UnixNow() { return absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()); }
 
-absl::StatusOr<AdmittedJob> AdmitJob(const v1::JobSpec& request, const std::string& data_dir,
-                                     int64_t max_job_memory_bytes) {
+absl::StatusOr<v1::JobSpec> CheckJobSpec(const v1::JobSpec& request,
+                                         int64_t max_job_memory_bytes) {
   const v1::JobSpec spec = WithDefaults(request);
   RETURN_IF_ERROR(ValidateJobSpec(spec));
   ASSIGN_OR_RETURN(IstTrainingConfig config, TrainingConfigFromSpec(spec));
@@ -29,39 +27,80 @@ absl::StatusOr<AdmittedJob> AdmitJob(const v1::JobSpec& request, const std::stri
         " MiB on the coordinator (model, slices out and back), more than the ",
         max_job_memory_bytes >> 20, " MiB allowed (--max_job_memory_mb)"));
   }
-  // Load the data before queueing so a missing or mismatched data set is
-  // reported to the submitter, not discovered later.
-  ASSIGN_OR_RETURN(DenseDataset train, LoadDataset(spec.dataset(), data_dir, true));
-  ASSIGN_OR_RETURN(DenseDataset test, LoadDataset(spec.dataset(), data_dir, false));
-  for (const DenseDataset* d : {&train, &test}) {
-    if (d->num_features() != config.model.inputs()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "layers: the model takes ", config.model.inputs(), " inputs but data set '",
-          spec.dataset(), "' has ", d->num_features(), " features"));
-    }
-    if (d->num_classes > config.model.outputs()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "layers: the model has ", config.model.outputs(), " outputs but data set '",
-          spec.dataset(), "' has ", d->num_classes, " classes"));
-    }
+  return spec;
+}
+
+namespace {
+
+// InvalidArgument naming the layers unless a split of `size` fits `model`.
+absl::Status CheckDataFitsModel(const DenseDatasetSize& size, const MlpConfig& model,
+                                const std::string& dataset) {
+  if (size.num_features != model.inputs()) {
+    return absl::InvalidArgumentError(absl::StrCat("layers: the model takes ", model.inputs(),
+                                                   " inputs but data set '", dataset, "' has ",
+                                                   size.num_features, " features"));
   }
-  const int64_t train_samples = train.num_samples();
-  // The training set was loaded only to check it and count its samples
-  // (188 MB of floats for Fashion-MNIST). Free it now and hand the freed
-  // heap back to the OS: glibc otherwise keeps most of it (measured: ~150
-  // MiB still resident for the job's whole life, bench/memory.sh).
-  train = DenseDataset();
-  malloc_trim(0);
-  if (train_samples < int64_t{config.num_subnets} * config.batch_size) {
+  if (size.num_classes > model.outputs()) {
+    return absl::InvalidArgumentError(absl::StrCat("layers: the model has ", model.outputs(),
+                                                   " outputs but data set '", dataset, "' has ",
+                                                   size.num_classes, " classes"));
+  }
+  return absl::OkStatus();
+}
+
+DenseDatasetSize SizeOf(const DenseDataset& data) {
+  DenseDatasetSize size;
+  size.num_samples = data.num_samples();
+  size.num_features = data.num_features();
+  size.num_classes = data.num_classes;
+  return size;
+}
+
+}  // namespace
+
+absl::StatusOr<AdmittedJob> AdmitJob(const v1::JobSpec& request, const std::string& data_dir,
+                                     int64_t max_job_memory_bytes, DatasetCache* cache) {
+  ASSIGN_OR_RETURN(const v1::JobSpec spec, CheckJobSpec(request, max_job_memory_bytes));
+  ASSIGN_OR_RETURN(IstTrainingConfig config, TrainingConfigFromSpec(spec));
+  const MlpConfig& model = config.model;
+  // The sizes before the data, so that a job refused for them loads none.
+  ASSIGN_OR_RETURN(const DenseDatasetSize train,
+                   ProbeDataset(spec.dataset(), data_dir, /*train=*/true));
+  RETURN_IF_ERROR(CheckDataFitsModel(train, model, spec.dataset()));
+  if (train.num_samples < int64_t{config.num_subnets} * config.batch_size) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "workers: ", train_samples, " training samples cannot fill ",
-        config.num_subnets, " shards of at least one batch of ", config.batch_size));
+        "workers: ", train.num_samples, " training samples cannot fill ", config.num_subnets,
+        " shards of at least one batch of ", config.batch_size));
+  }
+  std::shared_ptr<const DenseDataset> test;
+  DenseDatasetSize test_size;
+  if (DatasetSizesFromHeaders(spec.dataset())) {
+    ASSIGN_OR_RETURN(test_size, ProbeDataset(spec.dataset(), data_dir, /*train=*/false));
+  } else {  // no header: the split's load is its measurement
+    ASSIGN_OR_RETURN(test, cache->Acquire(spec.dataset(), data_dir, /*train=*/false));
+    test_size = SizeOf(*test);
+  }
+  RETURN_IF_ERROR(CheckDataFitsModel(test_size, model, spec.dataset()));
+  const int64_t model_bytes = 3 * 4 * model.NumParameters();
+  if (model_bytes + test_size.bytes() > max_job_memory_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "layers: a ", model.ShapeString(), " job needs about ",
+        (model_bytes + test_size.bytes()) >> 20,
+        " MiB on the coordinator (model, slices out and back: ", model_bytes >> 20,
+        " MiB; test split of data set '", spec.dataset(), "': ", test_size.bytes() >> 20,
+        " MiB), more than the ", max_job_memory_bytes >> 20,
+        " MiB allowed (--max_job_memory_mb)"));
+  }
+  if (test == nullptr) {
+    ASSIGN_OR_RETURN(test, cache->Acquire(spec.dataset(), data_dir, /*train=*/false));
+    // The header promised what the data must hold.
+    RETURN_IF_ERROR(CheckDataFitsModel(SizeOf(*test), model, spec.dataset()));
   }
   AdmittedJob job;
   job.spec = spec;
   ASSIGN_OR_RETURN(job.family, MakeModelFamily(config));
-  job.total_rounds = TotalRounds(spec, train_samples);
-  job.test = std::make_shared<const DenseDataset>(std::move(test));
+  job.total_rounds = TotalRounds(spec, train.num_samples);
+  job.test = std::move(test);
   job.submitted = UnixNow();
   return job;
 }
@@ -97,17 +136,29 @@ int64_t JobNumber(const std::string& id) {
 
 }  // namespace
 
-absl::StatusOr<Job*> JobQueue::Enqueue(AdmittedJob admitted) {
+absl::Status JobQueue::Reserve() {
+  RETURN_IF_ERROR(CheckRoom());
+  ++reserved_;
+  return absl::OkStatus();
+}
+
+absl::Status JobQueue::CheckRoom() const {
   int unfinished = 0;
   for (const auto& [id, other] : jobs_) {
     const v1::JobState state = other->progress.state();
     unfinished += state == v1::QUEUED || state == v1::RUNNING;
   }
-  if (unfinished >= options_.max_jobs) {
+  if (unfinished + reserved_ >= options_.max_jobs) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "the coordinator already has ", unfinished,
-        " queued or running jobs, its limit (--max_jobs)"));
+        "the coordinator already has ", unfinished, " queued or running jobs",
+        reserved_ > 0 ? absl::StrCat(" and ", reserved_, " being admitted") : "",
+        ", its limit (--max_jobs)"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Job*> JobQueue::Enqueue(AdmittedJob admitted) {
+  RETURN_IF_ERROR(CheckRoom());
   const std::string id = absl::StrCat("job-", next_job_++);
   const IstTrainingConfig& config = admitted.family->config();
   auto job = std::make_unique<Job>(id, admitted.spec, admitted.family, admitted.total_rounds,
@@ -168,8 +219,31 @@ Job* JobQueue::Find(const std::string& job_id) {
 
 absl::StatusOr<Job*> JobQueue::Get(const std::string& job_id) {
   Job* job = Find(job_id);
-  if (job == nullptr) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
-  return job;
+  if (job != nullptr) return job;
+  const int64_t number = JobNumber(job_id);
+  if (evicted_ > 0 && number > 0 && number < next_job_) {
+    return absl::NotFoundError(absl::StrCat(
+        "no job '", job_id, "': it is not among the jobs kept (finished jobs older than the ",
+        options_.max_retained_jobs, " newest are evicted, --max_retained_jobs)"));
+  }
+  return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
+}
+
+std::vector<std::string> JobQueue::EvictFinished() {
+  std::vector<std::string> evicted;
+  const size_t keep = static_cast<size_t>(std::max(options_.max_retained_jobs, 1));
+  for (auto it = finished_.begin(); finished_.size() > keep && it != finished_.end();) {
+    auto job = jobs_.find(*it);
+    if (job != jobs_.end() && job->second->pins > 0) {
+      ++it;
+      continue;
+    }
+    if (job != jobs_.end()) jobs_.erase(job);
+    evicted.push_back(*it);
+    it = finished_.erase(it);
+    ++evicted_;
+  }
+  return evicted;
 }
 
 std::vector<v1::JobStatus> JobQueue::List() const {
@@ -195,7 +269,9 @@ void JobQueue::End(Job* job, v1::JobState state, const std::string& error, doubl
   job->progress.set_eta_seconds(0);
   job->finished = now_unix;
   job->rounds.Release();
+  job->test.reset();
   if (running_ == job) running_ = nullptr;
+  Retain(job);
   LOG(INFO) << JobTag(job->id(), job->rounds.rounds_done()) << " " << v1::JobState_Name(state)
             << (error.empty() ? "" : ": ") << error;
 }

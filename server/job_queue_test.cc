@@ -1,10 +1,13 @@
 // Job admission and the job queue without a network: errors that name the
-// field, the limit on unfinished jobs, ids, FIFO order, progress history.
+// field, refusals that load no data, the shared test split, the limit on
+// unfinished jobs, ids, FIFO order, progress history, eviction of finished
+// jobs.
 #include "server/job_queue.h"
 
 #include <cstdlib>
 #include <string>
 
+#include "common/data/dataset_registry.h"
 #include "common/model/job_spec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -32,6 +35,15 @@ v1::JobSpec Spec() {
 
 constexpr int64_t kPlenty = int64_t{1} << 30;
 
+// A DatasetCache over the real loader that counts the splits it loads.
+struct CountingCache {
+  int loads = 0;
+  DatasetCache cache{[this](const std::string& name, const std::string& dir, bool train) {
+    ++loads;
+    return LoadDataset(name, dir, train);
+  }};
+};
+
 // A job as admission would give it, without loading data.
 AdmittedJob Admitted() {
   AdmittedJob job;
@@ -46,44 +58,156 @@ AdmittedJob Admitted() {
 }
 
 TEST(AdmitJobTest, RefusesABadSpecNamingTheField) {
+  DatasetCache cache;
   v1::JobSpec spec = Spec();
   spec.set_lr(-1);
-  absl::StatusOr<AdmittedJob> refused = AdmitJob(spec, DataDir(), kPlenty);
+  absl::StatusOr<AdmittedJob> refused = AdmitJob(spec, DataDir(), kPlenty, &cache);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(refused.status().message(), HasSubstr("lr"));
 }
 
 TEST(AdmitJobTest, RefusesAModelOverTheMemoryBudget) {
+  DatasetCache cache;
   v1::JobSpec spec = Spec();
   spec.clear_layers();
   for (int n : {784, 2048, 10}) spec.add_layers(n);  // 6.5 MB fp32: ~19 MiB needed
-  absl::StatusOr<AdmittedJob> refused = AdmitJob(spec, DataDir(), 10 << 20);
+  absl::StatusOr<AdmittedJob> refused = AdmitJob(spec, DataDir(), 10 << 20, &cache);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(refused.status().message(), HasSubstr("layers: a 784-2048-10 job needs about 18"));
   EXPECT_THAT(refused.status().message(), HasSubstr("more than the 10 MiB allowed"));
 }
 
 TEST(AdmitJobTest, RefusesAMissingDataSet) {
+  DatasetCache cache;
   v1::JobSpec spec = Spec();
   spec.set_dataset("idx:missing-dir");
-  EXPECT_EQ(AdmitJob(spec, DataDir(), kPlenty).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(AdmitJob(spec, DataDir(), kPlenty, &cache).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST(AdmitJobTest, ChecksTheModelAgainstTheDataAndKeepsTheTestSplit) {
+  DatasetCache cache;
   v1::JobSpec spec = Spec();
   spec.set_layers(0, 100);
-  absl::StatusOr<AdmittedJob> refused = AdmitJob(spec, DataDir(), kPlenty);
+  absl::StatusOr<AdmittedJob> refused = AdmitJob(spec, DataDir(), kPlenty, &cache);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(refused.status().message(),
               HasSubstr("layers: the model takes 100 inputs but data set"));
 
-  absl::StatusOr<AdmittedJob> admitted = AdmitJob(Spec(), DataDir(), kPlenty);
+  absl::StatusOr<AdmittedJob> admitted = AdmitJob(Spec(), DataDir(), kPlenty, &cache);
   ASSERT_TRUE(admitted.ok()) << admitted.status();
   EXPECT_EQ(admitted->spec.lr(), 0.01);  // default filled in
   EXPECT_EQ(admitted->total_rounds, 2);
   ASSERT_NE(admitted->test, nullptr);
   EXPECT_EQ(admitted->test->num_samples(), 10000);
   EXPECT_GT(admitted->submitted, 0);
+}
+
+TEST(AdmitJobTest, ARefusedSpecLoadsNoData) {
+  CountingCache counted;
+  // Model alone over the budget.
+  v1::JobSpec big = Spec();
+  big.clear_layers();
+  for (int n : {784, 2048, 10}) big.add_layers(n);
+  EXPECT_EQ(AdmitJob(big, DataDir(), 10 << 20, &counted.cache).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  // Model fits (9 MiB with its slices), model + the 30 MiB test split (sized
+  // from the IDX header) does not.
+  v1::JobSpec wide = Spec();
+  wide.clear_layers();
+  for (int n : {784, 1024, 10}) wide.add_layers(n);
+  absl::StatusOr<AdmittedJob> refused = AdmitJob(wide, DataDir(), 38 << 20, &counted.cache);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("a 784-1024-10 job needs about 39 MiB on the coordinator (model, slices "
+                        "out and back: 9 MiB; test split of data set 'fashion-mnist': 29 MiB), "
+                        "more than the 38 MiB allowed"));
+  // Inputs that do not match the data set's, known from its header.
+  v1::JobSpec mismatched = Spec();
+  mismatched.set_layers(0, 100);
+  EXPECT_EQ(AdmitJob(mismatched, DataDir(), kPlenty, &counted.cache).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // More shards than the training set can fill.
+  v1::JobSpec thin = Spec();
+  thin.set_batch_size(40000);
+  EXPECT_THAT(AdmitJob(thin, DataDir(), kPlenty, &counted.cache).status().message(),
+              HasSubstr("60000 training samples cannot fill 2 shards"));
+  EXPECT_EQ(counted.loads, 0);
+  EXPECT_EQ(counted.cache.resident(), 0);
+
+  // The same wide job under a budget it fits: admitted, its test split loaded.
+  absl::StatusOr<AdmittedJob> admitted = AdmitJob(wide, DataDir(), 40 << 20, &counted.cache);
+  ASSERT_TRUE(admitted.ok()) << admitted.status();
+  EXPECT_EQ(counted.loads, 1);
+}
+
+TEST(AdmitJobTest, JobsOnOneDataSetShareItsTestSplitUntilTheLastEnds) {
+  CountingCache counted;
+  JobQueue queue(JobQueueOptions{});
+  absl::StatusOr<AdmittedJob> a = AdmitJob(Spec(), DataDir(), kPlenty, &counted.cache);
+  absl::StatusOr<AdmittedJob> b = AdmitJob(Spec(), DataDir(), kPlenty, &counted.cache);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(counted.loads, 1);
+  EXPECT_EQ(a->test.get(), b->test.get());
+  absl::StatusOr<Job*> first = queue.Enqueue(std::move(*a));
+  absl::StatusOr<Job*> second = queue.Enqueue(std::move(*b));
+  ASSERT_TRUE(first.ok() && second.ok());
+  std::weak_ptr<const DenseDataset> test = (*first)->test;
+  queue.Unqueue((*first)->id());
+  queue.End(*first, v1::CANCELLED, "", 1);
+  EXPECT_EQ((*first)->test, nullptr);
+  EXPECT_FALSE(test.expired());  // the second job still uses it
+  EXPECT_EQ(counted.cache.resident(), 1);
+  queue.Unqueue((*second)->id());
+  queue.End(*second, v1::CANCELLED, "", 2);
+  EXPECT_TRUE(test.expired());
+  EXPECT_EQ(counted.cache.resident(), 0);
+}
+
+TEST(JobQueueTest, AReservationHoldsAPlaceAmongTheUnfinishedJobs) {
+  JobQueueOptions options;
+  options.max_jobs = 2;
+  JobQueue queue(options);
+  ASSERT_TRUE(queue.Enqueue(Admitted()).ok());
+  ASSERT_TRUE(queue.Reserve().ok());
+  absl::Status full = queue.Reserve();
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(full.message(), HasSubstr("1 queued or running jobs and 1 being admitted"));
+  EXPECT_EQ(queue.Enqueue(Admitted()).status().code(), absl::StatusCode::kResourceExhausted);
+  queue.Unreserve();
+  EXPECT_TRUE(queue.Enqueue(Admitted()).ok());
+  EXPECT_EQ(queue.Reserve().code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST(JobQueueTest, EvictsTheOldestFinishedJobsBeyondTheBound) {
+  JobQueueOptions options;
+  options.max_retained_jobs = 2;
+  JobQueue queue(options);
+  std::vector<Job*> jobs;
+  for (int i = 0; i < 5; ++i) jobs.push_back(*queue.Enqueue(Admitted()));
+  // They finish in the order 3, 1, 4, 2; job-5 stays queued.
+  for (int i : {2, 0, 3, 1}) {
+    queue.Unqueue(jobs[i]->id());
+    queue.End(jobs[i], v1::CANCELLED, "", i);
+  }
+  EXPECT_EQ(queue.retained(), 4);
+  jobs[0]->pins = 1;  // held across an unlock: skipped, the next oldest go
+  EXPECT_EQ(queue.EvictFinished(), (std::vector<std::string>{"job-3", "job-4"}));
+  EXPECT_EQ(queue.retained(), 2);
+  EXPECT_NE(queue.Find("job-1"), nullptr);
+  EXPECT_NE(queue.Find("job-2"), nullptr);
+  EXPECT_NE(queue.Find("job-5"), nullptr);  // unfinished jobs are never evicted
+  jobs[0]->pins = 0;
+  EXPECT_TRUE(queue.EvictFinished().empty());
+  queue.Unqueue("job-5");
+  queue.End(jobs[4], v1::CANCELLED, "", 5);
+  EXPECT_EQ(queue.EvictFinished(), (std::vector<std::string>{"job-1"}));
+  EXPECT_EQ(queue.retained(), 2);
+  EXPECT_EQ(queue.List().size(), 2u);  // job-2 and job-5
+  absl::StatusOr<Job*> gone = queue.Get("job-3");
+  EXPECT_EQ(gone.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(gone.status().message(),
+              HasSubstr("finished jobs older than the 2 newest are evicted"));
+  EXPECT_THAT(queue.Get("job-9").status().message(), testing::Not(HasSubstr("evicted")));
 }
 
 TEST(JobQueueTest, GivesIdsAndRunsInSubmissionOrder) {

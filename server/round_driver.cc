@@ -36,6 +36,11 @@ void RoundDriver::EnsureModel() {
   has_model_ = true;
 }
 
+void RoundDriver::DropModel() {
+  model_ = MlpParams<float>();
+  has_model_ = false;
+}
+
 absl::Status RoundDriver::OpenRound(const std::vector<std::pair<std::string, double>>& live) {
   const int live_workers = static_cast<int>(live.size());
   telemetry_.StartCycle(options_.now(), options_.process_cpu_seconds());

@@ -94,6 +94,9 @@ class RoundDriver {
   const std::vector<RoundShape>& round_shapes() const { return round_shapes_; }
   // Gives the job its initial model unless it has one.
   void EnsureModel();
+  // Frees the model (the job has ended and its model is kept elsewhere):
+  // has_model() becomes false; rounds_done() and round_shapes() stay.
+  void DropModel();
 
   // ---- The open round ----
 

@@ -26,6 +26,16 @@ struct DenseDataset {
   int64_t num_features() const { return features.cols(); }
 };
 
+// The size of a DenseDataset, known before (or without) loading it.
+struct DenseDatasetSize {
+  int64_t num_samples = 0;
+  int64_t num_features = 0;
+  int num_classes = 0;
+
+  // The bytes a DenseDataset of this size holds (features and labels).
+  int64_t bytes() const { return num_samples * (num_features * 4 + 4); }
+};
+
 // A sparse, multi-label data set in compressed-row form (LIBSVM/SVMlight,
 // extreme classification). Row i's features are
 // (indices[row_offsets[i]..row_offsets[i+1]), values[...]), indices

@@ -1,5 +1,6 @@
 #include "common/data/dataset_registry.h"
 
+#include <malloc.h>
 #include <sys/stat.h>
 
 #include <vector>
@@ -81,6 +82,39 @@ absl::Status ValidateDatasetName(const std::string& name) {
   return absl::InvalidArgumentError(absl::StrCat(
       "dataset: unknown data set '", name,
       "' (known: fashion-mnist, idx:<dir>, csv:<prefix>, images:<dir>)"));
+}
+
+bool DatasetSizesFromHeaders(const std::string& name) {
+  return ValidateDatasetName(name).ok() &&
+         (name == kFashionMnistDatasetName || absl::StartsWith(name, kIdxPrefix));
+}
+
+absl::StatusOr<DenseDatasetSize> ProbeDataset(const std::string& name,
+                                              const std::string& data_dir, bool train,
+                                              bool* loaded) {
+  if (loaded != nullptr) *loaded = false;
+  RETURN_IF_ERROR(ValidateDatasetName(name));
+  if (DatasetSizesFromHeaders(name)) {
+    const std::string subdir = name == kFashionMnistDatasetName
+                                   ? std::string(kFashionMnistDatasetName)
+                                   : name.substr(kIdxPrefix.size());
+    absl::StatusOr<DenseDatasetSize> size =
+        ProbeFashionMnist(absl::StrCat(data_dir, "/", subdir), train);
+    if (!size.ok()) return InDataset(name, size.status());
+    return size;
+  }
+  if (loaded != nullptr) *loaded = true;
+  DenseDatasetSize size;
+  {
+    ASSIGN_OR_RETURN(const DenseDataset data, LoadDataset(name, data_dir, train));
+    size.num_samples = data.num_samples();
+    size.num_features = data.num_features();
+    size.num_classes = data.num_classes;
+  }
+  // Hand the freed heap back to the OS: glibc otherwise keeps most of a
+  // data set this size resident.
+  malloc_trim(0);
+  return size;
 }
 
 absl::StatusOr<DenseDataset> LoadDataset(const std::string& name,

@@ -45,6 +45,21 @@ absl::StatusOr<DenseDataset> LoadDataset(const std::string& name,
                                          const std::string& data_dir,
                                          bool train);
 
+// True if `name` is in a format whose sizes ProbeDataset reads from file
+// headers (IDX: "fashion-mnist", "idx:"); false for CSV and image
+// directories, and for a bad name.
+bool DatasetSizesFromHeaders(const std::string& name);
+
+// What LoadDataset(name, data_dir, train) would give, as cheaply as the
+// format allows: IDX data sets ("fashion-mnist", "idx:") from the files'
+// headers alone (ProbeFashionMnist: nothing else is read); CSV and image
+// directories, which have no header, by loading the split and measuring it
+// (`*loaded`, if given, is set to whether that happened). The same errors as
+// LoadDataset.
+absl::StatusOr<DenseDatasetSize> ProbeDataset(const std::string& name,
+                                              const std::string& data_dir, bool train,
+                                              bool* loaded = nullptr);
+
 }  // namespace ist
 
 #endif  // IST_COMMON_DATA_DATASET_REGISTRY_H_

@@ -158,5 +158,65 @@ TEST(LoadDatasetTest, BadNamesFailBeforeTouchingFiles) {
               absl::StatusCode::kInvalidArgument, "unknown data set 'foo'");
 }
 
+TEST(ProbeDatasetTest, IdxSizesFromTheHeadersEqualTheLoadedOnes) {
+  const std::string real = RealFashionMnistDir();
+  const std::string data_dir = real.substr(0, real.rfind('/'));
+  EXPECT_TRUE(DatasetSizesFromHeaders("fashion-mnist"));
+  for (bool train : {true, false}) {
+    bool loaded = true;
+    auto size = ProbeDataset("fashion-mnist", data_dir, train, &loaded);
+    ASSERT_TRUE(size.ok()) << size.status();
+    EXPECT_FALSE(loaded);
+    auto data = LoadDataset("fashion-mnist", data_dir, train);
+    ASSERT_TRUE(data.ok()) << data.status();
+    EXPECT_EQ(size->num_samples, data->num_samples());
+    EXPECT_EQ(size->num_features, data->num_features());
+    EXPECT_EQ(size->num_classes, data->num_classes);
+    EXPECT_EQ(size->num_samples, train ? 60000 : 10000);
+  }
+}
+
+TEST(ProbeDatasetTest, ReadsNoMoreThanTheHeader) {
+  // A header promising 1000 28x28 images with no data after it: the probe
+  // takes it at its word, the load refuses it.
+  const std::string data_dir = MakeDir("probe_data");
+  const std::string sub = MakeDir("probe_data/short");
+  const std::string images("\x00\x00\x08\x03\x00\x00\x03\xe8\x00\x00\x00\x1c\x00\x00\x00\x1c", 16);
+  const std::string labels("\x00\x00\x08\x01\x00\x00\x03\xe8", 8);
+  WriteFile(sub + "/t10k-images-idx3-ubyte", images);
+  WriteFile(sub + "/t10k-labels-idx1-ubyte", labels);
+  auto size = ProbeDataset("idx:short", data_dir, /*train=*/false);
+  ASSERT_TRUE(size.ok()) << size.status();
+  EXPECT_EQ(size->num_samples, 1000);
+  EXPECT_EQ(size->num_features, 784);
+  EXPECT_EQ(size->bytes(), 1000 * (784 * 4 + 4));
+  ExpectError(LoadDataset("idx:short", data_dir, false).status(),
+              absl::StatusCode::kInvalidArgument, "truncated");
+
+  // Counts that disagree, and a bad magic, are refused from the headers.
+  WriteFile(sub + "/t10k-labels-idx1-ubyte",
+            std::string("\x00\x00\x08\x01\x00\x00\x03\xe7", 8));
+  ExpectError(ProbeDataset("idx:short", data_dir, false).status(),
+              absl::StatusCode::kInvalidArgument, "has 1000 images but");
+  WriteFile(sub + "/t10k-labels-idx1-ubyte", std::string("\x00\x00\x0d\x01", 4));
+  ExpectError(ProbeDataset("idx:short", data_dir, false).status(),
+              absl::StatusCode::kInvalidArgument, "not supported");
+  ExpectError(ProbeDataset("idx:nowhere", data_dir, false).status(),
+              absl::StatusCode::kNotFound, "idx:nowhere");
+}
+
+TEST(ProbeDatasetTest, CsvHasNoHeaderAndIsMeasuredByALoad) {
+  const std::string data_dir = MakeDir("csv_probe");
+  WriteFile(data_dir + "/toy-test.csv", "1,1,1\n0,2,2\n4,0,0\n");
+  EXPECT_FALSE(DatasetSizesFromHeaders("csv:toy"));
+  bool loaded = false;
+  auto size = ProbeDataset("csv:toy", data_dir, /*train=*/false, &loaded);
+  ASSERT_TRUE(size.ok()) << size.status();
+  EXPECT_TRUE(loaded);
+  EXPECT_EQ(size->num_samples, 3);
+  EXPECT_EQ(size->num_features, 2);
+  EXPECT_EQ(size->num_classes, 5);
+}
+
 }  // namespace
 }  // namespace ist

@@ -164,6 +164,36 @@ absl::StatusOr<IdxArray> ParseIdx(absl::string_view bytes,
   return out;
 }
 
+absl::StatusOr<std::vector<int64_t>> ReadIdxDims(const std::string& path) {
+  ASSIGN_OR_RETURN(const std::string bytes, ReadPrefix(path, kMaxHeaderBytes));
+  const int64_t size = static_cast<int64_t>(bytes.size());
+  if (size < 4) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: %d bytes is too short for an IDX header", path, size));
+  }
+  const uint32_t magic = BigEndian32(bytes.data());
+  const int type = (magic >> 8) & 0xFF;
+  const int num_dims = magic & 0xFF;
+  if ((magic >> 16) != 0 || type != kUnsignedByte || num_dims < 1 || num_dims > kMaxDims) {
+    // ParseIdx words each case; the header is all it needs to.
+    return ParseIdx(absl::string_view(bytes).substr(0, 4), path).status();
+  }
+  const int64_t header = 4 + 4 * num_dims;
+  if (size < header) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: truncated header: expected %d bytes, got %d", path, header, size));
+  }
+  std::vector<int64_t> dims;
+  for (int i = 0; i < num_dims; ++i) {
+    const int64_t d = BigEndian32(bytes.data() + 4 + 4 * i);
+    if (d == 0) {
+      return absl::InvalidArgumentError(absl::StrFormat("%s: dimension %d is 0", path, i));
+    }
+    dims.push_back(d);
+  }
+  return dims;
+}
+
 absl::StatusOr<std::string> ReadFileMaybeGzip(const std::string& path,
                                               int64_t max_bytes) {
   max_bytes = std::max<int64_t>(max_bytes, 0);
@@ -236,6 +266,27 @@ absl::StatusOr<DenseDataset> LoadFashionMnist(const std::string& dir,
   ASSIGN_OR_RETURN(std::string labels,
                    FindFile(dir, split + "-labels-idx1-ubyte"));
   return ReadIdxDataset(images, labels, /*num_classes=*/10);
+}
+
+absl::StatusOr<DenseDatasetSize> ProbeFashionMnist(const std::string& dir, bool train) {
+  const std::string split = train ? "train" : "t10k";
+  ASSIGN_OR_RETURN(const std::string images, FindFile(dir, split + "-images-idx3-ubyte"));
+  ASSIGN_OR_RETURN(const std::string labels, FindFile(dir, split + "-labels-idx1-ubyte"));
+  IdxArray image_dims, label_dims;  // dims only, for CheckRank
+  ASSIGN_OR_RETURN(image_dims.dims, ReadIdxDims(images));
+  RETURN_IF_ERROR(CheckRank(image_dims, 3, images));
+  ASSIGN_OR_RETURN(label_dims.dims, ReadIdxDims(labels));
+  RETURN_IF_ERROR(CheckRank(label_dims, 1, labels));
+  if (label_dims.dims[0] != image_dims.dims[0]) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s has %d images but %s has %d labels", images, image_dims.dims[0],
+                        labels, label_dims.dims[0]));
+  }
+  DenseDatasetSize size;
+  size.num_samples = image_dims.dims[0];
+  size.num_features = image_dims.dims[1] * image_dims.dims[2];
+  size.num_classes = 10;
+  return size;
 }
 
 }  // namespace ist

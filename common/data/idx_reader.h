@@ -43,6 +43,12 @@ absl::StatusOr<IdxArray> ParseIdx(absl::string_view bytes,
 absl::StatusOr<IdxArray> ReadIdxFile(const std::string& path,
                                      int64_t max_bytes = int64_t{1} << 32);
 
+// The dims of the IDX file at `path` (gzip or plain) from its header alone:
+// at most 20 bytes are decompressed. The same header errors as ParseIdx
+// (bad magic, type, dim count, a zero dimension); NotFound if the file does
+// not exist. Says nothing of whether the data that follows is complete.
+absl::StatusOr<std::vector<int64_t>> ReadIdxDims(const std::string& path);
+
 // Reads an image file of dims [N, rows, cols] and a label file of dims [N]
 // into N samples of rows*cols features, each pixel / 255 in [0, 1]. Fails if
 // the dims are not as described, the Ns differ, or a label is not in
@@ -57,6 +63,11 @@ absl::StatusOr<DenseDataset> ReadIdxDataset(const std::string& images_path,
 // ".gz". NotFound if neither name exists.
 absl::StatusOr<DenseDataset> LoadFashionMnist(const std::string& dir,
                                               bool train);
+
+// The size LoadFashionMnist(dir, train) would give, from the two files'
+// headers (ReadIdxDims): the same file-name, rank and count checks, but no
+// data is read (labels are not checked against the 10 classes).
+absl::StatusOr<DenseDatasetSize> ProbeFashionMnist(const std::string& dir, bool train);
 
 // Returns the whole, possibly gzip-compressed, file at `path` decompressed.
 // NotFound if it does not exist; ResourceExhausted if it decompresses to more
