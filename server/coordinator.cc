@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/log_tags.h"
 #include "common/base/status_macros.h"
+#include "common/data/dataset_registry.h"
 #include "common/model/job_spec.h"
 #include "common/wire/model_file.h"
 #include "common/wire/slice_codec.h"
@@ -35,6 +36,22 @@ std::string PrintableReason(const std::string& reason, size_t max_bytes) {
   }
   if (reason.size() > max_bytes) out += "...";
   return out;
+}
+
+// An unfinished elastic job read from its checkpoint gets its slice budget
+// back (RoundDriver::set_slice_budget) from its training split's size, read
+// as cheaply as the format allows. If the split cannot be read now, the job
+// keeps the round count of its checkpoint and says so in the log.
+void RestoreSliceBudget(Job* job, const std::string& data_dir) {
+  if (ElasticSliceBudget(job->spec(), 1) == 0) return;  // not elastic in epochs
+  absl::StatusOr<DenseDatasetSize> train = ProbeDataset(job->spec().dataset(), data_dir, true);
+  if (!train.ok()) {
+    LOG(WARNING) << JobTag(job->id(), job->rounds.rounds_done())
+                 << " keeps its checkpoint's round count (" << job->rounds.total_rounds()
+                 << "): cannot size its training split: " << train.status();
+    return;
+  }
+  job->rounds.set_slice_budget(ElasticSliceBudget(job->spec(), train->num_samples));
 }
 
 WorkerRegistryOptions RegistryOptions(const CoordinatorOptions& options) {
@@ -120,6 +137,7 @@ absl::Status Coordinator::Recover() {
       }
       job->rounds.ResumeFrom(std::move(file->params), file->round, std::move(shapes));
       job->progress.set_round(file->round);
+      if (unfinished) RestoreSliceBudget(job, options_.data_dir);
       if (!unfinished) {  // its model is the checkpoint's: served from there
         job->rounds.DropModel();
         job->model_on_disk = true;

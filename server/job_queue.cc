@@ -100,6 +100,7 @@ absl::StatusOr<AdmittedJob> AdmitJob(const v1::JobSpec& request, const std::stri
   job.spec = spec;
   ASSIGN_OR_RETURN(job.family, MakeModelFamily(config));
   job.total_rounds = TotalRounds(spec, train.num_samples);
+  job.slice_budget = ElasticSliceBudget(spec, train.num_samples);
   job.test = std::move(test);
   job.submitted = UnixNow();
   return job;
@@ -163,6 +164,7 @@ absl::StatusOr<Job*> JobQueue::Enqueue(AdmittedJob admitted) {
   const IstTrainingConfig& config = admitted.family->config();
   auto job = std::make_unique<Job>(id, admitted.spec, admitted.family, admitted.total_rounds,
                                    options_.rounds);
+  job->rounds.set_slice_budget(admitted.slice_budget);
   job->test = std::move(admitted.test);
   job->submitted = admitted.submitted;
   job->progress.set_job_id(id);

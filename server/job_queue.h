@@ -48,6 +48,7 @@ struct AdmittedJob {
   v1::JobSpec spec;  // defaults filled in
   std::shared_ptr<const ModelFamily> family;  // of the spec's training config
   int64_t total_rounds = 0;
+  int64_t slice_budget = 0;  // ElasticSliceBudget (0: total_rounds is exact)
   std::shared_ptr<const DenseDataset> test;
   double submitted = 0;  // UnixNow() at admission
 };

@@ -28,6 +28,21 @@ void RoundDriver::ResumeFrom(MlpParams<float> model, int64_t rounds_done,
   has_model_ = true;
   rounds_done_ = rounds_done;
   round_shapes_ = std::move(shapes);
+  EstimateTotalRounds();
+}
+
+void RoundDriver::set_slice_budget(int64_t slices) {
+  slice_budget_ = slices;
+  EstimateTotalRounds();
+}
+
+void RoundDriver::EstimateTotalRounds() {
+  if (slice_budget_ <= 0 || round_shapes_.empty()) return;
+  int64_t done = 0;
+  for (const RoundShape& shape : round_shapes_) done += shape.num_slices;
+  const int64_t s = std::max(1, round_shapes_.back().num_slices);
+  const int64_t rest = std::max<int64_t>(0, slice_budget_ - done);
+  total_rounds_ = rounds_done_ + (rest + s - 1) / s;
 }
 
 void RoundDriver::EnsureModel() {
@@ -299,6 +314,7 @@ absl::Status RoundDriver::MergeRound(bool next_round_follows) {
   // A fixed-S job's shapes are all the spec's: only elastic jobs record them.
   if (spec_.max_workers() > config().num_subnets) round_shapes_.push_back(plan_.shape);
   ++rounds_done_;
+  EstimateTotalRounds();
   last_round_loss_ = loss;
   telemetry_.RoundMerged(options_.now(), merge_seconds);
   return absl::OkStatus();
@@ -307,6 +323,7 @@ absl::Status RoundDriver::MergeRound(bool next_round_follows) {
 v1::JobProgress RoundDriver::MergedRoundProgress(const v1::JobProgress& progress) {
   v1::JobProgress p = progress;
   p.set_round(rounds_done_);
+  p.set_total_rounds(total_rounds_);
   p.set_train_loss(last_round_loss_);
   RoundShapeToProto(plan_.shape, p.mutable_round_shape());  // for an exact replay
   telemetry_.AddToProgress(&p);

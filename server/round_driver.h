@@ -76,7 +76,15 @@ class RoundDriver {
   const IstTrainingConfig& config() const { return family_->config(); }
   // The job's model family (shared: evaluation runs outside the lock).
   const std::shared_ptr<const ModelFamily>& family() const { return family_; }
+  // The rounds the job runs. For an elastic job with a slice budget, an
+  // estimate after each merged round: the rounds done plus the rounds the
+  // rest of the budget takes at that round's S.
   int64_t total_rounds() const { return total_rounds_; }
+  // An elastic job given in epochs trains exactly `slices` slices (summed
+  // over its rounds' S; common/model/job_spec.h ElasticSliceBudget) instead
+  // of a number of rounds fixed at submit: it ends after the round that
+  // reaches them. 0 (the default): total_rounds as given.
+  void set_slice_budget(int64_t slices);
 
   // ---- The model ----
 
@@ -223,11 +231,15 @@ class RoundDriver {
   // spare_outgoing_ sized for the round, each entry free for writing
   // (replaced by a new one if a handler still holds it); their params.
   std::vector<MlpParams<float>*> SpareOutgoing();
+  // With a slice budget: total_rounds_ from the rounds done, the slices
+  // they trained and the last round's S.
+  void EstimateTotalRounds();
 
   const std::string job_id_;
   const v1::JobSpec spec_;
   const std::shared_ptr<const ModelFamily> family_;
-  const int64_t total_rounds_;
+  int64_t total_rounds_;
+  int64_t slice_budget_ = 0;
   const RoundDriverOptions options_;
 
   bool has_model_ = false;

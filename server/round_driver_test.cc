@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/ist/round_plan.h"
 #include "common/model/job_spec.h"
 #include "common/wire/slice_codec.h"
@@ -326,6 +327,68 @@ TEST(RoundDriverSpeedTest, SubnetsAreSizedForAndHandedToTheirWorkers) {
   EXPECT_THAT(t1->round_shape().shares(), ElementsAre(3.0, 1.0));
   // A third worker gets nothing: every subnet is sized for someone.
   EXPECT_FALSE(driver.HandOut("w3").has_value());
+}
+
+// An elastic job given in epochs trains its budget of slices whatever its
+// rounds' S: with a budget of 9 slices, rounds at S = 2, 4, 2 leave 1 slice,
+// so one more round (at S = 2) ends it; total_rounds follows as an estimate
+// at the last round's S, and a fixed S of 2 would have taken 5 rounds.
+TEST(RoundDriverElasticTest, AnEpochJobEndsWhenItsSlicesAreTrainedWhateverItsS) {
+  v1::JobSpec spec = Spec();
+  spec.set_rounds(0);
+  spec.set_epochs(1);
+  spec.set_max_workers(4);
+  spec = WithDefaults(spec);
+  auto config = TrainingConfigFromSpec(spec);
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto family = MakeModelFamily(*config);
+  ASSERT_TRUE(family.ok()) << family.status();
+  RoundDriverOptions options;
+  options.process_cpu_seconds = [] { return 0.0; };
+  // 9 slices of R x batch = 32 samples: an epoch of 288 samples.
+  EXPECT_EQ(ElasticSliceBudget(spec, 288), 9);
+  EXPECT_EQ(TotalRounds(spec, 288), 5);
+  RoundDriver driver("job-1", spec, std::move(*family), TotalRounds(spec, 288), options);
+  driver.set_slice_budget(ElasticSliceBudget(spec, 288));
+  driver.EnsureModel();
+  EXPECT_EQ(driver.total_rounds(), 5);
+
+  auto run_round = [&driver](int live) {
+    ASSERT_TRUE(driver.OpenRound(live).ok());
+    std::vector<std::pair<std::string, v1::Task>> tasks;
+    for (int w = 0; w < live; ++w) {
+      const std::string id = absl::StrCat("w", w);
+      std::optional<v1::Task> task = driver.HandOut(id);
+      ASSERT_TRUE(task.has_value()) << "worker " << w << " of " << live;
+      tasks.emplace_back(id, *task);
+    }
+    for (const auto& [id, task] : tasks) {
+      auto slice = driver.Fetch(id, task.tag());
+      ASSERT_TRUE(slice.ok()) << slice.status();
+      v1::TrainStats stats;
+      stats.set_mean_loss(1.0);
+      ASSERT_TRUE(driver.Accept(id, task.tag(), stats, (*slice)->params).ok());
+    }
+    ASSERT_TRUE(driver.MergeRound(/*next_round_follows=*/false).ok());
+  };
+  run_round(2);  // 2 of 9 slices: 7 left, 4 rounds at S = 2
+  EXPECT_EQ(driver.total_rounds(), 5);
+  run_round(4);  // 6: 3 left, 1 round at S = 4
+  EXPECT_EQ(driver.total_rounds(), 3);
+  run_round(2);  // 8: 1 left, 1 round at S = 2
+  EXPECT_EQ(driver.total_rounds(), 4);
+  run_round(2);  // 10 >= 9: done
+  EXPECT_EQ(driver.rounds_done(), 4);
+  EXPECT_EQ(driver.total_rounds(), 4);
+  EXPECT_EQ(driver.round_shapes().size(), 4u);
+
+  // A fixed-S job or one given in rounds has no budget: its rounds are exact.
+  v1::JobSpec fixed = spec;
+  fixed.set_max_workers(2);
+  EXPECT_EQ(ElasticSliceBudget(fixed, 288), 0);
+  v1::JobSpec by_rounds = spec;
+  by_rounds.set_rounds(7);
+  EXPECT_EQ(ElasticSliceBudget(by_rounds, 288), 0);
 }
 
 }  // namespace

@@ -303,6 +303,18 @@ int64_t TotalRounds(const v1::JobSpec& spec, int64_t train_samples) {
   return static_cast<int64_t>(rounds);
 }
 
+int64_t ElasticSliceBudget(const v1::JobSpec& spec, int64_t train_samples) {
+  if (spec.rounds() > 0 || spec.max_workers() <= spec.workers()) return 0;
+  const double per_slice =
+      static_cast<double>(spec.local_steps()) * static_cast<double>(spec.batch_size());
+  if (!(per_slice > 0) || !(spec.epochs() > 0) || train_samples <= 0) return 0;
+  const double cap = static_cast<double>(kMaxJobRounds) * spec.max_workers();
+  const double slices =
+      std::ceil(spec.epochs() * static_cast<double>(train_samples) / per_slice - 1e-9);
+  if (!(slices >= 1)) return 1;
+  return slices >= cap ? static_cast<int64_t>(cap) : static_cast<int64_t>(slices);
+}
+
 absl::StatusOr<v1::JobSpec> ParseJobSpecText(
     const std::string& text, const std::string& name_for_errors) {
   FirstErrorCollector errors(name_for_errors, text);

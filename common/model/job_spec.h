@@ -62,6 +62,13 @@ std::string ModelSummary(const v1::JobSpec& spec);
 // at least 1 and at most kMaxJobRounds. `spec` must be valid.
 int64_t TotalRounds(const v1::JobSpec& spec, int64_t train_samples);
 
+// The slices (subnet-rounds of local_steps x batch_size samples) an elastic
+// job given in epochs must train: ceil(epochs * train_samples /
+// (local_steps * batch_size)), at most kMaxJobRounds * max_workers. 0 when
+// the job has a fixed S (max_workers <= workers) or is given in rounds:
+// its TotalRounds are exact already. `spec` must be valid.
+int64_t ElasticSliceBudget(const v1::JobSpec& spec, int64_t train_samples);
+
 // Parses a JobSpec in protobuf text format. Errors are InvalidArgument of the
 // form "<name_for_errors>:<line>:<column>: <parser message>" (1-based).
 // Does not fill defaults or validate.
