@@ -141,6 +141,9 @@ class CoordinatorSource : public DashboardSource {
     return coordinator_->WaitForProgress(job_id, seen, absl::ZeroDuration());
   }
   std::vector<v1::WorkerStatus> ListWorkers() override { return coordinator_->ListWorkers(); }
+  absl::StatusOr<v1::JobState> CancelJob(const std::string& job_id) override {
+    return coordinator_->CancelJob(job_id);
+  }
 
  private:
   Coordinator* coordinator_;
@@ -242,13 +245,14 @@ std::string WorkersJson(const std::vector<v1::WorkerStatus>& workers, double now
 Dashboard::Dashboard(std::unique_ptr<DashboardSource> source, std::string token)
     : source_(std::move(source)), token_(std::move(token)) {}
 
-bool Dashboard::Authorized(const HttpRequest& request) const {
+bool Dashboard::Authorized(const HttpRequest& request, bool allow_query_token) const {
   if (token_.empty()) return true;
   constexpr absl::string_view kBearer = "Bearer ";
   if (absl::StartsWith(request.authorization, kBearer) &&
       SameSecret(request.authorization.substr(kBearer.size()), token_)) {
     return true;
   }
+  if (!allow_query_token) return false;
   auto [begin, end] = request.params.equal_range("token");
   for (auto it = begin; it != end; ++it) {
     if (SameSecret(it->second, token_)) return true;
@@ -258,8 +262,9 @@ bool Dashboard::Authorized(const HttpRequest& request) const {
 
 HttpResponse Dashboard::Handle(const HttpRequest& request) {
   const std::string& path = request.path;
+  if (request.method == "POST") return Post(request);
   if (absl::StartsWith(path, "/static/")) return Asset(path.substr(8));
-  if (!Authorized(request)) {
+  if (!Authorized(request, /*allow_query_token=*/true)) {
     return Error(401, "missing or wrong bearer token: send \"Authorization: Bearer TOKEN\" "
                       "or add ?token=TOKEN");
   }
@@ -274,6 +279,30 @@ HttpResponse Dashboard::Handle(const HttpRequest& request) {
     return JobDetail(path.substr(9), since == request.params.end() ? "" : since->second);
   }
   return Error(404, absl::StrCat("no page ", path));
+}
+
+HttpResponse Dashboard::Post(const HttpRequest& request) {
+  constexpr absl::string_view kPrefix = "/api/job/", kSuffix = "/cancel";
+  const std::string& path = request.path;
+  if (!absl::StartsWith(path, kPrefix) || !absl::EndsWith(path, kSuffix) ||
+      path.size() <= kPrefix.size() + kSuffix.size()) {
+    return Error(404, absl::StrCat("no action ", path, ": POST /api/job/ID/cancel is the only one"));
+  }
+  if (request.action != "cancel") {
+    return Error(403, "an action needs the header \"X-Ist-Action: cancel\"");
+  }
+  if (!Authorized(request, /*allow_query_token=*/false)) {
+    return Error(401, "missing or wrong bearer token: an action needs \"Authorization: Bearer "
+                      "TOKEN\" with the job API's user token");
+  }
+  const std::string job_id(path.substr(kPrefix.size(),
+                                        path.size() - kPrefix.size() - kSuffix.size()));
+  absl::StatusOr<v1::JobState> state = source_->CancelJob(job_id);
+  if (!state.ok()) {
+    return Error(state.status().code() == absl::StatusCode::kNotFound ? 404 : 500,
+                 std::string(state.status().message()));
+  }
+  return Json(absl::StrCat("{\"state\":", Quote(v1::JobState_Name(*state)), "}"));
 }
 
 HttpResponse Dashboard::JobDetail(const std::string& job_id, const std::string& since_text) {

@@ -1,5 +1,5 @@
-// The coordinator's read-only web dashboard: the pages (jobs, one job,
-// workers), the JSON they poll, and the access check. A thin adapter over
+// The coordinator's web dashboard: the pages (jobs, one job, workers), the
+// JSON they poll, its one action (cancelling a job), and the access check. A thin adapter over
 // the coordinator's job API (ListJobs, GetJob, the progress history that
 // WatchJob replays, ListWorkers); no HTTP here: Handle() maps a plain
 // HttpRequest to an HttpResponse, and common/wire/http_server.h serves it.
@@ -13,6 +13,18 @@
 //   /static/NAME      script, style sheet and the plotting library
 // With a token, every route but /static/ needs "Authorization: Bearer
 // TOKEN" or ?token=TOKEN, else 401; /static/ holds only code, no data.
+//
+// The one route that changes anything (POST, served only by a server with
+// allow_post):
+//   /api/job/ID/cancel   cancels the job as JobService.CancelJob does:
+//                        {"state": STATE} on success; 404 unknown job. It
+//                        needs the header "X-Ist-Action: cancel" (else 403:
+//                        a cross-site form cannot send it) and, with a token,
+//                        the token in the Authorization header (else 401; a
+//                        ?token= in the URL does not count for a POST).
+// The token the dashboard is given is the job API's user token, so what it
+// lets a viewer do is what istctl with that token may do; a viewer without
+// it gets nothing once a token is set. Other methods and routes: 405/404.
 //
 // JSON shapes (numbers are JSON numbers; a value not known yet is null):
 //   /api/jobs    {"now": UNIX_S, "jobs": [JOB...]}
@@ -65,6 +77,8 @@ class DashboardSource {
   virtual absl::StatusOr<std::vector<v1::JobProgress>> ProgressAfter(const std::string& job_id,
                                                                       int64_t* seen) = 0;
   virtual std::vector<v1::WorkerStatus> ListWorkers() = 0;
+  // As Coordinator::CancelJob: the job's state afterwards, or NotFound.
+  virtual absl::StatusOr<v1::JobState> CancelJob(const std::string& job_id) = 0;
 };
 
 // Reads `coordinator`, which must outlive the returned source.
@@ -88,8 +102,10 @@ class Dashboard {
   HttpResponse Handle(const HttpRequest& request);
 
  private:
-  bool Authorized(const HttpRequest& request) const;
+  // `allow_query_token`: a ?token= parameter counts (GETs only).
+  bool Authorized(const HttpRequest& request, bool allow_query_token) const;
   HttpResponse JobDetail(const std::string& job_id, const std::string& since);
+  HttpResponse Post(const HttpRequest& request);
 
   std::unique_ptr<DashboardSource> source_;
   const std::string token_;

@@ -114,8 +114,14 @@ class FakeSource : public DashboardSource {
     fresh.set_state("idle");
     return {busy, fresh};
   }
+  absl::StatusOr<v1::JobState> CancelJob(const std::string& id) override {
+    if (id != "job-1") return absl::NotFoundError(absl::StrCat("no job ", id));
+    cancelled.push_back(id);
+    return v1::CANCELLED;
+  }
 
   std::vector<v1::JobProgress> history = History();
+  std::vector<std::string> cancelled;
 };
 
 TEST(DashboardJsonTest, JobSummaryHasTheTableColumns) {
@@ -267,6 +273,52 @@ TEST(DashboardTest, TokenIsRequiredExceptForStaticFiles) {
     EXPECT_EQ(dashboard.Handle(Get(path, {}, "Bearer s3cret")).status, 200) << path;
   }
   EXPECT_EQ(dashboard.Handle(Get("/static/dashboard.js")).status, 200);
+}
+
+HttpRequest Post(const std::string& path, const std::string& action,
+                 const std::string& authorization = "",
+                 std::multimap<std::string, std::string> params = {}) {
+  HttpRequest request = Get(path, std::move(params), authorization);
+  request.method = "POST";
+  request.action = action;
+  return request;
+}
+
+// Cancelling is the one action: it needs the action header (a cross-site
+// form cannot send one), the user token in the Authorization header when a
+// token is set (not ?token=, which a link could carry), and a known job.
+TEST(DashboardTest, CancelNeedsTheActionHeaderAndTheUserToken) {
+  auto source = std::make_unique<FakeSource>();
+  FakeSource* fake = source.get();
+  Dashboard dashboard(std::move(source), "s3cret");
+  const std::string cancel = "/api/job/job-1/cancel";
+  EXPECT_EQ(dashboard.Handle(Post(cancel, "", "Bearer s3cret")).status, 403);
+  EXPECT_EQ(dashboard.Handle(Post(cancel, "delete", "Bearer s3cret")).status, 403);
+  EXPECT_EQ(dashboard.Handle(Post(cancel, "cancel")).status, 401);
+  EXPECT_EQ(dashboard.Handle(Post(cancel, "cancel", "Bearer wrong")).status, 401);
+  EXPECT_EQ(dashboard.Handle(Post(cancel, "cancel", "", {{"token", "s3cret"}})).status, 401);
+  EXPECT_TRUE(fake->cancelled.empty());
+  // A GET of the action's path cancels nothing.
+  EXPECT_EQ(dashboard.Handle(Get(cancel, {}, "Bearer s3cret")).status, 404);
+  EXPECT_TRUE(fake->cancelled.empty());
+
+  HttpResponse done = dashboard.Handle(Post(cancel, "cancel", "Bearer s3cret"));
+  EXPECT_EQ(done.status, 200) << done.body;
+  EXPECT_EQ(Field(Parse(done.body), "state").string_value(), "CANCELLED");
+  EXPECT_EQ(fake->cancelled, (std::vector<std::string>{"job-1"}));
+  EXPECT_EQ(dashboard.Handle(Post("/api/job/job-9/cancel", "cancel", "Bearer s3cret")).status,
+            404);
+  EXPECT_EQ(dashboard.Handle(Post("/api/jobs", "cancel", "Bearer s3cret")).status, 404);
+  EXPECT_EQ(dashboard.Handle(Post("/api/job//cancel", "cancel", "Bearer s3cret")).status, 404);
+  EXPECT_EQ(fake->cancelled.size(), 1u);
+
+  // Without a token (a laptop) the action header is still required.
+  auto open_source = std::make_unique<FakeSource>();
+  FakeSource* open_fake = open_source.get();
+  Dashboard open(std::move(open_source), "");
+  EXPECT_EQ(open.Handle(Post(cancel, "")).status, 403);
+  EXPECT_EQ(open.Handle(Post(cancel, "cancel")).status, 200);
+  EXPECT_EQ(open_fake->cancelled.size(), 1u);
 }
 
 TEST(DashboardAssetsTest, EveryPageAndLibraryIsEmbedded) {

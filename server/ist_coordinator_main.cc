@@ -60,7 +60,7 @@ DEFINE_string(metrics_listen, "",
               "http://HOST:PORT/metrics");
 DEFINE_string(metrics_port_file, "", "if set, write the metrics port here once serving");
 DEFINE_string(http_listen, "",
-              "if set (HOST:PORT, port 0 picks one), serve the read-only web dashboard "
+              "if set (HOST:PORT, port 0 picks one), serve the web dashboard "
               "there: HTTPS with --tls_cert/--tls_key (client certificates required "
               "with --tls_ca), and --token_file's token required when set");
 DEFINE_string(http_port_file, "", "if set, write the dashboard's port here once serving");
@@ -102,6 +102,7 @@ absl::StatusOr<std::unique_ptr<ist::HttpServer>> StartDashboard(ist::Coordinator
   options.tls_key = FLAGS_tls_key;
   options.tls_ca = FLAGS_tls_ca;
   options.threads = 4;
+  options.allow_post = true;  // the dashboard's cancel action
   auto started = ist::HttpServer::Start(
       options, [dashboard](const ist::HttpRequest& request) { return dashboard->Handle(request); });
   if (!started.ok()) {

@@ -5,8 +5,10 @@
 # loads the jobs page (both jobs listed), the workers page (both workers),
 # and the running job's page twice a few seconds apart: its loss curve must
 # have more points the second time. Then a screenshot of that page, which
-# compares the two jobs. Last, a coordinator with TLS and a token serves
-# the dashboard over HTTPS and refuses it without the token.
+# compares the two jobs, and the dashboard's cancel action on the running
+# job (refused without its header). Last, a coordinator with TLS and a token
+# serves the dashboard over HTTPS and refuses it, and the action, without
+# the token.
 #
 # Under bazel the screenshot goes to the test's undeclared outputs; run
 # directly from the repository root (after bazel build of the daemons and
@@ -100,12 +102,20 @@ browse --dump-dom "$WEB/job/job-2" >"$TMP/job_second.html" || fail "chromium cou
 SECOND="$(points "$TMP/job_second.html")"
 [ "${SECOND:-0}" -gt "$FIRST" ] || fail "the curve did not grow: $FIRST points, then ${SECOND:-none}"
 echo "job-2's loss curve: $FIRST points, then $SECOND"
+grep -q '<button id="cancel" type="button">' "$TMP/job_second.html" \
+  || fail "the running job's page shows no cancel button: $(grep -o '<button[^>]*>' "$TMP/job_second.html")"
 
 mkdir -p "$(dirname "$SHOT")"
 browse --screenshot="$SHOT" "$WEB/job/job-2?compare=job-1" || fail "no screenshot"
 [ "$(head -c 8 "$SHOT" | od -An -tx1 | tr -d ' ')" = 89504e470d0a1a0a ] || fail "$SHOT is no PNG"
 echo "screenshot: $SHOT"
-ctl cancel job-2 >/dev/null || fail "cancel job-2"
+# The dashboard's one action: cancel, only with its header.
+CODE="$(curl -s -o /dev/null -w '%{http_code}' -X POST -d "" "$WEB/api/job/job-2/cancel")"
+[ "$CODE" = 403 ] || fail "cancel without X-Ist-Action: HTTP $CODE, want 403"
+[ "$(field "$(curl -sf "$WEB/api/jobs")" job-2 state)" = RUNNING ] || fail "a refused cancel cancelled"
+curl -sf -X POST -d "" -H "X-Ist-Action: cancel" "$WEB/api/job/job-2/cancel" | grep -q '"state":"CANCELLED"' \
+  || fail "the dashboard's cancel did not cancel job-2"
+[ "$(field "$(curl -sf "$WEB/api/jobs")" job-2 state)" = CANCELLED ] || fail "job-2 is not listed CANCELLED"
 
 # HTTPS and the token, on a second coordinator.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
@@ -127,6 +137,13 @@ curl -sf --cacert "$TMP/cert.pem" -H "Authorization: Bearer dashboard-token-1" \
   "$SECURE/api/jobs" | grep -q '"jobs":\[\]' || fail "the token was not accepted over HTTPS"
 curl -sf --cacert "$TMP/cert.pem" "$SECURE/?token=dashboard-token-1" | grep -q 'data-page="jobs"' \
   || fail "?token= was not accepted"
+CODE="$(curl -s -o /dev/null -w '%{http_code}' --cacert "$TMP/cert.pem" -X POST -d "" \
+  -H "X-Ist-Action: cancel" "$SECURE/api/job/job-1/cancel?token=dashboard-token-1")"
+[ "$CODE" = 401 ] || fail "a cancel with ?token= only: HTTP $CODE, want 401"
+CODE="$(curl -s -o /dev/null -w '%{http_code}' --cacert "$TMP/cert.pem" -X POST -d "" \
+  -H "X-Ist-Action: cancel" -H "Authorization: Bearer dashboard-token-1" \
+  "$SECURE/api/job/job-1/cancel")"
+[ "$CODE" = 404 ] || fail "a cancel of an unknown job with the token: HTTP $CODE, want 404"
 CODE="$(curl -s -o /dev/null -w '%{http_code}' -m 5 "http://127.0.0.1:$(cat "$TMP/http_port2")/api/jobs")"
 [ "$CODE" != 200 ] || fail "plain HTTP served with TLS on"
 echo "PASS"

@@ -13,6 +13,17 @@ function withToken(path) {
   return path + (path.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(token);
 }
 
+// POSTs the one action there is: cancelling `id`. The token goes in the
+// Authorization header (the server takes no ?token= for an action).
+async function cancelJob(id) {
+  const headers = {'X-Ist-Action': 'cancel'};
+  if (token) headers.Authorization = 'Bearer ' + token;
+  const response = await fetch('/api/job/' + encodeURIComponent(id) + '/cancel',
+                               {method: 'POST', headers, cache: 'no-store'});
+  if (!response.ok) throw new Error('cancel: ' + response.status + ' ' + (await response.text()));
+  return response.json();
+}
+
 async function api(path) {
   const response = await fetch(withToken(path), {cache: 'no-store'});
   if (!response.ok) throw new Error(path + ': ' + response.status + ' ' + (await response.text()));
@@ -250,6 +261,19 @@ function jobPage() {
   });
   const compareBox = document.getElementById('compare');
   const offered = new Set();
+  const cancel = document.getElementById('cancel');
+  cancel.addEventListener('click', async () => {
+    if (!window.confirm('Cancel ' + id + '? Its model stays at the last merged round.')) return;
+    cancel.disabled = true;
+    try {
+      const result = await cancelJob(id);
+      setStatus(id + ': ' + result.state, false);
+    } catch (e) {
+      setStatus(e.message, true);
+    } finally {
+      cancel.disabled = false;
+    }
+  });
 
   poll(async () => {
     await Promise.all([main.update(), ...[...compared.values()].map((h) => h.update())]);
@@ -269,6 +293,8 @@ function jobPage() {
     cell(row, job.mode);
     cell(row, job.model);
     tbody.appendChild(row);
+    const cancel = document.getElementById('cancel');
+    cancel.hidden = !(job.state === 'QUEUED' || job.state === 'RUNNING');
     document.getElementById('spec').textContent = Object.entries(main.spec || {})
         .map(([k, v]) => k + ': ' + (typeof v === 'object' ? JSON.stringify(v) : v)).join('\n');
     const events = document.getElementById('events');
