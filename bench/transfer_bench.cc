@@ -54,6 +54,7 @@
 #include "proto/ist/v1/worker_service.grpc.pb.h"
 #include "server/coordinator.h"
 #include "server/grpc_services.h"
+#include "common/wire/security.h"
 #include "worker/worker_agent.h"
 
 DEFINE_string(layers, "784-4096-4096-10", "model shape");
@@ -182,8 +183,8 @@ struct Transfer {
 // SliceStreamClient calls) and pushes it straight back. Error on any
 // failure or a rejected push.
 absl::StatusOr<Transfer> FetchAndPush(const ist::SliceStreamClient& slices,
-                                      const std::string& worker_id, const ist::v1::Task& task,
-                                      int64_t push_chunk_bytes) {
+                                      const std::string& worker_id, const std::string& session,
+                                      const ist::v1::Task& task, int64_t push_chunk_bytes) {
   Transfer t;
   ist::MlpConfig shape;
   shape.layer_sizes.assign(task.subnet_layers().begin(), task.subnet_layers().end());
@@ -196,6 +197,7 @@ absl::StatusOr<Transfer> FetchAndPush(const ist::SliceStreamClient& slices,
     *request.mutable_tag() = task.tag();
     grpc::ClientContext context;
     SetDeadline(&context, 60);
+    context.AddMetadata(ist::kWorkerSessionMetadata, session);
     absl::StatusOr<int64_t> received = slices.Fetch(&context, request, slice.get());
     if (!received.ok()) return received.status();
     t.bytes = *received;
@@ -207,6 +209,7 @@ absl::StatusOr<Transfer> FetchAndPush(const ist::SliceStreamClient& slices,
   {
     grpc::ClientContext context;
     SetDeadline(&context, 60);
+    context.AddMetadata(ist::kWorkerSessionMetadata, session);
     ist::v1::TrainStats stats;
     stats.set_steps(task.spec().local_steps());
     const absl::Status pushed = slices.Push(&context, worker_id, stats, std::move(slice),
@@ -221,7 +224,8 @@ absl::StatusOr<Transfer> FetchAndPush(const ist::SliceStreamClient& slices,
 }
 
 absl::StatusOr<ist::v1::Task> TakeTask(ist::v1::WorkerService::Stub* stub,
-                                        const std::string& worker_id) {
+                                        const std::string& worker_id,
+                                        const std::string& session) {
   for (int attempt = 0; attempt < 20; ++attempt) {  // at most 20 x 5 s
     ist::v1::GetTaskRequest request;
     request.set_worker_id(worker_id);
@@ -229,6 +233,7 @@ absl::StatusOr<ist::v1::Task> TakeTask(ist::v1::WorkerService::Stub* stub,
     ist::v1::GetTaskResponse response;
     grpc::ClientContext context;
     SetDeadline(&context, 10);
+    context.AddMetadata(ist::kWorkerSessionMetadata, session);
     const grpc::Status s = stub->GetTask(&context, request, &response);
     if (!s.ok()) return ist::FromGrpcStatus(s);
     if (response.has_task()) return response.task();
@@ -291,7 +296,7 @@ int Run() {
   }
   auto config = ist::TrainingConfigFromSpec(ist::WithDefaults(spec));
   if (!config.ok()) return 1;
-  std::vector<std::string> workers;
+  std::vector<std::string> workers, sessions;
   for (int s = 0; s < FLAGS_subnets; ++s) {
     ist::v1::RegisterWorkerRequest request;
     request.set_name(absl::StrCat("bench-", s));
@@ -300,6 +305,7 @@ int Run() {
     SetDeadline(&context, 10);
     if (!stub->RegisterWorker(&context, request, &response).ok()) return 1;
     workers.push_back(response.worker_id());
+    sessions.push_back(response.session());
   }
 
   TcpPair tcp;
@@ -336,7 +342,7 @@ int Run() {
     std::vector<ist::v1::Task> tasks;
     std::vector<int64_t> expected;
     for (int w = 0; w < FLAGS_subnets; ++w) {
-      auto task = TakeTask(stub.get(), workers[w]);
+      auto task = TakeTask(stub.get(), workers[w], sessions[w]);
       if (!task.ok() || task->tag().round() != rep) {
         std::fprintf(stderr, "rep %d: no task for %s: %s\n", rep, workers[w].c_str(),
                      task.ok() ? "wrong round" : std::string(task.status().message()).c_str());
@@ -361,7 +367,7 @@ int Run() {
     const double grpc_cpu0 = ProcessCpuSeconds();
     tcp_cpu.push_back((grpc_cpu0 - tcp_cpu0) / (tcp_bytes / 1e9));
     for (int w = 0; w < FLAGS_subnets; ++w) {
-      auto t = FetchAndPush(slices, workers[w], tasks[w], FLAGS_push_chunk_bytes);
+      auto t = FetchAndPush(slices, workers[w], sessions[w], tasks[w], FLAGS_push_chunk_bytes);
       if (!t.ok()) {
         std::fprintf(stderr, "rep %d: %s\n", rep, std::string(t.status().message()).c_str());
         return 1;

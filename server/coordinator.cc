@@ -492,28 +492,46 @@ void Coordinator::RoundLoop() {
 // ---------------------------------------------------------------- workers
 
 absl::StatusOr<v1::RegisterWorkerResponse> Coordinator::RegisterWorker(
-    const v1::RegisterWorkerRequest& request, const std::string& peer) {
+    const v1::RegisterWorkerRequest& request, const std::string& peer,
+    const std::string& peer_identity) {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<std::string> id = workers_.Register(request.name(), peer, absl::Now());
-  if (!id.ok()) {
+  absl::StatusOr<WorkerRegistration> registered =
+      workers_.Register(request.name(), peer, peer_identity, absl::Now());
+  if (!registered.ok()) {
     LOG_EVERY_N(WARNING, 100) << "registration from " << PeerHost(peer)
-                              << " refused: " << id.status().message();
-    return id.status();
+                              << " refused: " << registered.status().message();
+    return registered.status();
   }
-  LOG(INFO) << "worker " << *id << " registered (" << request.name() << ", "
-            << request.threads() << " threads)";
+  LOG(INFO) << "worker " << registered->worker_id << " registered (" << request.name() << ", "
+            << request.threads() << " threads" << (peer_identity.empty() ? "" : ", certificate")
+            << ")";
   v1::RegisterWorkerResponse response;
-  response.set_worker_id(*id);
+  response.set_worker_id(registered->worker_id);
+  response.set_session(registered->session);
   response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.heartbeat_interval));
   return response;
 }
 
+absl::Status Coordinator::AuthenticateLocked(const char* call, const std::string& worker_id,
+                                             const WorkerProof& proof) {
+  absl::Status s = workers_.Authenticate(worker_id, proof);
+  if (!s.ok() && s.code() != absl::StatusCode::kNotFound) {
+    LOG_EVERY_N(WARNING, 100) << call << " refused: " << s.message();
+  }
+  return s;
+}
+
+std::map<std::string, int64_t> Coordinator::RefusedWorkerCalls() {
+  absl::MutexLock lock(&mu_);
+  return workers_.refusals();
+}
+
 absl::StatusOr<std::optional<v1::Task>> Coordinator::GetTask(const std::string& worker_id,
+                                                              const WorkerProof& proof,
                                                               absl::Duration wait) {
   absl::MutexLock lock(&mu_);
-  if (!workers_.Touch(worker_id, absl::Now())) {
-    return absl::NotFoundError(absl::StrCat("unknown worker '", worker_id, "': register again"));
-  }
+  RETURN_IF_ERROR(AuthenticateLocked("GetTask", worker_id, proof));
+  workers_.Touch(worker_id, absl::Now());
   // A worker that asks for work has given up whatever it held.
   const WorkerAssignment held = workers_.Assignment(worker_id);
   if (Job* running = jobs_.running(); running != nullptr && !held.job_id.empty() &&
@@ -546,8 +564,9 @@ RoundDriver* Coordinator::RunningRoundsLocked(const v1::SliceTag& tag, std::stri
 }
 
 absl::StatusOr<std::shared_ptr<const OutgoingSlice>> Coordinator::FetchSlice(
-    const std::string& worker_id, const v1::SliceTag& tag) {
+    const std::string& worker_id, const WorkerProof& proof, const v1::SliceTag& tag) {
   absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(AuthenticateLocked("FetchSlice", worker_id, proof));
   std::string why;
   RoundDriver* rounds = RunningRoundsLocked(tag, &why);
   absl::StatusOr<std::shared_ptr<const OutgoingSlice>> slice =
@@ -578,8 +597,10 @@ void Coordinator::CountCodecSeconds(const v1::SliceTag& tag, double cpu_seconds)
 }
 
 absl::StatusOr<MlpConfig> Coordinator::ExpectedSliceShape(const std::string& worker_id,
+                                                          const WorkerProof& proof,
                                                           const v1::SliceTag& tag) {
   absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(AuthenticateLocked("PushSlice", worker_id, proof));
   std::string why;
   RoundDriver* rounds = RunningRoundsLocked(tag, &why);
   if (rounds == nullptr) return DropPushLocked(tag, why);
@@ -588,9 +609,11 @@ absl::StatusOr<MlpConfig> Coordinator::ExpectedSliceShape(const std::string& wor
   return shape;
 }
 
-absl::Status Coordinator::AcceptSlice(const std::string& worker_id, const v1::SliceTag& tag,
-                                      const v1::TrainStats& stats, MlpParams<float> slice) {
+absl::Status Coordinator::AcceptSlice(const std::string& worker_id, const WorkerProof& proof,
+                                      const v1::SliceTag& tag, const v1::TrainStats& stats,
+                                      MlpParams<float> slice) {
   absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(AuthenticateLocked("PushSlice", worker_id, proof));
   std::string why;
   RoundDriver* rounds = RunningRoundsLocked(tag, &why);
   if (rounds == nullptr) return DropPushLocked(tag, why);
@@ -618,8 +641,10 @@ absl::Status Coordinator::DropPushLocked(const v1::SliceTag& tag, const std::str
   return absl::FailedPreconditionError(absl::StrCat("dropped ", SliceTagString(tag), ": ", why));
 }
 
-absl::Status Coordinator::ReportTaskFailure(const v1::ReportTaskFailureRequest& request) {
+absl::Status Coordinator::ReportTaskFailure(const v1::ReportTaskFailureRequest& request,
+                                            const WorkerProof& proof) {
   absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(AuthenticateLocked("ReportTaskFailure", request.worker_id(), proof));
   const v1::SliceTag& tag = request.tag();
   std::string why;
   RoundDriver* rounds = RunningRoundsLocked(tag, &why);
@@ -639,8 +664,12 @@ absl::Status Coordinator::ReportTaskFailure(const v1::ReportTaskFailureRequest& 
   return absl::OkStatus();
 }
 
-bool Coordinator::Heartbeat(const v1::HeartbeatRequest& request) {
+absl::StatusOr<bool> Coordinator::Heartbeat(const v1::HeartbeatRequest& request,
+                                             const WorkerProof& proof) {
   absl::MutexLock lock(&mu_);
+  const absl::Status s = AuthenticateLocked("Heartbeat", request.worker_id(), proof);
+  if (s.code() == absl::StatusCode::kNotFound) return false;
+  RETURN_IF_ERROR(s);
   return workers_.Touch(request.worker_id(), absl::Now());
 }
 

@@ -28,6 +28,7 @@
 #define IST_SERVER_COORDINATOR_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -146,22 +147,34 @@ class Coordinator {
   absl::StatusOr<v1::EvaluateResponse> Evaluate(const v1::EvaluateRequest& request);
 
   // ---- Worker API ----
+  //
+  // Every call after RegisterWorker names a worker id and carries `proof`
+  // (the session registration gave it, and its connection's TLS client
+  // certificate, if any). A call whose proof is not that worker's is
+  // refused before anything changes, with the error of
+  // WorkerRegistry::Authenticate (Unauthenticated without a session,
+  // PermissionDenied for another worker's session or certificate, NotFound
+  // for an unknown id), and counted in RefusedWorkerCalls().
 
   // Registers a worker calling from `peer` (a gRPC peer string; its host
-  // is what registrations are rate-limited by). InvalidArgument naming the
+  // is what registrations are rate-limited by) over a connection whose TLS
+  // client certificate is `peer_identity` ("" without one); the response
+  // carries its id and session. InvalidArgument naming the
   // field if the name is too long or has characters other than letters,
   // digits and . _ - : @ / [ ] % +; ResourceExhausted if the peer
   // registers too often or max_known_workers live workers are known.
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(
-      const v1::RegisterWorkerRequest& request, const std::string& peer);
+      const v1::RegisterWorkerRequest& request, const std::string& peer,
+      const std::string& peer_identity = "");
   // A task for the worker, waiting up to `wait` for one; nullopt if none.
   // NotFound if the worker is unknown (it must register again).
   absl::StatusOr<std::optional<v1::Task>> GetTask(const std::string& worker_id,
+                                                   const WorkerProof& proof,
                                                    absl::Duration wait);
   // The slice of an assigned task. FailedPrecondition if the tag is not the
   // worker's current assignment.
   absl::StatusOr<std::shared_ptr<const OutgoingSlice>> FetchSlice(
-      const std::string& worker_id, const v1::SliceTag& tag);
+      const std::string& worker_id, const WorkerProof& proof, const v1::SliceTag& tag);
   // Records that `bytes` of a slice were streamed to a worker.
   void CountBytesSent(const v1::SliceTag& tag, int64_t bytes);
   // Adds CPU seconds a slice handler spent encoding/sending or
@@ -171,14 +184,17 @@ class Coordinator {
   void CountCodecSeconds(const v1::SliceTag& tag, double cpu_seconds);
   // The shape a pushed slice must have, or FailedPrecondition if `tag` is
   // not an attempt the coordinator is waiting for (stale, duplicate, wrong
-  // worker); such a push is counted as dropped.
+  // worker); such a push is counted as dropped. A push whose proof is not
+  // the worker's is refused as above (and not counted as dropped).
   absl::StatusOr<MlpConfig> ExpectedSliceShape(const std::string& worker_id,
+                                               const WorkerProof& proof,
                                                const v1::SliceTag& tag);
   // Hands in a trained, decoded and checked slice. Merged at the end of the
   // round if `tag` is still the awaited attempt, else dropped
   // (FailedPrecondition saying why).
-  absl::Status AcceptSlice(const std::string& worker_id, const v1::SliceTag& tag,
-                           const v1::TrainStats& stats, MlpParams<float> slice);
+  absl::Status AcceptSlice(const std::string& worker_id, const WorkerProof& proof,
+                           const v1::SliceTag& tag, const v1::TrainStats& stats,
+                           MlpParams<float> slice);
   // Records that a pushed slice was rejected (bad shape, NaN, broken stream).
   void CountRejectedSlice(const v1::SliceTag& tag, const std::string& reason);
   // The worker's attempt `request.tag()` failed. A deterministic failure
@@ -187,10 +203,15 @@ class Coordinator {
   // replaced); any other ends the attempt, and the subnet goes to the next
   // worker that asks. FailedPrecondition if the tag is not the worker's
   // awaited attempt of the running job; nothing changes then.
-  absl::Status ReportTaskFailure(const v1::ReportTaskFailureRequest& request);
+  absl::Status ReportTaskFailure(const v1::ReportTaskFailureRequest& request,
+                                 const WorkerProof& proof);
   static constexpr int kMaxFailureReasonBytes = 1024;
   // False if the worker is unknown (coordinator restarted): re-register.
-  bool Heartbeat(const v1::HeartbeatRequest& request);
+  // Refused (an error) if the proof is missing or not the worker's.
+  absl::StatusOr<bool> Heartbeat(const v1::HeartbeatRequest& request, const WorkerProof& proof);
+  // Worker calls refused for their proof since start, per reason
+  // (WorkerRegistry::refusals).
+  std::map<std::string, int64_t> RefusedWorkerCalls();
 
   int num_live_workers();
   // Every known worker (at most max_known_workers), after forgetting those silent
@@ -212,6 +233,10 @@ class Coordinator {
   // `*why` says so.
   RoundDriver* RunningRoundsLocked(const v1::SliceTag& tag, std::string* why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Authenticates a worker call (WorkerRegistry::Authenticate); logs a
+  // refusal (rate-limited) naming `call`.
+  absl::Status AuthenticateLocked(const char* call, const std::string& worker_id,
+                                  const WorkerProof& proof) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts a push that will not be merged against its job, logs it, and
   // returns the FailedPrecondition to answer with.
   absl::Status DropPushLocked(const v1::SliceTag& tag, const std::string& why)

@@ -56,6 +56,9 @@ std::vector<MetricFamily> CoordinatorMetrics::Collect() const {
   MetricFamily jobs = Family("ist_coordinator_jobs", "Jobs per state", MetricType::Gauge);
   MetricFamily workers = Family("ist_coordinator_workers", "Workers per state",
                                 MetricType::Gauge);
+  MetricFamily refused = Family("ist_coordinator_calls_refused_total",
+                                "Calls refused for their token or worker session, per reason",
+                                MetricType::Counter);
 
   std::map<std::string, int> per_state = {
       {"QUEUED", 0}, {"RUNNING", 0}, {"SUCCEEDED", 0}, {"FAILED", 0}, {"CANCELLED", 0}};
@@ -80,9 +83,16 @@ std::vector<MetricFamily> CoordinatorMetrics::Collect() const {
   std::map<std::string, int> worker_states = {{"idle", 0}, {"training", 0}, {"lost", 0}};
   for (const v1::WorkerStatus& w : coordinator_->ListWorkers()) ++worker_states[w.state()];
   for (const auto& [state, n] : worker_states) Add(&workers, "state", state, n);
+  if (token_refusals_ != nullptr) {
+    Add(&refused, "reason", "bad_token", token_refusals_->bad_token.load());
+    Add(&refused, "reason", "wrong_role", token_refusals_->wrong_role.load());
+  }
+  for (const auto& [reason, n] : coordinator_->RefusedWorkerCalls()) {
+    Add(&refused, "reason", reason, n);
+  }
 
   return {rounds, round_s, train_s, merge_s, sent, received, progress,
-          accuracy, dropped, jobs, workers};
+          accuracy, dropped, jobs, workers, refused};
 }
 
 }  // namespace ist

@@ -13,11 +13,18 @@
 //   ist_coordinator_slices_dropped_total    stale, duplicate or bad pushes
 //   ist_coordinator_jobs{state}             jobs per state
 //   ist_coordinator_workers{state}          workers per state (idle, training, lost)
+//   ist_coordinator_calls_refused_total{reason}  calls refused before any
+//       handler acted: bad_token, wrong_role (the token check, when given
+//       its TokenRefusals), no_session, wrong_session, wrong_certificate,
+//       unknown_worker (worker calls whose proof was refused)
 #ifndef IST_SERVER_COORDINATOR_METRICS_H_
 #define IST_SERVER_COORDINATOR_METRICS_H_
 
+#include <memory>
+#include <utility>
 #include <vector>
 
+#include "common/wire/security.h"
 #include "prometheus/collectable.h"
 #include "prometheus/metric_family.h"
 #include "server/coordinator.h"
@@ -26,12 +33,16 @@ namespace ist {
 
 class CoordinatorMetrics : public prometheus::Collectable {
  public:
-  // `coordinator` must outlive this object.
-  explicit CoordinatorMetrics(Coordinator* coordinator) : coordinator_(coordinator) {}
+  // `coordinator` must outlive this object; `token_refusals` (may be null)
+  // are the server token check's counts (common/wire/security.h).
+  explicit CoordinatorMetrics(Coordinator* coordinator,
+                              std::shared_ptr<const TokenRefusals> token_refusals = nullptr)
+      : coordinator_(coordinator), token_refusals_(std::move(token_refusals)) {}
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
   Coordinator* coordinator_;
+  const std::shared_ptr<const TokenRefusals> token_refusals_;
 };
 
 }  // namespace ist

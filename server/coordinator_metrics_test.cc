@@ -67,5 +67,31 @@ TEST(CoordinatorMetricsTest, CountsJobsAndWorkersPerState) {
   EXPECT_EQ(scraped["ist_coordinator_test_accuracy"].count(*job), 0u);
 }
 
+TEST(CoordinatorMetricsTest, CountsRefusedCallsPerReason) {
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  Coordinator c(options);
+  auto tokens = std::make_shared<TokenRefusals>();
+  tokens->bad_token = 3;
+  tokens->wrong_role = 2;
+  CoordinatorMetrics metrics(&c, tokens);
+  v1::RegisterWorkerRequest r;
+  r.set_name("a");
+  auto registered = c.RegisterWorker(r, "ipv4:127.0.0.1:40000");
+  ASSERT_TRUE(registered.ok());
+  v1::HeartbeatRequest beat;
+  beat.set_worker_id(registered->worker_id());
+  EXPECT_FALSE(c.Heartbeat(beat, {"", ""}).ok());
+  EXPECT_FALSE(c.Heartbeat(beat, {"not-the-session", ""}).ok());
+  EXPECT_FALSE(c.Heartbeat(beat, {"not-the-session", ""}).ok());
+  EXPECT_TRUE(c.Heartbeat(beat, {registered->session(), ""}).ok());
+  auto scraped = Scrape(metrics);
+  EXPECT_EQ(scraped["ist_coordinator_calls_refused_total"]["bad_token"], 3);
+  EXPECT_EQ(scraped["ist_coordinator_calls_refused_total"]["wrong_role"], 2);
+  EXPECT_EQ(scraped["ist_coordinator_calls_refused_total"]["no_session"], 1);
+  EXPECT_EQ(scraped["ist_coordinator_calls_refused_total"]["wrong_session"], 2);
+  EXPECT_EQ(scraped["ist_coordinator_calls_refused_total"]["wrong_certificate"], 0);
+}
+
 }  // namespace
 }  // namespace ist

@@ -8,7 +8,9 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/data/dataset_registry.h"
@@ -43,24 +45,31 @@ v1::JobSpec Spec() {
   return spec;
 }
 
-std::string Register(Coordinator* c, const std::string& name) {
+// A registered worker: its id and what its calls prove themselves with.
+struct TestWorker {
+  std::string id;
+  WorkerProof proof;
+};
+
+TestWorker Register(Coordinator* c, const std::string& name) {
   v1::RegisterWorkerRequest r;
   r.set_name(name);
   auto registered = c->RegisterWorker(r, "ipv4:127.0.0.1:40000");
   EXPECT_TRUE(registered.ok()) << registered.status();
-  return registered.ok() ? registered->worker_id() : "";
+  if (!registered.ok()) return {};
+  return {registered->worker_id(), {registered->session(), ""}};
 }
 
-v1::Task Take(Coordinator* c, const std::string& worker) {
-  auto task = c->GetTask(worker, absl::Seconds(5));
+v1::Task Take(Coordinator* c, const TestWorker& worker) {
+  auto task = c->GetTask(worker.id, worker.proof, absl::Seconds(5));
   EXPECT_TRUE(task.ok()) << task.status();
   EXPECT_TRUE(task->has_value());
   return task->value_or(v1::Task());
 }
 
 // "Trains" by adding 1 to every weight of the fetched slice.
-MlpParams<float> FakeTrain(Coordinator* c, const std::string& worker, const v1::Task& task) {
-  auto slice = c->FetchSlice(worker, task.tag());
+MlpParams<float> FakeTrain(Coordinator* c, const TestWorker& worker, const v1::Task& task) {
+  auto slice = c->FetchSlice(worker.id, worker.proof, task.tag());
   EXPECT_TRUE(slice.ok()) << slice.status();
   MlpParams<float> p = (*slice)->params;
   for (auto& w : p.weights) w.array() += 1;
@@ -84,7 +93,7 @@ TEST(CoordinatorTest, MergesAwaitedSlicesAndDropsStaleAndDuplicates) {
   Coordinator c(options);
   auto job = c.SubmitJob(Spec());
   ASSERT_TRUE(job.ok()) << job.status();
-  const std::string a = Register(&c, "a"), b = Register(&c, "b");
+  const TestWorker a = Register(&c, "a"), b = Register(&c, "b");
 
   const v1::Task ta = Take(&c, a), tb = Take(&c, b);
   EXPECT_EQ(ta.tag().round(), 0);
@@ -95,18 +104,18 @@ TEST(CoordinatorTest, MergesAwaitedSlicesAndDropsStaleAndDuplicates) {
   EXPECT_EQ(ta.subnet_layers(1), 4);
 
   // Someone else's attempt cannot be fetched or pushed.
-  EXPECT_EQ(c.FetchSlice(b, ta.tag()).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(c.FetchSlice(b.id, b.proof, ta.tag()).status().code(), absl::StatusCode::kFailedPrecondition);
   v1::SliceTag wrong_round = ta.tag();
   wrong_round.set_round(7);
-  EXPECT_THAT(c.ExpectedSliceShape(a, wrong_round).status().message(),
+  EXPECT_THAT(c.ExpectedSliceShape(a.id, a.proof, wrong_round).status().message(),
               HasSubstr("round 7 is not the open round 0"));
 
   const MlpParams<float> pa = FakeTrain(&c, a, ta), pb = FakeTrain(&c, b, tb);
-  ASSERT_TRUE(c.AcceptSlice(a, ta.tag(), v1::TrainStats(), pa).ok());
+  ASSERT_TRUE(c.AcceptSlice(a.id, a.proof, ta.tag(), v1::TrainStats(), pa).ok());
   // A duplicate of an accepted push is dropped.
-  EXPECT_THAT(c.AcceptSlice(a, ta.tag(), v1::TrainStats(), pa).message(),
+  EXPECT_THAT(c.AcceptSlice(a.id, a.proof, ta.tag(), v1::TrainStats(), pa).message(),
               HasSubstr("already merged"));
-  ASSERT_TRUE(c.AcceptSlice(b, tb.tag(), v1::TrainStats(), pb).ok());
+  ASSERT_TRUE(c.AcceptSlice(b.id, b.proof, tb.tag(), v1::TrainStats(), pb).ok());
 
   const v1::JobProgress p = WaitForRound(&c, *job, 1);
   EXPECT_EQ(p.round(), 1);
@@ -145,7 +154,7 @@ TEST(CoordinatorTest, ReassignsAfterTheDeadlineAndIgnoresTheLatePush) {
   spec.set_rounds(1);
   auto job = c.SubmitJob(spec);
   ASSERT_TRUE(job.ok());
-  const std::string slow = Register(&c, "slow"), fast = Register(&c, "fast");
+  const TestWorker slow = Register(&c, "slow"), fast = Register(&c, "fast");
   const v1::Task first = Take(&c, slow);
   EXPECT_EQ(first.tag().attempt(), 0);
   const MlpParams<float> late = FakeTrain(&c, slow, first);
@@ -153,11 +162,11 @@ TEST(CoordinatorTest, ReassignsAfterTheDeadlineAndIgnoresTheLatePush) {
   const v1::Task second = Take(&c, fast);
   EXPECT_EQ(second.tag().subnet(), first.tag().subnet());
   EXPECT_EQ(second.tag().attempt(), 1);
-  EXPECT_THAT(c.AcceptSlice(slow, first.tag(), v1::TrainStats(), late).message(),
+  EXPECT_THAT(c.AcceptSlice(slow.id, slow.proof, first.tag(), v1::TrainStats(), late).message(),
               HasSubstr("not the one awaited"));
-  auto slice = c.FetchSlice(fast, second.tag());
+  auto slice = c.FetchSlice(fast.id, fast.proof, second.tag());
   ASSERT_TRUE(slice.ok());
-  ASSERT_TRUE(c.AcceptSlice(fast, second.tag(), v1::TrainStats(), (*slice)->params).ok());
+  ASSERT_TRUE(c.AcceptSlice(fast.id, fast.proof, second.tag(), v1::TrainStats(), (*slice)->params).ok());
   const v1::JobProgress p = WaitForRound(&c, *job, 1);
   EXPECT_EQ(p.state(), v1::SUCCEEDED);
   EXPECT_EQ(p.stale_slices_dropped(), 1);
@@ -165,6 +174,70 @@ TEST(CoordinatorTest, ReassignsAfterTheDeadlineAndIgnoresTheLatePush) {
   auto config = TrainingConfigFromSpec(WithDefaults(spec));
   ASSERT_TRUE(config.ok());
   EXPECT_EQ(p.model_fingerprint(), ParamsFingerprint(InitialMlpModel(*config)));
+}
+
+// A caller that knows worker a's id but not its session (it has no
+// session, or worker b's) can neither take a's task, nor fetch or push its
+// slice, nor heartbeat or fail it for a: each call is refused before it
+// changes anything, and counted. a then finishes the round as if nothing
+// had happened.
+TEST(CoordinatorTest, AnotherWorkersSessionCannotActForIt) {
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  Coordinator c(options);
+  auto job = c.SubmitJob(Spec());
+  ASSERT_TRUE(job.ok()) << job.status();
+  const TestWorker a = Register(&c, "a"), b = Register(&c, "b");
+  ASSERT_NE(a.proof.session, b.proof.session);
+  const v1::Task ta = Take(&c, a);
+  const WorkerProof none{"", ""};
+
+  for (const WorkerProof& impostor : {b.proof, none}) {
+    const absl::StatusCode want = impostor.session.empty() ? absl::StatusCode::kUnauthenticated
+                                                           : absl::StatusCode::kPermissionDenied;
+    // Before sessions, this GetTask gave up a's subnet and handed out another.
+    EXPECT_EQ(c.GetTask(a.id, impostor, absl::Milliseconds(1)).status().code(), want);
+    EXPECT_EQ(c.FetchSlice(a.id, impostor, ta.tag()).status().code(), want);
+    EXPECT_EQ(c.ExpectedSliceShape(a.id, impostor, ta.tag()).status().code(), want);
+    MlpParams<float> zeros = FakeTrain(&c, a, ta);
+    for (auto& w : zeros.weights) w.setZero();
+    EXPECT_EQ(c.AcceptSlice(a.id, impostor, ta.tag(), v1::TrainStats(), zeros).code(), want);
+    v1::HeartbeatRequest beat;
+    beat.set_worker_id(a.id);
+    EXPECT_EQ(c.Heartbeat(beat, impostor).status().code(), want);
+    v1::ReportTaskFailureRequest report;
+    report.set_worker_id(a.id);
+    *report.mutable_tag() = ta.tag();
+    report.set_reason("forged");
+    report.set_deterministic(true);
+    EXPECT_EQ(c.ReportTaskFailure(report, impostor).code(), want);
+  }
+  const std::map<std::string, int64_t> refused = c.RefusedWorkerCalls();
+  EXPECT_EQ(refused.at("wrong_session"), 6);
+  EXPECT_EQ(refused.at("no_session"), 6);
+
+  // a still holds its subnet, and the round closes with a's and b's slices.
+  const std::vector<v1::WorkerStatus> listed = c.ListWorkers();
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0].worker_id(), a.id);
+  EXPECT_EQ(listed[0].state(), "training");
+  EXPECT_EQ(listed[0].subnet(), ta.tag().subnet());
+  const v1::Task tb = Take(&c, b);
+  const MlpParams<float> pa = FakeTrain(&c, a, ta), pb = FakeTrain(&c, b, tb);
+  ASSERT_TRUE(c.AcceptSlice(a.id, a.proof, ta.tag(), v1::TrainStats(), pa).ok());
+  ASSERT_TRUE(c.AcceptSlice(b.id, b.proof, tb.tag(), v1::TrainStats(), pb).ok());
+  const v1::JobProgress p = WaitForRound(&c, *job, 1);
+  EXPECT_EQ(p.round(), 1);
+  EXPECT_EQ(p.stale_slices_dropped(), 0);
+  auto config = TrainingConfigFromSpec(WithDefaults(Spec()));
+  ASSERT_TRUE(config.ok());
+  MlpParams<float> expected = InitialMlpModel(*config);
+  auto plan = PlanMlpRound(*config, 0);
+  std::vector<const MlpParams<float>*> trained(2);
+  trained[ta.tag().subnet()] = &pa;
+  trained[tb.tag().subnet()] = &pb;
+  ASSERT_TRUE(MergeMlpSlices(*config, *plan, trained, &expected).ok());
+  EXPECT_EQ(p.model_fingerprint(), ParamsFingerprint(expected));
 }
 
 // Waits (bounded) until the job has ended; its last status.
@@ -188,22 +261,22 @@ TEST(CoordinatorTest, ADeterministicTaskFailureEndsTheJobFailed) {
   Coordinator c(options);
   auto job = c.SubmitJob(Spec());
   ASSERT_TRUE(job.ok());
-  const std::string a = Register(&c, "a"), b = Register(&c, "b");
+  const TestWorker a = Register(&c, "a"), b = Register(&c, "b");
   const v1::Task ta = Take(&c, a);
   v1::ReportTaskFailureRequest report;
-  report.set_worker_id(b);  // not the holder: refused
+  report.set_worker_id(b.id);  // not the holder: refused
   *report.mutable_tag() = ta.tag();
   report.set_reason("training diverged: loss is nan at local step 1\nforged line");
   report.set_deterministic(true);
-  EXPECT_EQ(c.ReportTaskFailure(report).code(), absl::StatusCode::kFailedPrecondition);
-  report.set_worker_id(a);
-  ASSERT_TRUE(c.ReportTaskFailure(report).ok());
+  EXPECT_EQ(c.ReportTaskFailure(report, b.proof).code(), absl::StatusCode::kFailedPrecondition);
+  report.set_worker_id(a.id);
+  ASSERT_TRUE(c.ReportTaskFailure(report, a.proof).ok());
 
   const v1::JobStatus status = WaitForEnd(&c, *job);
   EXPECT_EQ(status.progress().state(), v1::FAILED);
   EXPECT_THAT(status.progress().error(),
               HasSubstr(absl::StrCat("round 0, subnet ", ta.tag().subnet(),
-                                     ": worker ", a, " failed attempt 0: training diverged: "
+                                     ": worker ", a.id, " failed attempt 0: training diverged: "
                                      "loss is nan at local step 1 forged line")));
   // The next job runs.
   auto next = c.SubmitJob(Spec());
@@ -220,12 +293,12 @@ TEST(CoordinatorTest, ASubnetThatIsAbandonedOverAndOverEndsTheJobFailed) {
   spec.set_workers(1);
   auto job = c.SubmitJob(spec);
   ASSERT_TRUE(job.ok());
-  const std::string w = Register(&c, "w");
+  const TestWorker w = Register(&c, "w");
   // Each GetTask gives up the task held: attempts 0, 1 and 2 end unfinished.
   for (int attempt = 0; attempt < 3; ++attempt) {
     EXPECT_EQ(Take(&c, w).tag().attempt(), attempt);
   }
-  auto none = c.GetTask(w, absl::Milliseconds(1));
+  auto none = c.GetTask(w.id, w.proof, absl::Milliseconds(1));
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
   const v1::JobStatus status = WaitForEnd(&c, *job);
@@ -352,7 +425,7 @@ TEST(CoordinatorTest, EnforcesJobAndMemoryLimits) {
   EXPECT_THAT(c.SubmitJob(spec).status().message(), HasSubstr("2 queued or running jobs"));
   ASSERT_TRUE(c.CancelJob(*second).ok());
   EXPECT_TRUE(c.SubmitJob(spec).ok());  // a finished job frees its place
-  EXPECT_EQ(c.GetTask("w-unknown", absl::Milliseconds(1)).status().code(),
+  EXPECT_EQ(c.GetTask("w-unknown", {"some-session", ""}, absl::Milliseconds(1)).status().code(),
             absl::StatusCode::kNotFound);
 }
 

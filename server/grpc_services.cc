@@ -3,10 +3,14 @@
 #include <time.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "common/base/grpc_status.h"
+#include "common/wire/security.h"
 #include "common/wire/slice_codec.h"
+#include "grpc/grpc_security_constants.h"
 #include "glog/logging.h"
 
 namespace ist {
@@ -24,14 +28,37 @@ double ThreadCpuSeconds() {
   return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
+// The TLS client certificate the call's connection was verified with
+// (PEM); "" without one.
+std::string PeerIdentity(const grpc::ServerContext& context) {
+  const std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (auth == nullptr || !auth->IsPeerAuthenticated()) return "";
+  const std::vector<grpc::string_ref> pem = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+  return pem.empty() ? "" : std::string(pem.front().data(), pem.front().size());
+}
+
 }  // namespace
+
+WorkerProof ProofOfCall(const grpc::ServerContext& context) {
+  WorkerProof proof;
+  const auto& metadata = context.client_metadata();
+  // Exactly one entry: two could be a forwarded call carrying someone's
+  // session beside its own.
+  if (metadata.count(kWorkerSessionMetadata) == 1) {
+    const grpc::string_ref value = metadata.find(kWorkerSessionMetadata)->second;
+    proof.session.assign(value.data(), value.size());
+  }
+  proof.peer_identity = PeerIdentity(context);
+  return proof;
+}
 
 grpc::Status WorkerServiceImpl::RegisterWorker(grpc::ServerContext* context,
                                                const v1::RegisterWorkerRequest* request,
                                                v1::RegisterWorkerResponse* response) {
   v1::RegisterWorkerRequest named = *request;
   if (named.name().empty()) named.set_name(context->peer());
-  auto registered = coordinator_->RegisterWorker(named, context->peer());
+  auto registered =
+      coordinator_->RegisterWorker(named, context->peer(), PeerIdentity(*context));
   if (!registered.ok()) return ToGrpcStatus(registered.status());
   *response = std::move(*registered);
   return grpc::Status::OK;
@@ -45,7 +72,7 @@ grpc::Status WorkerServiceImpl::GetTask(grpc::ServerContext* context,
   const auto left = context->deadline() - std::chrono::system_clock::now();
   wait_ms = std::min<int64_t>(
       wait_ms, std::chrono::duration_cast<std::chrono::milliseconds>(left).count() - 500);
-  auto task = coordinator_->GetTask(request->worker_id(),
+  auto task = coordinator_->GetTask(request->worker_id(), ProofOfCall(*context),
                                     absl::Milliseconds(std::max<int64_t>(wait_ms, 0)));
   if (!task.ok()) return ToGrpcStatus(task.status());
   if (task->has_value()) *response->mutable_task() = std::move(**task);
@@ -55,21 +82,24 @@ grpc::Status WorkerServiceImpl::GetTask(grpc::ServerContext* context,
 grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
                                           const v1::HeartbeatRequest* request,
                                           v1::HeartbeatResponse* response) {
-  response->set_known(coordinator_->Heartbeat(*request));
+  absl::StatusOr<bool> known = coordinator_->Heartbeat(*request, ProofOfCall(*context));
+  if (!known.ok()) return ToGrpcStatus(known.status());
+  response->set_known(*known);
   return grpc::Status::OK;
 }
 
 grpc::Status WorkerServiceImpl::ReportTaskFailure(grpc::ServerContext* context,
                                                   const v1::ReportTaskFailureRequest* request,
                                                   v1::ReportTaskFailureResponse* response) {
-  return ToGrpcStatus(coordinator_->ReportTaskFailure(*request));
+  return ToGrpcStatus(coordinator_->ReportTaskFailure(*request, ProofOfCall(*context)));
 }
 
 grpc::Status SliceServiceImpl::FetchSlice(grpc::ServerContext* context,
                                           const v1::FetchSliceRequest* request,
                                           grpc::ServerWriter<SliceChunkOut>* writer) {
   const double cpu_start = ThreadCpuSeconds();
-  auto slice = coordinator_->FetchSlice(request->worker_id(), request->tag());
+  auto slice =
+      coordinator_->FetchSlice(request->worker_id(), ProofOfCall(*context), request->tag());
   if (!slice.ok()) return ToGrpcStatus(slice.status());
   v1::SliceHeader header;
   DescribeSlice((*slice)->params, request->tag(), &header);
@@ -108,8 +138,13 @@ grpc::Status SliceServiceImpl::PushSlice(grpc::ServerContext* context,
   const std::string worker_id = message.worker_id;
   const v1::TrainStats stats = message.stats;
   const v1::SliceTag tag = message.chunk.header.tag();
-  // Check the tag before reading megabytes: a stale push is dropped at once.
-  auto shape = coordinator_->ExpectedSliceShape(worker_id, tag);
+  // Check the caller and the tag before reading megabytes: an impostor's push
+  // is refused, a stale one dropped, at once.
+  const WorkerProof proof = ProofOfCall(*context);
+  auto shape = coordinator_->ExpectedSliceShape(worker_id, proof, tag);
+  if (!shape.ok() && shape.status().code() != absl::StatusCode::kFailedPrecondition) {
+    return ToGrpcStatus(shape.status());
+  }
   if (!shape.ok()) {
     response->set_accepted(false);
     response->set_reason(std::string(shape.status().message()));
@@ -130,7 +165,10 @@ grpc::Status SliceServiceImpl::PushSlice(grpc::ServerContext* context,
     response->set_reason(std::string(status.message()));
     return grpc::Status::OK;
   }
-  status = coordinator_->AcceptSlice(worker_id, tag, stats, std::move(slice));
+  status = coordinator_->AcceptSlice(worker_id, proof, tag, stats, std::move(slice));
+  if (!status.ok() && status.code() != absl::StatusCode::kFailedPrecondition) {
+    return ToGrpcStatus(status);
+  }
   response->set_accepted(status.ok());
   if (!status.ok()) response->set_reason(std::string(status.message()));
   return grpc::Status::OK;

@@ -1,6 +1,9 @@
 // gRPC adapters over Coordinator: the worker service, its slice streams
 // and the job API. They translate messages and statuses and move slice
-// bytes; all decisions are the Coordinator's.
+// bytes; all decisions are the Coordinator's. Worker calls hand the
+// Coordinator the caller's proof (ProofOfCall); a refused proof is the
+// call's error status (UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND), also
+// for PushSlice, whose other refusals are an OK status with accepted false.
 #ifndef IST_SERVER_GRPC_SERVICES_H_
 #define IST_SERVER_GRPC_SERVICES_H_
 
@@ -10,6 +13,11 @@
 #include "server/coordinator.h"
 
 namespace ist {
+
+// What a worker call carries to prove who it is: the session in its
+// metadata (kWorkerSessionMetadata; "" unless exactly one entry) and its
+// connection's verified TLS client certificate (PEM; "" without one).
+WorkerProof ProofOfCall(const grpc::ServerContext& context);
 
 // Longest a GetTask long-poll is held, whatever the worker asks.
 constexpr int64_t kMaxTaskWaitMs = 30000;

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -81,13 +82,14 @@ class GrpcServicesTest : public ::testing::Test {
 
   // Serves the three services with `security` on a free loopback port.
   void Start(const SecurityOptions& security = SecurityOptions(),
-             CoordinatorOptions options = CoordinatorOptions()) {
+             CoordinatorOptions options = CoordinatorOptions(),
+             std::shared_ptr<TokenRefusals> refusals = nullptr) {
     options.data_dir = TmpDir();
     coordinator_ = std::make_unique<Coordinator>(options);
     worker_service_ = std::make_unique<WorkerServiceImpl>(coordinator_.get());
     slice_service_ = std::make_unique<SliceServiceImpl>(coordinator_.get());
     job_service_ = std::make_unique<JobServiceImpl>(coordinator_.get());
-    auto credentials = MakeServerCredentials(security);
+    auto credentials = MakeServerCredentials(security, std::move(refusals));
     ASSERT_TRUE(credentials.ok()) << credentials.status();
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", *credentials, &port_);
@@ -97,7 +99,12 @@ class GrpcServicesTest : public ::testing::Test {
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     ASSERT_GT(port_, 0);
-    channel_ = Channel(security);
+    // The fixture's own channel sends the user token when there are roles.
+    SecurityOptions client = security;
+    if (client.token_file.empty()) client.token_file = security.user_token_file;
+    client.worker_token_file.clear();
+    client.user_token_file.clear();
+    channel_ = Channel(client);
     ASSERT_NE(channel_, nullptr);
     jobs_ = v1::JobService::NewStub(channel_);
     workers_ = v1::WorkerService::NewStub(channel_);
@@ -131,7 +138,16 @@ class GrpcServicesTest : public ::testing::Test {
     const grpc::Status s = workers_->RegisterWorker(&context, request, &response);
     EXPECT_TRUE(s.ok()) << s.error_message();
     EXPECT_FALSE(response.worker_id().empty());
+    EXPECT_EQ(response.session().size(), 2u * kSessionSecretBytes);
+    sessions_[response.worker_id()] = response.session();
     return response.worker_id();
+  }
+
+  // Adds the session of `worker_id` (as Register got it) to a call; none
+  // for a worker this test did not register.
+  void Prove(grpc::ClientContext* context, const std::string& worker_id) {
+    auto it = sessions_.find(worker_id);
+    if (it != sessions_.end()) context->AddMetadata(kWorkerSessionMetadata, it->second);
   }
 
   v1::Task TakeTask(const std::string& worker_id) {
@@ -140,6 +156,7 @@ class GrpcServicesTest : public ::testing::Test {
     v1::GetTaskRequest request;
     request.set_worker_id(worker_id);
     request.set_wait_ms(10000);
+    Prove(&context, worker_id);
     v1::GetTaskResponse response;
     const grpc::Status s = workers_->GetTask(&context, request, &response);
     EXPECT_TRUE(s.ok()) << s.error_message();
@@ -148,10 +165,12 @@ class GrpcServicesTest : public ::testing::Test {
   }
 
   // Streams `messages` as one PushSlice call with the generated classes.
+  // The first message's worker id names the session the call carries.
   grpc::Status RawPush(const std::vector<v1::PushSliceChunk>& messages,
                        v1::PushSliceResponse* response) {
     grpc::ClientContext context;
     SetDeadline(&context, kRpcTimeout);
+    if (!messages.empty()) Prove(&context, messages[0].worker_id());
     std::unique_ptr<grpc::ClientWriter<v1::PushSliceChunk>> writer =
         raw_slices_->PushSlice(&context, response);
     for (const v1::PushSliceChunk& m : messages) {
@@ -194,6 +213,7 @@ class GrpcServicesTest : public ::testing::Test {
     v1::FetchSliceRequest request;
     request.set_worker_id(worker_id);
     *request.mutable_tag() = task.tag();
+    Prove(&context, worker_id);
     auto bytes = client.Fetch(&context, request, &slice);
     EXPECT_TRUE(bytes.ok()) << bytes.status();
     EXPECT_EQ(bytes.value_or(0), SliceBytes(slice));
@@ -210,6 +230,7 @@ class GrpcServicesTest : public ::testing::Test {
   std::unique_ptr<v1::JobService::Stub> jobs_;
   std::unique_ptr<v1::WorkerService::Stub> workers_;
   std::unique_ptr<v1::SliceService::Stub> raw_slices_;
+  std::map<std::string, std::string> sessions_;  // worker id -> session
 };
 
 TEST_F(GrpcServicesTest, OneRoundThroughTheWireMergesAsTheOneProcessCode) {
@@ -351,6 +372,7 @@ TEST_F(GrpcServicesTest, PassesTheCoordinatorsStatusCodesAndMessages) {
   {  // An unknown worker must register again.
     grpc::ClientContext context;
     SetDeadline(&context, kRpcTimeout);
+    context.AddMetadata(kWorkerSessionMetadata, "a-session-of-a-coordinator-gone");
     v1::GetTaskRequest request;
     request.set_worker_id("w-404");
     v1::GetTaskResponse response;
@@ -366,6 +388,7 @@ TEST_F(GrpcServicesTest, PassesTheCoordinatorsStatusCodesAndMessages) {
     request.set_worker_id(w);
     request.mutable_tag()->set_job_id(job);
     request.mutable_tag()->set_round(3);
+    Prove(&context, w);
     auto reader = raw_slices_->FetchSlice(&context, request);
     v1::SliceChunk chunk;
     EXPECT_FALSE(reader->Read(&chunk));
@@ -410,6 +433,7 @@ TEST_F(GrpcServicesTest, GetTaskAnswersBeforeTheCallersDeadline) {
   v1::GetTaskRequest request;
   request.set_worker_id(w);
   request.set_wait_ms(60000);
+  Prove(&context, w);
   v1::GetTaskResponse response;
   const grpc::Status s = workers_->GetTask(&context, request, &response);
   EXPECT_TRUE(s.ok()) << s.error_code() << " " << s.error_message();
@@ -418,6 +442,7 @@ TEST_F(GrpcServicesTest, GetTaskAnswersBeforeTheCallersDeadline) {
   // With a far deadline the worker's wait_ms is the bound.
   grpc::ClientContext open_context;
   SetDeadline(&open_context, kRpcTimeout);
+  Prove(&open_context, w);
   request.set_wait_ms(50);
   EXPECT_TRUE(workers_->GetTask(&open_context, request, &response).ok());
   EXPECT_FALSE(response.has_task());
@@ -578,6 +603,85 @@ TEST_F(PushSliceTest, ASliceWithNaNIsRejected) {
   EXPECT_THAT(r.reason(), HasSubstr("slice has NaN or Inf in weights/1"));
 }
 
+// A caller that knows the worker's id (ListWorkers shows it) but not its
+// session: without a session every worker call is UNAUTHENTICATED, with
+// another worker's session PERMISSION_DENIED, before anything changes. The
+// worker then finishes its task as if nothing had happened.
+TEST_F(PushSliceTest, AnImpostorKnowingTheWorkerIdIsRefusedOnEveryCall) {
+  const std::string other = Register("other");
+  for (const std::string& session : {std::string(), sessions_[other]}) {
+    const grpc::StatusCode want = session.empty() ? grpc::StatusCode::UNAUTHENTICATED
+                                                  : grpc::StatusCode::PERMISSION_DENIED;
+    auto impostor = [&](grpc::ClientContext* context) {
+      SetDeadline(context, kRpcTimeout);
+      if (!session.empty()) context->AddMetadata(kWorkerSessionMetadata, session);
+    };
+    {
+      grpc::ClientContext context;
+      impostor(&context);
+      v1::GetTaskRequest request;
+      request.set_worker_id(worker_);
+      v1::GetTaskResponse response;
+      const grpc::Status s = workers_->GetTask(&context, request, &response);
+      EXPECT_EQ(s.error_code(), want) << s.error_message();
+      EXPECT_THAT(s.error_message(), HasSubstr(worker_));
+      EXPECT_FALSE(response.has_task());
+    }
+    {
+      grpc::ClientContext context;
+      impostor(&context);
+      v1::HeartbeatRequest request;
+      request.set_worker_id(worker_);
+      v1::HeartbeatResponse response;
+      EXPECT_EQ(workers_->Heartbeat(&context, request, &response).error_code(), want);
+    }
+    {
+      grpc::ClientContext context;
+      impostor(&context);
+      v1::ReportTaskFailureRequest request;
+      request.set_worker_id(worker_);
+      *request.mutable_tag() = task_.tag();
+      request.set_deterministic(true);
+      v1::ReportTaskFailureResponse response;
+      EXPECT_EQ(workers_->ReportTaskFailure(&context, request, &response).error_code(), want);
+    }
+    {
+      grpc::ClientContext context;
+      impostor(&context);
+      v1::FetchSliceRequest request;
+      request.set_worker_id(worker_);
+      *request.mutable_tag() = task_.tag();
+      auto reader = raw_slices_->FetchSlice(&context, request);
+      v1::SliceChunk chunk;
+      EXPECT_FALSE(reader->Read(&chunk));
+      EXPECT_EQ(reader->Finish().error_code(), want);
+    }
+    {  // Zeros of the right shape, tagged as the worker's attempt.
+      MlpParams<float> zeros = slice_;
+      for (auto& w : zeros.weights) w.setZero();
+      grpc::ClientContext context;
+      impostor(&context);
+      v1::PushSliceResponse response;
+      auto writer = raw_slices_->PushSlice(&context, &response);
+      for (const v1::PushSliceChunk& m : PushMessages(worker_, task_.tag(), zeros, 40)) {
+        if (!writer->Write(m)) break;
+      }
+      writer->WritesDone();
+      const grpc::Status s = writer->Finish();
+      EXPECT_EQ(s.error_code(), want) << s.error_message();
+      EXPECT_FALSE(response.accepted());
+    }
+  }
+  const std::map<std::string, int64_t> refused = coordinator_->RefusedWorkerCalls();
+  EXPECT_EQ(refused.at("no_session"), 5);
+  EXPECT_EQ(refused.at("wrong_session"), 5);
+  EXPECT_EQ(Progress().state(), v1::RUNNING);
+  EXPECT_EQ(Progress().stale_slices_dropped(), 0);
+  // The worker still holds its task; its own push is merged.
+  const v1::PushSliceResponse good = Push(PushMessages(worker_, task_.tag(), slice_, 40));
+  EXPECT_TRUE(good.accepted()) << good.reason();
+}
+
 class TokenTest : public GrpcServicesTest {
  protected:
   static SecurityOptions WithToken(const std::string& name, const std::string& token) {
@@ -629,6 +733,63 @@ TEST_F(TokenTest, CallsWithoutTheRightTokenNeverReachTheServices) {
     EXPECT_EQ(fetched.status().code(), absl::StatusCode::kUnauthenticated);
   }
   EXPECT_TRUE(coordinator_->ListWorkers().empty());
+}
+
+// --worker_token_file and --user_token_file: each token admits only its
+// role's services, refusals are PERMISSION_DENIED and counted.
+TEST_F(TokenTest, EachRoleTokenAdmitsOnlyItsOwnServices) {
+  SecurityOptions server;
+  server.worker_token_file = WithToken("worker.token", "w0rker-token").token_file;
+  server.user_token_file = WithToken("user.token", "us3r-token").token_file;
+  auto refusals = std::make_shared<TokenRefusals>();
+  Start(server, CoordinatorOptions(), refusals);
+  const auto worker_channel = Channel(WithToken("worker.token", "w0rker-token"));
+  const auto user_channel = Channel(WithToken("user.token", "us3r-token"));
+
+  // The user token reaches the job API (which knows no job) ...
+  EXPECT_EQ(GetJob(user_channel).error_code(), grpc::StatusCode::NOT_FOUND);
+  // ... but not the worker API.
+  auto register_with = [&](const std::shared_ptr<grpc::Channel>& channel) {
+    grpc::ClientContext context;
+    SetDeadline(&context, kRpcTimeout);
+    v1::RegisterWorkerRequest request;
+    request.set_name("w");
+    v1::RegisterWorkerResponse response;
+    return v1::WorkerService::NewStub(channel)->RegisterWorker(&context, request, &response);
+  };
+  const grpc::Status as_worker = register_with(user_channel);
+  EXPECT_EQ(as_worker.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(as_worker.error_message(), HasSubstr("user token does not admit the worker API"));
+  MlpParams<float> slice;
+  slice.ShapeFor(ModelConfigFromSpec(Spec()));
+  grpc::ClientContext fetch_context;
+  SetDeadline(&fetch_context, kRpcTimeout);
+  EXPECT_EQ(SliceStreamClient(user_channel)
+                .Fetch(&fetch_context, v1::FetchSliceRequest(), &slice)
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(coordinator_->ListWorkers().empty());
+
+  // The worker token registers, but cannot use the job API.
+  EXPECT_TRUE(register_with(worker_channel).ok());
+  const grpc::Status as_user = GetJob(worker_channel);
+  EXPECT_EQ(as_user.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(as_user.error_message(), HasSubstr("worker token does not admit the job API"));
+  grpc::ClientContext submit_context;
+  SetDeadline(&submit_context, kRpcTimeout);
+  v1::SubmitJobRequest submit;
+  *submit.mutable_spec() = Spec();
+  v1::SubmitJobResponse submitted;
+  EXPECT_EQ(v1::JobService::NewStub(worker_channel)
+                ->SubmitJob(&submit_context, submit, &submitted)
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(coordinator_->ListJobs().empty());
+
+  EXPECT_EQ(GetJob(Channel(SecurityOptions())).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(refusals->wrong_role.load(), 4);
+  EXPECT_EQ(refusals->bad_token.load(), 1);
 }
 
 }  // namespace

@@ -54,7 +54,14 @@ DEFINE_string(tls_ca, "",
               "require client certificates signed by this CA (PEM): mutual TLS");
 DEFINE_string(token_file, "",
               "require this file's bearer token on every call (the health check "
-              "excepted)");
+              "excepted); it admits both roles. For separate roles use "
+              "--worker_token_file and --user_token_file instead");
+DEFINE_string(worker_token_file, "",
+              "with --user_token_file: the bearer token the worker API (WorkerService, "
+              "SliceService) requires; it does not admit the job API");
+DEFINE_string(user_token_file, "",
+              "with --worker_token_file: the bearer token the job API (istctl, the Python "
+              "client, the dashboard) requires; it does not admit the worker API");
 DEFINE_string(metrics_listen, "",
               "if set (HOST:PORT, port 0 picks one), serve Prometheus metrics at "
               "http://HOST:PORT/metrics");
@@ -62,7 +69,7 @@ DEFINE_string(metrics_port_file, "", "if set, write the metrics port here once s
 DEFINE_string(http_listen, "",
               "if set (HOST:PORT, port 0 picks one), serve the web dashboard "
               "there: HTTPS with --tls_cert/--tls_key (client certificates required "
-              "with --tls_ca), and --token_file's token required when set");
+              "with --tls_ca), and the user token (or --token_file's) required when set");
 DEFINE_string(http_port_file, "", "if set, write the dashboard's port here once serving");
 DEFINE_string(log_level, "info", "info, warning or error");
 
@@ -85,17 +92,14 @@ void ConfigureCoordinatorServer(grpc::ServerBuilder* builder) {
 }
 
 // Serves the dashboard on --http_listen with the gRPC API's TLS files and
-// token; null if the flag is empty.
-absl::StatusOr<std::unique_ptr<ist::HttpServer>> StartDashboard(ist::Coordinator* coordinator) {
+// the job API's token; null if the flag is empty.
+absl::StatusOr<std::unique_ptr<ist::HttpServer>> StartDashboard(
+    ist::Coordinator* coordinator, const ist::SecurityOptions& security) {
   if (FLAGS_http_listen.empty()) return nullptr;
-  std::string token;
-  if (!FLAGS_token_file.empty()) {
-    absl::StatusOr<std::string> read = ist::ReadTokenFile(FLAGS_token_file);
-    if (!read.ok()) return read.status();
-    token = *read;
-  }
+  absl::StatusOr<std::string> token = ist::ReadUserToken(security);
+  if (!token.ok()) return token.status();
   auto dashboard =
-      std::make_shared<ist::Dashboard>(ist::CoordinatorDashboardSource(coordinator), token);
+      std::make_shared<ist::Dashboard>(ist::CoordinatorDashboardSource(coordinator), *token);
   ist::HttpServerOptions options;
   options.address = FLAGS_http_listen;
   options.tls_cert = FLAGS_tls_cert;
@@ -111,7 +115,7 @@ absl::StatusOr<std::unique_ptr<ist::HttpServer>> StartDashboard(ist::Coordinator
   }
   LOG(INFO) << "dashboard on " << ((*started)->tls() ? "https" : "http") << "://"
             << FLAGS_http_listen << " (port " << (*started)->port() << ")"
-            << (token.empty() ? "" : ", bearer token required");
+            << (token->empty() ? "" : ", bearer token required");
   ist::PublishPort(FLAGS_http_port_file, (*started)->port());
   return started;
 }
@@ -146,8 +150,10 @@ int main(int argc, char** argv) {
   FLAGS_minloglevel = LogLevel(FLAGS_log_level);
   ist::StopSignal stop;
   const ist::SecurityOptions security{{FLAGS_tls_cert, FLAGS_tls_key, FLAGS_tls_ca},
-                                      FLAGS_token_file};
-  auto credentials = ist::MakeServerCredentials(security);
+                                      FLAGS_token_file, FLAGS_worker_token_file,
+                                      FLAGS_user_token_file};
+  auto token_refusals = std::make_shared<ist::TokenRefusals>();
+  auto credentials = ist::MakeServerCredentials(security, token_refusals);
   if (!credentials.ok()) return program.Fail(credentials.status());
   ist::SetComputeThreads(FLAGS_threads);
 
@@ -171,9 +177,10 @@ int main(int argc, char** argv) {
   }
   auto metrics_server =
       ist::StartMetricsEndpoint(FLAGS_metrics_listen, FLAGS_metrics_port_file,
-                                std::make_shared<ist::CoordinatorMetrics>(coordinator.get()));
+                                std::make_shared<ist::CoordinatorMetrics>(coordinator.get(),
+                                                                          token_refusals));
   if (!metrics_server.ok()) return program.Fail(metrics_server.status());
-  auto dashboard_server = StartDashboard(coordinator.get());
+  auto dashboard_server = StartDashboard(coordinator.get(), security);
   if (!dashboard_server.ok()) return program.Fail(dashboard_server.status());
   ist::WorkerServiceImpl worker_service(coordinator.get());
   ist::SliceServiceImpl slice_service(coordinator.get());

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/wire/security.h"
 
 namespace ist {
 
@@ -48,9 +49,16 @@ WorkerRegistry::Allowance& WorkerRegistry::RefilledAllowance(const std::string& 
   return a;
 }
 
-absl::StatusOr<std::string> WorkerRegistry::Register(const std::string& name,
-                                                     const std::string& peer, absl::Time now) {
+absl::StatusOr<WorkerRegistration> WorkerRegistry::Register(const std::string& name,
+                                                            const std::string& peer,
+                                                            const std::string& peer_identity,
+                                                            absl::Time now) {
   if (absl::Status s = ValidateWorkerName(name); !s.ok()) return s;
+  absl::StatusOr<std::string> session = RandomHexSecret(kSessionSecretBytes);
+  if (!session.ok()) {
+    return absl::InternalError(
+        absl::StrCat("cannot make a worker session: ", session.status().message()));
+  }
   Prune(now);
   const std::string host = PeerHost(peer);
   Allowance& allowance = RefilledAllowance(host, now);
@@ -78,8 +86,35 @@ absl::StatusOr<std::string> WorkerRegistry::Register(const std::string& name,
   const std::string id = absl::StrCat("w", next_worker_++);
   Worker& w = workers_[id];
   w.name = name;
+  w.session = *session;
+  w.peer_identity = peer_identity;
   w.last_seen = now;
-  return id;
+  return WorkerRegistration{id, *std::move(session)};
+}
+
+absl::Status WorkerRegistry::Authenticate(const std::string& id, const WorkerProof& proof) {
+  if (proof.session.empty()) {
+    ++refusals_["no_session"];
+    return absl::UnauthenticatedError(absl::StrCat(
+        "worker '", id, "': the call carries no session (metadata ", kWorkerSessionMetadata,
+        "); register to get one"));
+  }
+  auto it = workers_.find(id);
+  if (it == workers_.end()) {
+    ++refusals_["unknown_worker"];
+    return absl::NotFoundError(absl::StrCat("unknown worker '", id, "': register again"));
+  }
+  if (!ConstantTimeEquals(proof.session, it->second.session)) {
+    ++refusals_["wrong_session"];
+    return absl::PermissionDeniedError(
+        absl::StrCat("worker ", id, ": the call's session is not this worker's"));
+  }
+  if (proof.peer_identity != it->second.peer_identity) {
+    ++refusals_["wrong_certificate"];
+    return absl::PermissionDeniedError(absl::StrCat(
+        "worker ", id, ": the connection's client certificate is not the one it registered with"));
+  }
+  return absl::OkStatus();
 }
 
 int WorkerRegistry::Prune(absl::Time now) {

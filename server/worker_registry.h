@@ -5,6 +5,10 @@
 // been silent for `forget_after`: then they are removed (Prune), and must
 // register again.
 //
+// Each worker gets a session at registration: a random secret every later
+// call must prove (Authenticate), bound to the TLS client certificate it
+// registered with, if any. Worker ids are not secrets.
+//
 // The registry is bounded: names are short and printable
 // (ValidateWorkerName), each peer may register at most
 // `registrations_per_minute` times a minute, and at most `max_known_workers` are
@@ -49,6 +53,21 @@ struct WorkerRegistryOptions {
   int registrations_per_minute = 120;
 };
 
+// What a worker call proves who it is with.
+struct WorkerProof {
+  std::string session;        // the secret it carries; empty: none
+  std::string peer_identity;  // its connection's TLS client certificate (PEM); empty: none
+};
+
+// A new worker's id and session secret.
+struct WorkerRegistration {
+  std::string worker_id;
+  std::string session;
+};
+
+// Bytes of randomness in a session secret (sent as twice as many hex digits).
+constexpr int kSessionSecretBytes = 32;
+
 // The longest worker name accepted, in bytes.
 constexpr int kMaxWorkerNameBytes = 128;
 
@@ -68,16 +87,33 @@ class WorkerRegistry {
   WorkerRegistry(const WorkerRegistry&) = delete;
   WorkerRegistry& operator=(const WorkerRegistry&) = delete;
 
-  // Adds a worker named `name`, calling from `peer` (a gRPC peer string),
-  // heard from at `now`, and returns its new id ("w1", "w2", ... in
-  // registration order; ids are never reused). Forgets workers silent for
-  // forget_after first. Errors, and nothing is added:
+  // Adds a worker named `name`, calling from `peer` (a gRPC peer string)
+  // over a connection whose TLS client certificate is `peer_identity` (""
+  // without one), heard from at `now`, and returns its new id ("w1", "w2",
+  // ... in registration order; ids are never reused) and session (a fresh
+  // secret from the kernel's CSPRNG, kSessionSecretBytes bytes as hex).
+  // Forgets workers silent for forget_after first. Errors, and nothing is
+  // added:
   //   InvalidArgument  the name fails ValidateWorkerName;
   //   ResourceExhausted  the peer's host registered registrations_per_minute
   //     times within the last minute, or max_known_workers workers are known and
-  //     none is lost (else the longest-silent lost one is forgotten).
-  absl::StatusOr<std::string> Register(const std::string& name, const std::string& peer,
-                                       absl::Time now);
+  //     none is lost (else the longest-silent lost one is forgotten);
+  //   Internal  the CSPRNG failed.
+  absl::StatusOr<WorkerRegistration> Register(const std::string& name, const std::string& peer,
+                                              const std::string& peer_identity, absl::Time now);
+
+  // OK if `proof` is worker `id`'s: its session, compared in constant time,
+  // and the certificate it registered with (or none, if it registered
+  // without). Otherwise, counted in refusals() under the reason given:
+  //   Unauthenticated  no session ("no_session");
+  //   NotFound  `id` is unknown: register again ("unknown_worker");
+  //   PermissionDenied  another session ("wrong_session"), or another
+  //     certificate ("wrong_certificate").
+  // The messages name the worker id and the reason, never a secret.
+  absl::Status Authenticate(const std::string& id, const WorkerProof& proof);
+
+  // Calls Authenticate refused, per reason (every reason listed, from 0).
+  const std::map<std::string, int64_t>& refusals() const { return refusals_; }
 
   // Removes every worker silent for longer than forget_after at `now`
   // (whatever it held is the caller's to take back) and the rate records of
@@ -124,6 +160,8 @@ class WorkerRegistry {
  private:
   struct Worker {
     std::string name;
+    std::string session;
+    std::string peer_identity;
     absl::Time last_seen;
     int64_t tasks_done = 0;
     double last_step_seconds = 0;
@@ -146,6 +184,8 @@ class WorkerRegistry {
   const WorkerRegistryOptions options_;
   std::map<std::string, Worker> workers_;
   std::map<std::string, Allowance> allowances_;
+  std::map<std::string, int64_t> refusals_ = {
+      {"no_session", 0}, {"unknown_worker", 0}, {"wrong_session", 0}, {"wrong_certificate", 0}};
   int64_t next_worker_ = 1;
 };
 

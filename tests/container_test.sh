@@ -22,7 +22,7 @@
 #            says SERVING, both /metrics answer across the network, and
 #            istctl in a container trains a 784-64-10 job for 2 rounds to
 #            SUCCEEDED
-#   prod     the same with the prod overlay: mutual TLS and the bearer token
+#   prod     the same with the prod overlay: mutual TLS and the role tokens
 #            from gen-secrets.sh files mounted where the Secrets are mounted
 #            (/var/run/secrets/ist, mode 0440, group 10001, read-only); the
 #            workers register over TLS, the coordinator's port answers TCP
@@ -314,7 +314,7 @@ run_overlay() {
     sleep 0.5
   done
   if [ $ok = 1 ]; then
-    pass "$o: coordinator and two workers run with the rendered args$([ "$tls" = 1 ] && echo " and the Secrets' files (mutual TLS + token)"); both workers' gRPC health says SERVING (registered)"
+    pass "$o: coordinator and two workers run with the rendered args$([ "$tls" = 1 ] && echo " and the Secrets' files (mutual TLS + role tokens)"); both workers' gRPC health says SERVING (registered)"
   else
     podman logs --tail 5 "$c" 2>&1 | indent
     podman logs --tail 5 "${ws[0]}" 2>&1 | indent

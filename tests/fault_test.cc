@@ -15,6 +15,7 @@
 #include "common/data/dataset_registry.h"
 #include "common/model/job_spec.h"
 #include "common/wire/model_file.h"
+#include "common/wire/security.h"
 #include "common/wire/slice_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -246,6 +247,7 @@ TEST(FaultTest, TheWorkerRegistryIsBounded) {
 
   ASSERT_TRUE(call("quiet", &response).ok());
   const std::string quiet = response.worker_id();
+  const std::string quiet_session = response.session();
   auto listed = list();
   ASSERT_TRUE(listed.ok()) << listed.status();
   ASSERT_EQ(listed->workers_size(), 1);
@@ -260,6 +262,7 @@ TEST(FaultTest, TheWorkerRegistryIsBounded) {
   {
     grpc::ClientContext c;
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    c.AddMetadata(kWorkerSessionMetadata, quiet_session);
     v1::GetTaskRequest request;
     request.set_worker_id(quiet);
     v1::GetTaskResponse got;
@@ -326,14 +329,16 @@ TEST(FaultTest, BadPushesAreRejectedAndTheModelIsUntouched) {
   // proto/ist/v1/worker_service.proto, not the daemons' hand-written codec
   // (common/wire/slice_stream.h): the two must agree on the bytes.
   auto slices = v1::SliceService::NewStub(channel);
-  auto deadline = [](grpc::ClientContext* c) {
-    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  };
   v1::RegisterWorkerResponse reg;
+  auto deadline = [&reg](grpc::ClientContext* c) {
+    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (!reg.session().empty()) c->AddMetadata(kWorkerSessionMetadata, reg.session());
+  };
   {
     grpc::ClientContext c;
     deadline(&c);
     ASSERT_TRUE(stub->RegisterWorker(&c, v1::RegisterWorkerRequest(), &reg).ok());
+    ASSERT_FALSE(reg.session().empty());
   }
   v1::GetTaskResponse got;
   {
@@ -408,6 +413,135 @@ TEST(FaultTest, BadPushesAreRejectedAndTheModelIsUntouched) {
   // Real workers take over the silent impostor's subnet and finish the job
   // with exactly the undisturbed model.
   for (int i = 0; i < 2; ++i) ASSERT_TRUE((*cluster)->AddWorker().ok());
+  ExpectSameAsReference(cluster->get(), *job, spec);
+}
+
+// Pushes `params` tagged `tag` for `worker_id` with the generated classes,
+// carrying `session` unless empty; the call's status.
+grpc::Status PushAs(v1::SliceService::Stub* slices, const std::string& worker_id,
+                    const std::string& session, const MlpParams<float>& params,
+                    const v1::SliceTag& tag) {
+  grpc::ClientContext c;
+  c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  if (!session.empty()) c.AddMetadata(kWorkerSessionMetadata, session);
+  v1::PushSliceResponse response;
+  auto writer = slices->PushSlice(&c, &response);
+  v1::SliceHeader header;
+  DescribeSlice(params, tag, &header);
+  v1::PushSliceChunk message;
+  message.set_worker_id(worker_id);
+  EncodeSlice(params, header, 1 << 20, [&](const v1::SliceChunk& chunk) {
+    *message.mutable_chunk() = chunk;
+    const bool ok = writer->Write(message);
+    message.clear_worker_id();
+    return ok;
+  });
+  writer->WritesDone();
+  grpc::Status s = writer->Finish();
+  if (s.ok() && response.accepted()) return s;
+  return s.ok() ? grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, response.reason()) : s;
+}
+
+// A peer that knows the real workers' ids (ListWorkers shows them) and
+// holds a session of its own: with no session or its own it can neither
+// take a worker's task (GetTask), nor heartbeat for it, nor have a push of
+// zeros merged under its name; every attempt is refused and counted, and
+// the job ends with exactly the model of an undisturbed run.
+TEST(FaultTest, AnImpostorWhoKnowsAWorkerIdCannotTakeItsTaskOrHaveAPushMerged) {
+  const std::string metrics_port_file = TestTmpDir() + "/impostor-metrics-port";
+  auto cluster = LocalCluster::Start(
+      {"--metrics_listen=127.0.0.1:0", "--metrics_port_file=" + metrics_port_file});
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE((*cluster)->AddWorker({"--name=real"}).ok());
+  const v1::JobSpec spec = Spec(2, 60);
+  auto job = (*cluster)->Submit(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_TRUE((*cluster)->WaitForRound(*job, 2, 60).ok());
+
+  auto channel = grpc::CreateChannel((*cluster)->address(), grpc::InsecureChannelCredentials());
+  auto stub = v1::WorkerService::NewStub(channel);
+  auto slices = v1::SliceService::NewStub(channel);
+  auto deadline = [](grpc::ClientContext* c) {
+    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  };
+  v1::RegisterWorkerResponse own;
+  {
+    grpc::ClientContext c;
+    deadline(&c);
+    v1::RegisterWorkerRequest request;
+    request.set_name("impostor");
+    ASSERT_TRUE(stub->RegisterWorker(&c, request, &own).ok());
+  }
+  MlpConfig shape = ModelConfigFromSpec(WithDefaults(spec));
+  shape.layer_sizes = {784, 96, 96, 10};  // a subnet's slice at S = 2
+  MlpParams<float> zeros;
+  zeros.ResizeFor(shape);
+  zeros.SetZero();
+
+  int64_t without_session = 0, with_own_session = 0, training_victims = 0;
+  for (int i = 0; i < 40; ++i) {  // at most 40 x ~50 ms, while the job runs
+    grpc::ClientContext lc;
+    deadline(&lc);
+    v1::ListWorkersResponse listed;
+    ASSERT_TRUE((*cluster)->jobs()->ListWorkers(&lc, v1::ListWorkersRequest(), &listed).ok());
+    auto now = (*cluster)->GetJob(*job);
+    ASSERT_TRUE(now.ok());
+    if (now->progress().state() != v1::RUNNING) break;
+    for (const v1::WorkerStatus& victim : listed.workers()) {
+      if (victim.name() != "real") continue;
+      for (const std::string& session : {std::string(), own.session()}) {
+        const grpc::StatusCode want = session.empty() ? grpc::StatusCode::UNAUTHENTICATED
+                                                      : grpc::StatusCode::PERMISSION_DENIED;
+        ++(session.empty() ? without_session : with_own_session);
+        {  // Before sessions this gave up the victim's subnet and took a task.
+          grpc::ClientContext c;
+          deadline(&c);
+          if (!session.empty()) c.AddMetadata(kWorkerSessionMetadata, session);
+          v1::GetTaskRequest request;
+          request.set_worker_id(victim.worker_id());
+          request.set_wait_ms(50);
+          v1::GetTaskResponse got;
+          const grpc::Status s = stub->GetTask(&c, request, &got);
+          EXPECT_EQ(s.error_code(), want) << victim.worker_id() << ": " << s.error_message();
+          EXPECT_FALSE(got.has_task());
+        }
+        ++(session.empty() ? without_session : with_own_session);
+        {
+          grpc::ClientContext c;
+          deadline(&c);
+          if (!session.empty()) c.AddMetadata(kWorkerSessionMetadata, session);
+          v1::HeartbeatRequest request;
+          request.set_worker_id(victim.worker_id());
+          v1::HeartbeatResponse response;
+          EXPECT_EQ(stub->Heartbeat(&c, request, &response).error_code(), want);
+        }
+        if (victim.state() != "training") continue;
+        ++training_victims;
+        v1::SliceTag tag;
+        tag.set_job_id(victim.job_id());
+        tag.set_round(victim.round());
+        tag.set_subnet(victim.subnet());
+        for (int attempt = 0; attempt < 2; ++attempt) {
+          tag.set_attempt(attempt);
+          ++(session.empty() ? without_session : with_own_session);
+          EXPECT_EQ(PushAs(slices.get(), victim.worker_id(), session, zeros, tag).error_code(),
+                    want);
+        }
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_GT(without_session, 0);
+  EXPECT_GT(training_victims, 0) << "no push was tried while a worker held a subnet";
+  auto metrics = HttpGet(std::stoi(ReadFileOrEmpty(metrics_port_file)), "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_EQ(MetricValue(*metrics, "ist_coordinator_calls_refused_total{reason=\"no_session\"}")
+                .value_or(-1),
+            without_session);
+  EXPECT_EQ(
+      MetricValue(*metrics, "ist_coordinator_calls_refused_total{reason=\"wrong_session\"}")
+          .value_or(-1),
+      with_own_session);
   ExpectSameAsReference(cluster->get(), *job, spec);
 }
 

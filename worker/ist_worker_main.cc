@@ -30,7 +30,9 @@ DEFINE_string(health_listen, "",
 DEFINE_string(tls_ca, "", "connect to the coordinator over TLS, trusting this CA (PEM)");
 DEFINE_string(tls_cert, "", "client certificate (PEM) for mutual TLS");
 DEFINE_string(tls_key, "", "private key (PEM) of --tls_cert");
-DEFINE_string(token_file, "", "file holding the bearer token the coordinator requires");
+DEFINE_string(token_file, "",
+              "file holding the bearer token the coordinator requires of workers (its "
+              "--worker_token_file, or its single --token_file)");
 DEFINE_string(metrics_listen, "",
               "if set (HOST:PORT), serve Prometheus metrics at http://HOST:PORT/metrics");
 DEFINE_string(metrics_port_file, "", "if set, write the metrics port here once serving");

@@ -59,13 +59,23 @@ absl::Status WorkerAgent::Register() {
   grpc::ClientContext context;
   SetDeadline(&context, options_.rpc_timeout);
   RETURN_IF_ERROR(FromGrpcStatus(stub_->RegisterWorker(&context, request, &response)));
+  if (response.session().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "coordinator ", options_.coordinator,
+        " gave no worker session: it predates sessions and must be upgraded"));
+  }
   worker_id_ = response.worker_id();
+  session_ = response.session();
   if (response.heartbeat_interval_ms() > 0) {
     heartbeat_interval_ = absl::Milliseconds(response.heartbeat_interval_ms());
   }
   registered_.store(true);
   LOG(INFO) << "registered with coordinator " << options_.coordinator << " as " << worker_id_;
   return absl::OkStatus();
+}
+
+void WorkerAgent::Prove(grpc::ClientContext* context) const {
+  context->AddMetadata(kWorkerSessionMetadata, session_);
 }
 
 void WorkerAgent::HeartbeatUntil(const std::atomic<bool>* done, v1::SliceTag tag,
@@ -79,6 +89,7 @@ void WorkerAgent::HeartbeatUntil(const std::atomic<bool>* done, v1::SliceTag tag
     if (done->load()) break;
     grpc::ClientContext context;
     SetDeadline(&context, options_.rpc_timeout);
+    Prove(&context);
     v1::HeartbeatResponse response;
     grpc::Status s = stub_->Heartbeat(&context, request, &response);
     if (!s.ok()) {
@@ -97,6 +108,7 @@ void WorkerAgent::ReportTaskFailure(const v1::SliceTag& tag, const absl::Status&
   v1::ReportTaskFailureResponse response;
   grpc::ClientContext context;
   SetDeadline(&context, options_.rpc_timeout);
+  Prove(&context);
   const grpc::Status s = stub_->ReportTaskFailure(&context, request, &response);
   if (!s.ok()) {
     LOG(WARNING) << SliceTagString(tag) << ": could not report the failure to "
@@ -168,6 +180,7 @@ absl::Status WorkerAgent::DoTask(const v1::Task& task, bool* deterministic) {
     *request.mutable_tag() = tag;
     grpc::ClientContext context;
     SetDeadline(&context, task_timeout);
+    Prove(&context);
     ASSIGN_OR_RETURN(const int64_t received, slices_.Fetch(&context, request, slice.get()));
     bytes_received_ += received;
   }
@@ -190,6 +203,7 @@ absl::Status WorkerAgent::DoTask(const v1::Task& task, bool* deterministic) {
   {
     grpc::ClientContext context;
     SetDeadline(&context, task_timeout);
+    Prove(&context);
     v1::TrainStats stats;
     stats.set_steps(result.steps_run);
     stats.set_mean_loss(result.mean_loss);
@@ -216,11 +230,18 @@ absl::StatusOr<bool> WorkerAgent::RunOnce() {
   v1::GetTaskResponse response;
   grpc::ClientContext context;
   SetDeadline(&context, options_.poll_wait + options_.rpc_timeout);
+  Prove(&context);
   const grpc::Status status = stub_->GetTask(&context, request, &response);
-  if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+  // NOT_FOUND: the coordinator forgot us (restarted?). PERMISSION_DENIED:
+  // it knows our id under another session (a restarted coordinator gave
+  // the id to another worker). Either way a new registration fixes it.
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND ||
+      status.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
     LOG(WARNING) << "coordinator " << options_.coordinator << " does not know " << worker_id_
-                 << " (restarted?); registering again";
+                 << " with this session (" << status.error_message()
+                 << "); registering again";
     worker_id_.clear();
+    session_.clear();
     registered_.store(false);
     return false;
   }
@@ -279,6 +300,7 @@ void WorkerAgent::Run(const std::atomic<bool>* stop) {
                  << absl::FormatDuration(backoff) << "): " << r.status();
     if (unreachable) {  // it may have restarted
       worker_id_.clear();
+      session_.clear();
       registered_.store(false);
     }
     const absl::Time until = absl::Now() + backoff;

@@ -5,6 +5,9 @@
 //
 // Every RPC has a deadline. While the coordinator is unreachable the agent
 // retries with exponential backoff and logs each attempt with the address.
+// Every call after RegisterWorker carries the session the coordinator gave
+// (metadata ist-session, proto/ist/v1/worker_service.proto); a GetTask
+// refused as NOT_FOUND or PERMISSION_DENIED makes the agent register again.
 #ifndef IST_WORKER_WORKER_AGENT_H_
 #define IST_WORKER_WORKER_AGENT_H_
 
@@ -67,7 +70,11 @@ class WorkerAgent {
   bool registered() const { return registered_.load(); }
 
  private:
+  // Registers; keeps the worker id and the session the coordinator gave.
+  // FailedPrecondition if the coordinator gives no session.
   absl::Status Register();
+  // Adds the session to a call's metadata (kWorkerSessionMetadata).
+  void Prove(grpc::ClientContext* context) const;
   // Returns when the channel is connected, `until` has passed or *stop.
   void WaitForCoordinator(absl::Time until, const std::atomic<bool>* stop);
   // Sends a heartbeat every `interval` until *done; runs on its own thread
@@ -90,6 +97,7 @@ class WorkerAgent {
   std::unique_ptr<v1::WorkerService::Stub> stub_;
   SliceStreamClient slices_;  // FetchSlice and PushSlice, zero-copy
   std::string worker_id_;
+  std::string session_;  // sent with every call after RegisterWorker
   absl::Duration heartbeat_interval_ = absl::Seconds(2);
   std::map<std::string, std::shared_ptr<const DenseDataset>> datasets_;
   // Shards of the last task, and what they derive from (sample count,

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -165,11 +166,26 @@ class FakeCoordinatorState {
   int64_t heartbeat_interval_ms ABSL_GUARDED_BY(mu) = 2000;
   // Scripted misbehaviour.
   bool forget_worker_once ABSL_GUARDED_BY(mu) = false;  // next GetTask: NOT_FOUND
+  bool deny_session_once ABSL_GUARDED_BY(mu) = false;  // next GetTask: PERMISSION_DENIED
+  bool give_no_session ABSL_GUARDED_BY(mu) = false;  // RegisterWorker answers without one
+  // "<method> <session metadata>" of every call after RegisterWorker.
+  std::vector<std::string> calls ABSL_GUARDED_BY(mu);
   bool hold_register ABSL_GUARDED_BY(mu) = false;  // RegisterWorker waits while set
   bool hold_fetch ABSL_GUARDED_BY(mu) = false;     // FetchSlice waits for the client to go
   bool fetch_waits_for_heartbeat ABSL_GUARDED_BY(mu) = false;
   bool accept ABSL_GUARDED_BY(mu) = true;
 };
+
+// The worker session a call carries ("-" for none, "+" joined for several).
+std::string SessionOf(const grpc::ServerContext& context) {
+  std::string out;
+  auto [begin, end] = context.client_metadata().equal_range(kWorkerSessionMetadata);
+  for (auto it = begin; it != end; ++it) {
+    if (!out.empty()) out += "+";
+    out.append(it->second.data(), it->second.size());
+  }
+  return out.empty() ? "-" : out;
+}
 
 class FakeWorkerService final : public v1::WorkerService::Service {
  public:
@@ -187,6 +203,9 @@ class FakeWorkerService final : public v1::WorkerService::Service {
     }
     ++state_->registrations;
     response->set_worker_id(absl::StrCat("w-", state_->registrations));
+    if (!state_->give_no_session) {
+      response->set_session(absl::StrCat("session-", state_->registrations));
+    }
     response->set_heartbeat_interval_ms(state_->heartbeat_interval_ms);
     return grpc::Status::OK;
   }
@@ -195,9 +214,14 @@ class FakeWorkerService final : public v1::WorkerService::Service {
                        v1::GetTaskResponse* response) override {
     absl::MutexLock lock(&state_->mu);
     state_->get_task_ids.push_back(request->worker_id());
+    state_->calls.push_back("GetTask " + SessionOf(*context));
     if (state_->forget_worker_once) {
       state_->forget_worker_once = false;
       return grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown worker");
+    }
+    if (state_->deny_session_once) {
+      state_->deny_session_once = false;
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "not this worker's session");
     }
     if (state_->tasks.empty()) {
       // A short long-poll, so that a serving loop does not spin.
@@ -215,7 +239,16 @@ class FakeWorkerService final : public v1::WorkerService::Service {
                          v1::HeartbeatResponse* response) override {
     absl::MutexLock lock(&state_->mu);
     state_->heartbeats.push_back(*request);
+    state_->calls.push_back("Heartbeat " + SessionOf(*context));
     response->set_known(true);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ReportTaskFailure(grpc::ServerContext* context,
+                                 const v1::ReportTaskFailureRequest* request,
+                                 v1::ReportTaskFailureResponse* response) override {
+    absl::MutexLock lock(&state_->mu);
+    state_->calls.push_back("ReportTaskFailure " + SessionOf(*context));
     return grpc::Status::OK;
   }
 
@@ -245,6 +278,7 @@ class FakeSliceService final : public SliceServiceBase {
     {
       absl::MutexLock lock(&state_->mu);
       ++state_->fetches;
+      state_->calls.push_back("FetchSlice " + SessionOf(*context));
       const absl::Time give_up = absl::Now() + absl::Seconds(10);
       while (state_->hold_fetch && !context->IsCancelled() && absl::Now() < give_up) {
         state_->mu.AwaitWithTimeout(absl::Condition(+[](bool* held) { return !*held; },
@@ -277,6 +311,10 @@ class FakeSliceService final : public SliceServiceBase {
     PushSliceChunkIn message;
     if (!reader->Read(&message) || !message.chunk.has_header) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no header");
+    }
+    {
+      absl::MutexLock lock(&state_->mu);
+      state_->calls.push_back("PushSlice " + SessionOf(*context));
     }
     PushedSlice pushed;
     pushed.worker_id = message.worker_id;
@@ -595,6 +633,59 @@ TEST_F(WorkerAgentTest, RegistersAgainWhenTheCoordinatorForgetsIt) {
   absl::MutexLock lock(&state_.mu);
   EXPECT_EQ(state_.registrations, 2);
   EXPECT_THAT(state_.get_task_ids, testing::ElementsAre("w-1", "w-1", "w-2"));
+}
+
+TEST_F(WorkerAgentTest, EveryCallAfterRegistrationCarriesTheSession) {
+  const v1::JobSpec spec = Spec("agent");
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.heartbeat_interval_ms = 30;
+    state_.fetch_waits_for_heartbeat = true;  // so that a heartbeat comes before the fetch
+  }
+  std::unique_ptr<WorkerAgent> agent = Agent();
+  Offer("job-1", spec, Family(spec)->InitialModel(), 0, 1);
+  ASSERT_TRUE(agent->RunOnce().ok());
+  v1::Task bad = MakeTask("job-1", spec, 0, 0);
+  bad.mutable_spec()->set_batch_size(-4);  // fails at the worker: reported
+  state_.Offer(bad, MlpParams<float>());
+  EXPECT_FALSE(agent->RunOnce().ok());
+  absl::MutexLock lock(&state_.mu);
+  std::set<std::string> calls(state_.calls.begin(), state_.calls.end());
+  EXPECT_THAT(calls, testing::IsSupersetOf({"GetTask session-1", "Heartbeat session-1",
+                                            "FetchSlice session-1", "PushSlice session-1",
+                                            "ReportTaskFailure session-1"}));
+  for (const std::string& call : calls) EXPECT_THAT(call, testing::EndsWith(" session-1"));
+}
+
+TEST_F(WorkerAgentTest, RegistersAgainWhenItsSessionIsRefused) {
+  std::unique_ptr<WorkerAgent> agent = Agent();
+  ASSERT_TRUE(agent->RunOnce().ok());
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.deny_session_once = true;
+  }
+  auto done = agent->RunOnce();
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_FALSE(agent->registered());
+  ASSERT_TRUE(agent->RunOnce().ok());
+  EXPECT_TRUE(agent->registered());
+  absl::MutexLock lock(&state_.mu);
+  EXPECT_EQ(state_.registrations, 2);
+  EXPECT_THAT(state_.calls,
+              testing::ElementsAre("GetTask session-1", "GetTask session-1", "GetTask session-2"));
+}
+
+TEST_F(WorkerAgentTest, ACoordinatorThatGivesNoSessionIsReported) {
+  {
+    absl::MutexLock lock(&state_.mu);
+    state_.give_no_session = true;
+  }
+  std::unique_ptr<WorkerAgent> agent = Agent();
+  auto done = agent->RunOnce();
+  ASSERT_FALSE(done.ok());
+  EXPECT_EQ(done.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(done.status().message()), HasSubstr("gave no worker session"));
+  EXPECT_FALSE(agent->registered());
 }
 
 TEST_F(WorkerAgentTest, HeartbeatsNameTheTaskWhileItRuns) {

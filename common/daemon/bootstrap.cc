@@ -289,7 +289,9 @@ std::string DescribeServerSecurity(const SecurityOptions& options) {
   return absl::StrCat(options.tls.cert.empty() ? "plaintext"
                       : options.tls.ca.empty() ? "TLS"
                                                : "mutual TLS",
-                      options.token_file.empty() ? "" : ", bearer token required");
+                      !options.worker_token_file.empty() ? ", worker and user tokens required"
+                      : options.token_file.empty()       ? ""
+                                                         : ", bearer token required");
 }
 
 }  // namespace ist

@@ -115,7 +115,8 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetricsEndpoint(
     std::shared_ptr<prometheus::Collectable> metrics);
 
 // How a server with `options` talks, for its start-up log: "plaintext",
-// "TLS" or "mutual TLS", then ", bearer token required" with a token file.
+// "TLS" or "mutual TLS", then ", bearer token required" with a token file
+// or ", worker and user tokens required" with the role tokens.
 std::string DescribeServerSecurity(const SecurityOptions& options);
 
 }  // namespace ist

@@ -129,6 +129,9 @@ TEST(DescribeServerSecurityTest, NamesTheTransport) {
   options.tls.ca = "ca.pem";
   options.token_file = "";
   EXPECT_EQ(DescribeServerSecurity(options), "mutual TLS");
+  options.worker_token_file = "worker.token";
+  options.user_token_file = "user.token";
+  EXPECT_EQ(DescribeServerSecurity(options), "mutual TLS, worker and user tokens required");
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "common/wire/security.h"
 
+#include <sys/random.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -10,6 +12,8 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/base/status_macros.h"
@@ -74,21 +78,10 @@ absl::StatusOr<TlsPem> ReadTlsFiles(const TlsFiles& files) {
   return pem;
 }
 
-// The token file's token, or "" when no token file is set.
-absl::StatusOr<std::string> ReadTokenIfSet(const SecurityOptions& options) {
-  if (options.token_file.empty()) return std::string();
-  return ReadTokenFile(options.token_file);
-}
-
-// True if `given` equals `expected`. The time taken depends only on the
-// length of `expected`, not on where the two differ.
-bool ConstantTimeEquals(absl::string_view given, absl::string_view expected) {
-  volatile unsigned char diff = given.size() == expected.size() ? 0 : 1;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    const unsigned char g = i < given.size() ? static_cast<unsigned char>(given[i]) : 0;
-    diff = diff | (g ^ static_cast<unsigned char>(expected[i]));
-  }
-  return diff == 0;
+// The token of `path` read for `flag`, or "" when `path` is empty.
+absl::StatusOr<std::string> ReadTokenIfSet(const std::string& path, const char* flag) {
+  if (path.empty()) return std::string();
+  return ReadTokenFile(path, flag);
 }
 
 absl::string_view SliceView(const grpc_slice& slice) {
@@ -96,36 +89,87 @@ absl::string_view SliceView(const grpc_slice& slice) {
                            GRPC_SLICE_LENGTH(slice));
 }
 
-// grpc_auth_metadata_processor::process. `state` is the expected header
-// value, "Bearer <token>". Runs in gRPC's server auth filter before the
-// call reaches a handler; answers at once (it never blocks).
+// Which role's token a method needs.
+enum class Role { kAny, kWorker, kUser };
+
+Role RoleOfMethod(absl::string_view path) {
+  for (const char* prefix : kWorkerRoleServices) {
+    if (absl::StartsWith(path, prefix)) return Role::kWorker;
+  }
+  for (const char* prefix : kUserRoleServices) {
+    if (absl::StartsWith(path, prefix)) return Role::kUser;
+  }
+  return Role::kAny;
+}
+
+// The messages of calls refused for their role; static, so they outlive
+// the call whatever gRPC does with them.
+constexpr char kUserTokenOnWorkerApi[] =
+    "the user token does not admit the worker API: workers need the worker token";
+constexpr char kWorkerTokenOnJobApi[] =
+    "the worker token does not admit the job API: it needs the user token";
+
+// The state of the server's token check: the expected header values
+// ("Bearer <token>"); "" for a token not configured.
+struct TokenCheck {
+  std::string both;    // --token_file: admits every method
+  std::string worker;  // --worker_token_file
+  std::string user;    // --user_token_file
+  std::shared_ptr<TokenRefusals> refusals;  // may be null
+};
+
+// grpc_auth_metadata_processor::process. `state` is a TokenCheck. Runs in
+// gRPC's server auth filter before the call reaches a handler; answers at
+// once (it never blocks).
 void CheckBearerToken(void* state, grpc_auth_context* /*context*/, const grpc_metadata* md,
                       size_t num_md, grpc_process_auth_metadata_done_cb done,
                       void* user_data) {
-  const std::string& expected = *static_cast<const std::string*>(state);
-  bool exempt = false;
+  const TokenCheck& check = *static_cast<const TokenCheck*>(state);
+  absl::string_view path;
   const grpc_metadata* authorization = nullptr;
   int authorization_entries = 0;
   for (size_t i = 0; i < num_md; ++i) {
     const absl::string_view key = SliceView(md[i].key);
     if (key == ":path") {
-      exempt = SliceView(md[i].value) == kTokenExemptMethod;
+      path = SliceView(md[i].value);
     } else if (key == "authorization") {
       authorization = &md[i];
       ++authorization_entries;
     }
   }
-  if (authorization_entries == 1 && ConstantTimeEquals(SliceView(authorization->value), expected)) {
-    // Consumed: the token is removed from the metadata handlers can see.
-    done(user_data, authorization, 1, nullptr, 0, GRPC_STATUS_OK, nullptr);
-  } else if (exempt) {
-    done(user_data, nullptr, 0, nullptr, 0, GRPC_STATUS_OK, nullptr);
-  } else {
-    done(user_data, nullptr, 0, nullptr, 0, GRPC_STATUS_UNAUTHENTICATED, kTokenRejectedMessage);
+  const bool exempt = path == kTokenExemptMethod;
+  bool both = false, worker = false, user = false;
+  if (authorization_entries == 1) {
+    // Every configured token is compared, whichever matches.
+    const absl::string_view given = SliceView(authorization->value);
+    both = !check.both.empty() && ConstantTimeEquals(given, check.both);
+    worker = !check.worker.empty() && ConstantTimeEquals(given, check.worker);
+    user = !check.user.empty() && ConstantTimeEquals(given, check.user);
   }
+  if (exempt) {
+    // Consumed when it is a known token: handlers never see a token.
+    const bool known = both || worker || user;
+    done(user_data, known ? authorization : nullptr, known ? 1 : 0, nullptr, 0, GRPC_STATUS_OK,
+         nullptr);
+    return;
+  }
+  if (!both && !worker && !user) {
+    if (check.refusals != nullptr) ++check.refusals->bad_token;
+    done(user_data, nullptr, 0, nullptr, 0, GRPC_STATUS_UNAUTHENTICATED, kTokenRejectedMessage);
+    return;
+  }
+  const Role needed = RoleOfMethod(path);
+  if (!both && ((needed == Role::kWorker && !worker) || (needed == Role::kUser && !user))) {
+    if (check.refusals != nullptr) ++check.refusals->wrong_role;
+    done(user_data, nullptr, 0, nullptr, 0, GRPC_STATUS_PERMISSION_DENIED,
+         needed == Role::kWorker ? kUserTokenOnWorkerApi : kWorkerTokenOnJobApi);
+    return;
+  }
+  // Consumed: the token is removed from the metadata handlers can see.
+  done(user_data, authorization, 1, nullptr, 0, GRPC_STATUS_OK, nullptr);
 }
 
-void DestroyExpectedHeader(void* state) { delete static_cast<std::string*>(state); }
+void DestroyTokenCheck(void* state) { delete static_cast<TokenCheck*>(state); }
 
 // Server credentials made with gRPC's C API, which (unlike the C++
 // InsecureServerCredentials of gRPC 1.51) accepts an auth metadata processor
@@ -144,8 +188,8 @@ class CoreServerCredentials final : public grpc::ServerCredentials {
   }
 
   // TLS with `tls` if set (client certificates required and verified when
-  // its ca is set), else no TLS; the bearer-token check if `token` is set.
-  absl::Status Init(const std::optional<TlsPem>& tls, const std::string& token) {
+  // its ca is set), else no TLS; the bearer-token check if `check` is set.
+  absl::Status Init(const std::optional<TlsPem>& tls, std::unique_ptr<TokenCheck> check) {
     if (!tls.has_value()) {
       creds_ = grpc_insecure_server_credentials_create();
     } else {
@@ -161,11 +205,11 @@ class CoreServerCredentials final : public grpc::ServerCredentials {
       creds_ = grpc_ssl_server_credentials_create_with_options(ssl_options);
     }
     if (creds_ == nullptr) return absl::InternalError("gRPC refused the server credentials");
-    if (!token.empty()) {
+    if (check != nullptr) {
       grpc_auth_metadata_processor processor;
       processor.process = &CheckBearerToken;
-      processor.destroy = &DestroyExpectedHeader;  // called with the credentials
-      processor.state = new std::string(absl::StrCat("Bearer ", token));
+      processor.destroy = &DestroyTokenCheck;  // called with the credentials
+      processor.state = check.release();
       grpc_server_credentials_set_auth_metadata_processor(creds_, processor);
     }
     return absl::OkStatus();
@@ -219,20 +263,51 @@ class BearerTokenInterceptorFactory final
 
 }  // namespace
 
-absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string content, ReadFlagFile("--token_file", path));
+bool ConstantTimeEquals(absl::string_view given, absl::string_view expected) {
+  volatile unsigned char diff = given.size() == expected.size() ? 0 : 1;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const unsigned char g = i < given.size() ? static_cast<unsigned char>(given[i]) : 0;
+    diff = diff | (g ^ static_cast<unsigned char>(expected[i]));
+  }
+  return diff == 0;
+}
+
+absl::StatusOr<std::string> RandomHexSecret(int bytes) {
+  std::string raw(bytes, '\0');
+  size_t filled = 0;
+  while (filled < raw.size()) {
+    const ssize_t n = getrandom(raw.data() + filled, raw.size() - filled, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return absl::InternalError(
+          absl::StrCat("getrandom failed: ", n < 0 ? std::strerror(errno) : "no bytes"));
+    }
+    filled += static_cast<size_t>(n);
+  }
+  return absl::BytesToHexString(raw);
+}
+
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path, const char* flag) {
+  ASSIGN_OR_RETURN(std::string content, ReadFlagFile(flag, path));
   const std::string token(absl::StripAsciiWhitespace(content));
   if (token.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("--token_file: file is empty: ", path));
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": file is empty: ", path));
   }
   for (const char c : token) {
     if (c < 0x21 || c > 0x7e) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--token_file: the token in ", path,
+          flag, ": the token in ", path,
           " must be printable ASCII without spaces or line breaks"));
     }
   }
   return token;
+}
+
+absl::StatusOr<std::string> ReadUserToken(const SecurityOptions& options) {
+  if (!options.user_token_file.empty()) {
+    return ReadTokenFile(options.user_token_file, "--user_token_file");
+  }
+  return ReadTokenIfSet(options.token_file, "--token_file");
 }
 
 absl::Status ValidateSecurityOptions(const SecurityOptions& options, bool is_server) {
@@ -252,21 +327,62 @@ absl::Status ValidateSecurityOptions(const SecurityOptions& options, bool is_ser
     return absl::InvalidArgumentError(
         "--tls_ca: required with --tls_cert (the CA that signed the server's certificate)");
   }
+  const bool roles = !options.worker_token_file.empty() || !options.user_token_file.empty();
+  if (!is_server && roles) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        options.worker_token_file.empty() ? "--user_token_file" : "--worker_token_file",
+        ": a server flag; a client sends its token with --token_file"));
+  }
+  if (roles && !options.token_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--token_file: cannot be combined with --worker_token_file and --user_token_file "
+        "(it is the one token of both roles)");
+  }
+  if (!options.worker_token_file.empty() && options.user_token_file.empty()) {
+    return absl::InvalidArgumentError("--user_token_file: required with --worker_token_file");
+  }
+  if (options.worker_token_file.empty() && !options.user_token_file.empty()) {
+    return absl::InvalidArgumentError("--worker_token_file: required with --user_token_file");
+  }
   RETURN_IF_ERROR(ReadTlsFiles(tls).status());
-  RETURN_IF_ERROR(ReadTokenIfSet(options).status());
+  RETURN_IF_ERROR(ReadTokenIfSet(options.token_file, "--token_file").status());
+  ASSIGN_OR_RETURN(const std::string worker,
+                   ReadTokenIfSet(options.worker_token_file, "--worker_token_file"));
+  ASSIGN_OR_RETURN(const std::string user,
+                   ReadTokenIfSet(options.user_token_file, "--user_token_file"));
+  if (roles && worker == user) {
+    return absl::InvalidArgumentError(
+        "--user_token_file: holds the same token as --worker_token_file; each role needs "
+        "its own");
+  }
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
-    const SecurityOptions& options) {
+    const SecurityOptions& options, std::shared_ptr<TokenRefusals> refusals) {
   RETURN_IF_ERROR(ValidateSecurityOptions(options, /*is_server=*/true));
   ASSIGN_OR_RETURN(TlsPem pem, ReadTlsFiles(options.tls));
-  ASSIGN_OR_RETURN(std::string token, ReadTokenIfSet(options));
+  ASSIGN_OR_RETURN(std::string both, ReadTokenIfSet(options.token_file, "--token_file"));
+  ASSIGN_OR_RETURN(std::string worker,
+                   ReadTokenIfSet(options.worker_token_file, "--worker_token_file"));
+  ASSIGN_OR_RETURN(std::string user, ReadTokenIfSet(options.user_token_file, "--user_token_file"));
   const bool use_tls = !options.tls.cert.empty();
-  if (!use_tls && token.empty()) return grpc::InsecureServerCredentials();
+  const bool use_tokens = !both.empty() || !worker.empty();
+  if (!use_tls && !use_tokens) return grpc::InsecureServerCredentials();
+  std::unique_ptr<TokenCheck> check;
+  if (use_tokens) {
+    check = std::make_unique<TokenCheck>();
+    auto header = [](const std::string& token) {
+      return token.empty() ? std::string() : absl::StrCat("Bearer ", token);
+    };
+    check->both = header(both);
+    check->worker = header(worker);
+    check->user = header(user);
+    check->refusals = std::move(refusals);
+  }
   auto creds = std::make_shared<CoreServerCredentials>();
   RETURN_IF_ERROR(creds->Init(use_tls ? std::optional<TlsPem>(std::move(pem)) : std::nullopt,
-                              token));
+                              std::move(check)));
   return std::shared_ptr<grpc::ServerCredentials>(std::move(creds));
 }
 
@@ -275,7 +391,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
     const grpc::ChannelArguments& args) {
   RETURN_IF_ERROR(ValidateSecurityOptions(options, /*is_server=*/false));
   ASSIGN_OR_RETURN(TlsPem pem, ReadTlsFiles(options.tls));
-  ASSIGN_OR_RETURN(std::string token, ReadTokenIfSet(options));
+  ASSIGN_OR_RETURN(std::string token, ReadTokenIfSet(options.token_file, "--token_file"));
   std::shared_ptr<grpc::ChannelCredentials> creds;
   if (options.tls.ca.empty()) {
     creds = grpc::InsecureChannelCredentials();

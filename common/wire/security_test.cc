@@ -401,6 +401,51 @@ TEST_F(SecurityTest, TokenFileErrorsNameTheFlag) {
             "--token_file: cannot read /nonexistent/t: No such file or directory");
 }
 
+TEST_F(SecurityTest, RoleTokenFilesGoTogetherDifferAndAreServerOnly) {
+  SecurityOptions roles;
+  roles.worker_token_file = Path("right.token");
+  roles.user_token_file = Path("wrong.token");
+  EXPECT_TRUE(ValidateSecurityOptions(roles, true).ok());
+  EXPECT_EQ(ClientError(roles),
+            "--worker_token_file: a server flag; a client sends its token with --token_file");
+  SecurityOptions only_worker = roles;
+  only_worker.user_token_file.clear();
+  EXPECT_EQ(ServerError(only_worker), "--user_token_file: required with --worker_token_file");
+  SecurityOptions only_user = roles;
+  only_user.worker_token_file.clear();
+  EXPECT_EQ(ServerError(only_user), "--worker_token_file: required with --user_token_file");
+  SecurityOptions mixed = roles;
+  mixed.token_file = Path("right.token");
+  EXPECT_THAT(ServerError(mixed), StartsWith("--token_file: cannot be combined with"));
+  SecurityOptions same = roles;
+  same.user_token_file = Path("right.token");
+  EXPECT_THAT(ServerError(same), StartsWith("--user_token_file: holds the same token"));
+  SecurityOptions missing = roles;
+  missing.user_token_file = "/nonexistent/u";
+  EXPECT_EQ(ServerError(missing),
+            "--user_token_file: cannot read /nonexistent/u: No such file or directory");
+  auto user = ReadUserToken(roles);
+  ASSERT_TRUE(user.ok());
+  EXPECT_EQ(*user, "s3cret-Token_2");
+  EXPECT_EQ(ReadUserToken({{}, Path("right.token")}).value_or(""), "s3cret-Token_1");
+  EXPECT_EQ(ReadUserToken({}).value_or("x"), "");
+}
+
+TEST(RandomHexSecretTest, IsHexOfTheAskedLengthAndNeverRepeats) {
+  auto a = RandomHexSecret(32), b = RandomHexSecret(32);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_THAT(*a, testing::MatchesRegex("[0-9a-f]{64}"));
+  EXPECT_NE(*a, *b);
+}
+
+TEST(ConstantTimeEqualsTest, ComparesWholeStrings) {
+  EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
+  EXPECT_FALSE(ConstantTimeEquals("abd", "abc"));
+  EXPECT_FALSE(ConstantTimeEquals("ab", "abc"));
+  EXPECT_FALSE(ConstantTimeEquals("abcd", "abc"));
+  EXPECT_FALSE(ConstantTimeEquals("", "abc"));
+}
+
 TEST_F(SecurityTest, TokenIsTrimmed) {
   auto token = ReadTokenFile(Path("right.token"));
   ASSERT_TRUE(token.ok()) << token.status();

@@ -3,7 +3,10 @@
 #
 # Makes a self-signed set of the files the prod overlay's secretGenerator
 # reads, for a test cluster or to see the expected shapes:
-#   DIR/token                        bearer token (32 random bytes, hex)
+#   DIR/worker-token                 the workers' bearer token (32 random
+#                                    bytes, hex): admits the worker API only
+#   DIR/user-token                   the users' bearer token (istctl, the
+#                                    submit Job, the dashboard): the job API only
 #   DIR/ca.pem   DIR/ca.key          a new CA (keep ca.key elsewhere: the
 #                                    overlay never reads it)
 #   DIR/coordinator.pem/.key         server certificate for ist-coordinator
@@ -19,7 +22,7 @@ ns=${2:-ist}
 days=${IST_CERT_DAYS:-365}
 mkdir -p "$dir"
 cd "$dir"
-for f in token ca.pem ca.key coordinator.pem coordinator.key worker.pem worker.key \
+for f in worker-token user-token ca.pem ca.key coordinator.pem coordinator.key worker.pem worker.key \
          client.pem client.key; do
   if [ -e "$f" ]; then
     echo "gen-secrets: $dir/$f exists; remove the old files first" >&2
@@ -56,5 +59,6 @@ sign coordinator "$svc" serverAuth \
   "DNS:$svc,DNS:$svc.$ns,DNS:$svc.$ns.svc,DNS:$svc.$ns.svc.cluster.local,DNS:$svc-0.$svc-headless.$ns.svc.cluster.local,DNS:localhost,IP:127.0.0.1"
 sign worker ist-worker clientAuth
 sign client istctl clientAuth
-openssl rand -hex 32 >token
-echo "gen-secrets: wrote token, ca.pem, ca.key, coordinator/worker/client .pem/.key to $dir (namespace $ns)"
+openssl rand -hex 32 >worker-token
+openssl rand -hex 32 >user-token
+echo "gen-secrets: wrote worker-token, user-token, ca.pem, ca.key, coordinator/worker/client .pem/.key to $dir (namespace $ns)"

@@ -118,13 +118,17 @@ function cluster(workers, tls) {
            `${cname}: --threads (${threads}) must be >= 1 and at most the CPU limit (${cpu})`);
   }
 
-  const tlsFlags = ["tls_cert", "tls_key", "tls_ca", "token_file"];
+  // The coordinator's flags; the workers' are tls_ca, tls_cert, tls_key, token_file.
+  const coordFlags = ["tls_cert", "tls_key", "tls_ca", "worker_token_file", "user_token_file"];
+  const tlsFlags = [...coordFlags, "token_file"];
   if (tls) {
     for (const p of ["startupProbe", "readinessProbe", "livenessProbe"]) {
       expect(cc[p] && cc[p].tcpSocket && cc[p].tcpSocket.port === 7070 && !cc[p].grpc,
              `coordinator with TLS: ${p} must be tcpSocket on 7070 (kubelet gRPC probes cannot do TLS)`);
     }
-    for (const f of tlsFlags) expect(flag(ss, f), `coordinator: --${f} must be set`);
+    for (const f of coordFlags) expect(flag(ss, f), `coordinator: --${f} must be set`);
+    expect(!flag(ss, "token_file"),
+           "coordinator: role tokens (--worker_token_file, --user_token_file), not --token_file");
     for (const f of ["tls_ca", "tls_cert", "tls_key", "token_file"]) {
       expect(flag(dep, f), `workers: --${f} must be set`);
     }
@@ -153,6 +157,17 @@ function cluster(workers, tls) {
     expect(coordKey && wdata && wdata.data["tls.key"] !== coordKey.data["tls.key"],
            "workers must not get the coordinator's private key");
     expect(find("Secret", "ist-client"), "Secret ist-client (fixed name, for the submit Job) missing");
+    // Roles: the workers send the coordinator's worker token, the client
+    // Secret holds its user token, and the two differ.
+    const client = find("Secret", "ist-client");
+    if (coordKey && wdata && client) {
+      expect(wdata.data.token === coordKey.data["worker-token"],
+             "workers' token must be the coordinator's worker-token");
+      expect(client.data.token === coordKey.data["user-token"],
+             "ist-client's token must be the coordinator's user-token");
+      expect(client.data.token !== wdata.data.token,
+             "the workers' and the users' tokens must differ");
+    }
   } else {
     grpcProbes(cc, 7070, "coordinator");
     for (const f of tlsFlags) {

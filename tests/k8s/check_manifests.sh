@@ -119,7 +119,7 @@ mkdir -p "$WORK/k8s/overlays/prod/secrets"
 if "$K8S/gen-secrets.sh" "$WORK/k8s/overlays/prod/secrets" ist >"$WORK/gen.log" 2>&1 &&
    openssl verify -CAfile "$WORK/k8s/overlays/prod/secrets/ca.pem" \
      "$WORK/k8s/overlays/prod/secrets/"{coordinator,worker,client}.pem >>"$WORK/gen.log" 2>&1; then
-  pass "gen-secrets.sh makes a CA, three certificates it signed, and a token"
+  pass "gen-secrets.sh makes a CA, three certificates it signed, and the two role tokens"
 else
   indent <"$WORK/gen.log"
   fail "gen-secrets.sh"
@@ -405,6 +405,17 @@ smoke() {
       pass "smoke $t: istctl without a client certificate is refused"
     else
       fail "smoke $t: istctl without a client certificate was let in"
+    fi
+    # Roles: the workers' token (from their Secret) does not admit the job API.
+    local j=$d/job/var/run/secrets/ist
+    "${BIN[2]}" --coordinator="localhost:$P" --token_file="$d/root/var/run/secrets/ist/token" \
+      --tls_ca="$j/ca.pem" --tls_cert="$j/tls.crt" --tls_key="$j/tls.key" --timeout=5 list \
+      >"$d/worker-token.log" 2>&1
+    if grep -q "worker token does not admit the job API" "$d/worker-token.log"; then
+      pass "smoke $t: istctl with the workers' token is refused (role tokens)"
+    else
+      indent <"$d/worker-token.log"
+      fail "smoke $t: the workers' token was not refused on the job API"
     fi
   fi
 }
