@@ -1,11 +1,12 @@
-// The coordinator's jobs: admission of a submitted spec, the FIFO queue of
-// jobs waiting to run, the one running job, each job's published progress,
-// listing and ending jobs.
+// The coordinator's jobs: admission of a submitted spec, the queue of jobs
+// waiting to run, the running jobs, each job's published progress, listing
+// and ending jobs.
 //
 // Admission (AdmitJob) checks a spec against the data and the coordinator's
 // memory budget without touching the queue; JobQueue::Enqueue then applies
-// the limit on unfinished jobs and gives the job its id. Jobs run one at a
-// time in submission order; the caller starts and drives them (RoundDriver).
+// the limit on unfinished jobs and gives the job its id. The caller decides
+// which queued jobs start (server/scheduler.h) and drives them
+// (RoundDriver); several may run at once.
 //
 // AdmitJob is thread-safe. JobQueue is not: the Coordinator calls it under
 // its own lock.
@@ -119,8 +120,14 @@ class JobQueue {
   // Takes the job at the front of the queue: it if it is still QUEUED,
   // else nullptr. Requires has_queued().
   Job* PopQueued();
-  Job* running() const { return running_; }
-  void set_running(Job* job) { running_ = job; }
+  // The queued jobs still QUEUED, in queue order.
+  std::vector<Job*> Queued() const;
+  // The running jobs, in the order they started.
+  const std::vector<Job*>& running() const { return running_; }
+  // The job if it is running, else nullptr.
+  Job* FindRunning(const std::string& job_id) const;
+  // Records that `job` (taken off the queue) runs.
+  void AddRunning(Job* job) { running_.push_back(job); }
 
   // The job, or nullptr if unknown.
   Job* Find(const std::string& job_id);
@@ -141,7 +148,7 @@ class JobQueue {
   const JobQueueOptions options_;
   std::map<std::string, std::unique_ptr<Job>> jobs_;
   std::deque<std::string> queue_;
-  Job* running_ = nullptr;
+  std::vector<Job*> running_;
   int64_t next_job_ = 1;
 };
 
