@@ -161,9 +161,10 @@ void Coordinator::CheckpointLocked(Job* job) {
   for (const RoundShape& shape : job->rounds.round_shapes()) {
     RoundShapeToProto(shape, header.add_round_shapes());
   }
-  // Only the round loop (or Shutdown after it) writes a job's model, and
-  // checkpoints are written from there or for jobs with no model yet, so
-  // the model can be read without the lock.
+  // While a job runs only its own loop writes its model (Shutdown after the
+  // loops are joined), and its checkpoints are written from there or while
+  // no loop drives it (queued, just started or ended), so the model can be
+  // read without the lock.
   const MlpParams<float>* model = job->rounds.has_model() ? &job->rounds.model() : nullptr;
   const std::shared_ptr<const ModelFamily> family = job->rounds.family();
   const std::string id = job->id();
@@ -387,8 +388,8 @@ void Coordinator::FinishRoundLocked(Job* job) {
 
   const bool last = rounds.rounds_done() >= rounds.total_rounds();
   if (last || rounds.rounds_done() % job->spec().eval_every() == 0) {
-    // Only this thread writes the model, so it can be read without the lock
-    // while RPCs go on.
+    // Only this job's loop writes its model, so it can be read without the
+    // lock while RPCs (and other jobs' rounds) go on.
     const std::shared_ptr<const ModelFamily> family = rounds.family();
     const MlpParams<float>* model = &rounds.model();
     std::shared_ptr<const DenseDataset> test = job->test;
