@@ -44,8 +44,10 @@ report() {
 sequential() {
   local t0 a b
   t0=$(now)
-  a=$(ctl submit "${SPEC[@]}" --seed=1 --wait | head -n 1)
-  b=$(ctl submit "${SPEC[@]}" --seed=2 --wait | head -n 1)
+  a=$(ctl submit "${SPEC[@]}" --seed=1 --wait)
+  a=${a%%$'\n'*}  # the job id is the first line
+  b=$(ctl submit "${SPEC[@]}" --seed=2 --wait)
+  b=${b%%$'\n'*}
   report sequential "$t0" "$(now)" "$a" "$b"
 }
 concurrent() {
