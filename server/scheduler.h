@@ -26,8 +26,9 @@
 //      counts it in S only up to its maximum. Spares are taken back first:
 //      any job below its share (or a queued job that fits) takes them.
 // What the share means for each job:
-//   - A queued job starts once that many workers are free (at least its
-//     minimum); until then the workers freed for it stay free. When no job
+//   - A queued job starts once its minimum of workers is free and gets the
+//     rest of its share as more are; until it starts, the workers freed for
+//     it stay free. When no job
 //     is running, the first queued job starts at once with every live
 //     worker, even fewer than its minimum (its workers then take several
 //     subnets in turn, as a lone job always has).
@@ -39,8 +40,7 @@
 //     in id order first. An elastic job's next round then has S = its
 //     workers, clamped to [workers, max_workers].
 //   - A worker whose job ends is free again.
-// A lone job therefore gets every live worker (S up to its maximum), as
-// before there were several jobs.
+// A lone job therefore gets every live worker (S up to its maximum).
 #ifndef IST_SERVER_SCHEDULER_H_
 #define IST_SERVER_SCHEDULER_H_
 
