@@ -461,7 +461,10 @@ TEST(CoordinatorTest, AnElasticJobLendsAWorkerToAHigherPriorityJobAtARoundBounda
   ASSERT_TRUE(j2.ok());
   bool shared = false;
   for (int pass = 0; pass < 200 && !Ended(&c, *j2); ++pass) {
-    const v1::JobStatus s1 = *c.GetJob(*j1), s2 = *c.GetJob(*j2);
+    const std::vector<v1::JobStatus> jobs = c.ListJobs();  // one snapshot
+    ASSERT_EQ(jobs.size(), 2u);
+    const v1::JobStatus &s1 = jobs[0], &s2 = jobs[1];
+    ASSERT_EQ(s1.job_id(), *j1);
     if (s2.progress().state() == v1::RUNNING) {
       shared = true;
       EXPECT_EQ(s1.worker_ids_size(), 1);
