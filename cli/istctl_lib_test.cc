@@ -129,11 +129,13 @@ TEST(SpecFromFlagsTest, FileThenFlagOverrides) {
                                    {"workers", "3"},
                                    {"batch", "64"},
                                    {"momentum", "0.9"},
+                                   {"priority", "-7"},
                                    {"seed", "18446744073709551615"}});
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_EQ(spec->name(), "from file");                          // file
   EXPECT_THAT(spec->layers(), ElementsAre(784, 128, 128, 10));  // flag wins
   EXPECT_EQ(spec->workers(), 3);                                // flag wins
+  EXPECT_EQ(spec->priority(), -7);                              // flag
   EXPECT_EQ(spec->lr(), 0.5);                                   // file
   EXPECT_EQ(spec->rounds(), 9);                                 // file
   EXPECT_EQ(spec->dataset(), "idx:fm");                         // file
@@ -180,6 +182,8 @@ TEST(SpecFromFlagsTest, BadValuesNamed) {
   EXPECT_THAT(error({{"layers", ""}}), StartsWith("--layers: must list"));
   EXPECT_THAT(error({{"workers", "two"}}),
               StartsWith("--workers: 'two' is not an integer"));
+  EXPECT_THAT(error({{"priority", "high"}}),
+              StartsWith("--priority: 'high' is not an integer"));
   EXPECT_THAT(error({{"workers", "99999999999"}}),
               StartsWith("--workers: '99999999999' is not an integer in"));
   EXPECT_EQ(error({{"lr", "fast"}}), "--lr: 'fast' is not a number");
