@@ -47,7 +47,7 @@ const std::vector<CommandSpec>& Commands() {
        nullptr,
        {"spec", "name", "layers", "dataset", "workers", "local_steps", "rounds",
         "epochs", "lr", "momentum", "weight_decay", "batch", "seed",
-        "eval_every", "bn_mode", "mode", "wait", "reconnect_for"}},
+        "eval_every", "bn_mode", "mode", "priority", "wait", "reconnect_for"}},
       {"status", "JOB_ID", {}},
       {"list", nullptr, {}},
       {"workers", nullptr, {}},
@@ -664,15 +664,16 @@ commands:
          [--dataset=fashion-mnist|idx:DIR|csv:PREFIX] [--workers=S]
          [--local_steps=R] [--rounds=N | --epochs=E] [--lr=X] [--momentum=X]
          [--weight_decay=X] [--batch=B] [--seed=N] [--eval_every=N]
-         [--bn_mode=batch|running] [--mode=ist|local_sgd|data_parallel] [--wait]
+         [--bn_mode=batch|running] [--mode=ist|local_sgd|data_parallel]
+         [--priority=P] [--wait]
       submit a job; the spec comes from FILE (text proto of ist.v1.JobSpec)
       with the flags overriding its fields, and is checked before sending.
       Prints the job id; --wait then watches it like `watch`.
       --reconnect_for as for watch.
   status JOB_ID                 the job's spec and progress
-  list                          all jobs
-  workers                       every worker: state, last contact, task,
-                                step time
+  list                          all jobs, with the workers serving each
+  workers                       every worker: state, last contact, the job
+                                it serves, task, step time
   cancel JOB_ID                 cancel a queued or running job
   watch JOB_ID [--reconnect_for=SECONDS]
                                 follow the job's progress until it ends; if
@@ -846,6 +847,11 @@ absl::Status ApplySpecFlags(const std::map<std::string, std::string>& flags,
     int32_t n = 0;
     RETURN_IF_ERROR(ParseInt("workers", *v, &n));
     spec->set_workers(n);
+  }
+  if (const std::string* v = get("priority")) {
+    int32_t n = 0;
+    RETURN_IF_ERROR(ParseInt("priority", *v, &n));
+    spec->set_priority(n);
   }
   if (const std::string* v = get("local_steps")) {
     int64_t n = 0;
@@ -1029,18 +1035,28 @@ std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
   return out;
 }
 
+// "w1,w2,w3", at most kShown ids then "+N"; "-" for none.
+std::string WorkerIdsText(const google::protobuf::RepeatedPtrField<std::string>& ids) {
+  constexpr int kShown = 4;
+  if (ids.empty()) return "-";
+  std::vector<std::string> shown(ids.begin(), ids.begin() + std::min(ids.size(), kShown));
+  if (ids.size() > kShown) shown.push_back(absl::StrCat("+", ids.size() - kShown));
+  return absl::StrJoin(shown, ",");
+}
+
 }  // namespace
 
 std::string FormatJobTable(const v1::ListJobsResponse& jobs) {
   if (jobs.jobs().empty()) return "no jobs\n";
   std::vector<std::vector<std::string>> rows = {
-      {"JOB_ID", "STATE", "ROUND", "ACC", "MODEL", "DATASET", "NAME"}};
+      {"JOB_ID", "STATE", "ROUND", "ACC", "MODEL", "DATASET", "WORKERS", "NAME"}};
   for (const v1::JobStatus& job : jobs.jobs()) {
     const v1::JobProgress& p = job.progress();
     rows.push_back({job.job_id(), StateName(p.state()),
                     absl::StrCat(p.round(), "/", p.total_rounds()),
                     AccuracyText(p.test_accuracy()),
-                    ModelSummary(job.spec()), job.spec().dataset(), job.spec().name()});
+                    ModelSummary(job.spec()), job.spec().dataset(),
+                    WorkerIdsText(job.worker_ids()), job.spec().name()});
   }
   return FormatTable(rows);
 }
@@ -1048,9 +1064,10 @@ std::string FormatJobTable(const v1::ListJobsResponse& jobs) {
 std::string FormatWorkerTable(const v1::ListWorkersResponse& workers) {
   if (workers.workers().empty()) return "no workers\n";
   std::vector<std::vector<std::string>> rows = {
-      {"WORKER", "NAME", "STATE", "LAST_CONTACT", "TASK", "STEP_MS", "TASKS"}};
+      {"WORKER", "NAME", "STATE", "LAST_CONTACT", "JOB", "TASK", "STEP_MS", "TASKS"}};
   for (const v1::WorkerStatus& w : workers.workers()) {
     rows.push_back({w.worker_id(), w.name(), w.state(), FormatUnixTime(w.last_contact_unix()),
+                    w.serving_job_id().empty() ? "-" : w.serving_job_id(),
                     w.job_id().empty() ? "-"
                                        : absl::StrCat(w.job_id(), " r", w.round(), " s",
                                                       w.subnet()),

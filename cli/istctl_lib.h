@@ -86,7 +86,8 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
 
 // Sets the fields of `spec` named by the submit flags present in `flags`
 // (name, layers, dataset, workers, local_steps, rounds, epochs, lr, momentum,
-// weight_decay, batch, seed, eval_every, bn_mode); other entries are ignored.
+// weight_decay, batch, seed, eval_every, bn_mode, mode, priority); other
+// entries are ignored.
 // --layers replaces the whole list. InvalidArgument naming the flag when a
 // value does not parse, e.g. "--layers: 'abc' in '784-abc-10' is not an
 // integer". Range checks are left to ValidateJobSpec.
@@ -116,10 +117,11 @@ std::string FormatFinalSummary(const v1::JobProgress& progress);
 // Human-readable `status` output (several lines, ending in '\n').
 std::string FormatJobStatus(const v1::JobStatus& status);
 
-// Human-readable `list` output: a header and one line per job.
+// Human-readable `list` output: a header and one line per job, with the
+// workers serving it (the first four ids, then "+N" for the rest).
 std::string FormatJobTable(const v1::ListJobsResponse& jobs);
-// One row per worker: id, name, state, last contact, current task, mean
-// step time of its last task, tasks done.
+// One row per worker: id, name, state, last contact, the job it serves,
+// current task, mean step time of its last task, tasks done.
 std::string FormatWorkerTable(const v1::ListWorkersResponse& workers);
 
 // One-line JSON of `message` with the proto's field names (job_id, not

@@ -129,11 +129,13 @@ TEST(SpecFromFlagsTest, FileThenFlagOverrides) {
                                    {"workers", "3"},
                                    {"batch", "64"},
                                    {"momentum", "0.9"},
+                                   {"priority", "-7"},
                                    {"seed", "18446744073709551615"}});
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_EQ(spec->name(), "from file");                          // file
   EXPECT_THAT(spec->layers(), ElementsAre(784, 128, 128, 10));  // flag wins
   EXPECT_EQ(spec->workers(), 3);                                // flag wins
+  EXPECT_EQ(spec->priority(), -7);                              // flag
   EXPECT_EQ(spec->lr(), 0.5);                                   // file
   EXPECT_EQ(spec->rounds(), 9);                                 // file
   EXPECT_EQ(spec->dataset(), "idx:fm");                         // file
@@ -180,6 +182,8 @@ TEST(SpecFromFlagsTest, BadValuesNamed) {
   EXPECT_THAT(error({{"layers", ""}}), StartsWith("--layers: must list"));
   EXPECT_THAT(error({{"workers", "two"}}),
               StartsWith("--workers: 'two' is not an integer"));
+  EXPECT_THAT(error({{"priority", "high"}}),
+              StartsWith("--priority: 'high' is not an integer"));
   EXPECT_THAT(error({{"workers", "99999999999"}}),
               StartsWith("--workers: '99999999999' is not an integer in"));
   EXPECT_EQ(error({{"lr", "fast"}}), "--lr: 'fast' is not a number");
@@ -307,10 +311,44 @@ TEST(FormatTest, StatusAndTable) {
   *list.add_jobs() = Status(v1::RUNNING);
   *list.add_jobs() = Status(v1::SUCCEEDED);
   list.mutable_jobs(1)->set_job_id("job-22");
+  list.mutable_jobs(0)->add_worker_ids("w1");
+  list.mutable_jobs(0)->add_worker_ids("w3");
   EXPECT_EQ(FormatJobTable(list),
-            "JOB_ID  STATE      ROUND  ACC     MODEL      DATASET        NAME\n"
-            "job-1   RUNNING    3/12   0.8123  784-64-10  fashion-mnist  small\n"
-            "job-22  SUCCEEDED  12/12  0.8123  784-64-10  fashion-mnist  small\n");
+            "JOB_ID  STATE      ROUND  ACC     MODEL      DATASET        WORKERS  NAME\n"
+            "job-1   RUNNING    3/12   0.8123  784-64-10  fashion-mnist  w1,w3    small\n"
+            "job-22  SUCCEEDED  12/12  0.8123  784-64-10  fashion-mnist  -        small\n");
+  // Past four workers the rest are counted.
+  for (const char* id : {"w4", "w5", "w6", "w7"}) list.mutable_jobs(0)->add_worker_ids(id);
+  EXPECT_THAT(FormatJobTable(list), HasSubstr("  w1,w3,w4,w5,+2  "));
+}
+
+TEST(FormatTest, WorkerTableShowsTheJobEachWorkerServes) {
+  v1::ListWorkersResponse workers;
+  EXPECT_EQ(FormatWorkerTable(workers), "no workers\n");
+  v1::WorkerStatus* busy = workers.add_workers();
+  busy->set_worker_id("w1");
+  busy->set_name("host-a");
+  busy->set_state("training");
+  busy->set_serving_job_id("job-2");
+  busy->set_job_id("job-2");
+  busy->set_round(7);
+  busy->set_subnet(1);
+  busy->set_last_step_seconds(0.0125);
+  busy->set_tasks_done(9);
+  v1::WorkerStatus* spare = workers.add_workers();
+  spare->set_worker_id("w2");
+  spare->set_name("host-b");
+  spare->set_state("idle");
+  spare->set_serving_job_id("job-1");
+  v1::WorkerStatus* free = workers.add_workers();
+  free->set_worker_id("w3");
+  free->set_name("host-c");
+  free->set_state("idle");
+  const std::string table = FormatWorkerTable(workers);
+  EXPECT_THAT(table, StartsWith("WORKER  NAME    STATE     LAST_CONTACT  JOB    TASK"));
+  EXPECT_THAT(table, HasSubstr("job-2  job-2 r7 s1  12.5"));
+  EXPECT_THAT(table, testing::ContainsRegex("w2 +host-b +idle +[^ ]+ +job-1 +- +0.0 +0\n"));
+  EXPECT_THAT(table, testing::ContainsRegex("w3 +host-c +idle +[^ ]+ +- +- +0.0 +0\n"));
 }
 
 // An in-process coordinator stand-in: one job "job-1" that streams three

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/base/log_tags.h"
 #include "common/base/status_macros.h"
 #include "common/data/dataset_registry.h"
@@ -12,6 +13,7 @@
 #include "common/wire/slice_codec.h"
 #include "glog/logging.h"
 #include "server/checkpoint.h"
+#include "server/scheduler.h"
 
 namespace ist {
 
@@ -71,7 +73,7 @@ Coordinator::Coordinator(CoordinatorOptions options)
                                                   : std::make_shared<DatasetCache>()),
       jobs_(QueueOptions(options_)),
       workers_(RegistryOptions(options_)) {
-  loop_ = std::thread([this] { RoundLoop(); });
+  loop_ = std::thread([this] { SchedulerLoop(); });
 }
 
 Coordinator::~Coordinator() { Shutdown(); }
@@ -84,8 +86,15 @@ void Coordinator::Shutdown() {
     cv_.SignalAll();
   }
   loop_.join();
+  // No job starts once stopping_ is set, so no loop is added after this.
+  std::map<std::string, std::thread> loops;
+  {
+    absl::MutexLock lock(&mu_);
+    loops.swap(job_loops_);
+  }
+  for (auto& [id, loop] : loops) loop.join();
   absl::MutexLock lock(&mu_);
-  if (Job* job = jobs_.running(); job != nullptr) {
+  for (Job* job : std::vector<Job*>(jobs_.running())) {
     LOG(INFO) << JobTag(job->id(), job->rounds.rounds_done())
               << " shutting down: round abandoned, checkpointing the merged model";
     job->rounds.AbandonRound();
@@ -184,9 +193,10 @@ absl::Status Coordinator::CheckpointLocked(Job* job) {
   for (const RoundShape& shape : job->rounds.round_shapes()) {
     RoundShapeToProto(shape, header.add_round_shapes());
   }
-  // Only the round loop (or Shutdown after it) writes a job's model, and
-  // checkpoints are written from there or for jobs with no model yet, so
-  // the model can be read without the lock.
+  // While a job runs only its own loop writes its model (Shutdown after the
+  // loops are joined), and its checkpoints are written from there or while
+  // no loop drives it (queued, just started or ended), so the model can be
+  // read without the lock.
   const MlpParams<float>* model = job->rounds.has_model() ? &job->rounds.model() : nullptr;
   const std::shared_ptr<const ModelFamily> family = job->rounds.family();
   const std::string id = job->id();
@@ -230,12 +240,21 @@ absl::StatusOr<std::string> Coordinator::SubmitJob(const v1::JobSpec& request) {
 absl::StatusOr<v1::JobStatus> Coordinator::GetJob(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(Job* job, jobs_.Get(job_id));
-  return job->Status();
+  v1::JobStatus status = job->Status();
+  for (const std::string& worker : workers_.WorkersOf(job_id)) status.add_worker_ids(worker);
+  return status;
 }
 
 std::vector<v1::JobStatus> Coordinator::ListJobs() {
   absl::MutexLock lock(&mu_);
-  return jobs_.List();
+  std::vector<v1::JobStatus> jobs = jobs_.List();
+  for (v1::JobStatus& status : jobs) {
+    if (status.progress().state() != v1::RUNNING) continue;
+    for (const std::string& worker : workers_.WorkersOf(status.job_id())) {
+      status.add_worker_ids(worker);
+    }
+  }
+  return jobs;
 }
 
 absl::StatusOr<v1::JobState> Coordinator::CancelJob(const std::string& job_id) {
@@ -361,6 +380,7 @@ void Coordinator::BumpLocked(Job* job) {
 
 void Coordinator::EndJobLocked(Job* job, v1::JobState state, const std::string& error) {
   jobs_.End(job, state, error, UnixNow());
+  workers_.FreeWorkersOf(job->id());
   BumpLocked(job);
   // Once the final checkpoint is written the model is served from it; if
   // writing failed the model stays in memory.
@@ -371,16 +391,63 @@ void Coordinator::EndJobLocked(Job* job, v1::JobState state, const std::string& 
   }
 }
 
+void Coordinator::ScheduleLocked() {
+  if (stopping_) return;
+  const absl::Time now = absl::Now();
+  std::vector<Job*> unfinished = jobs_.running();
+  for (Job* job : jobs_.Queued()) unfinished.push_back(job);
+  std::stable_sort(unfinished.begin(), unfinished.end(),
+                   [](const Job* a, const Job* b) { return a->submitted < b->submitted; });
+  std::vector<ScheduledJob> snapshot;
+  for (Job* job : unfinished) {
+    ScheduledJob& s = snapshot.emplace_back();
+    s.id = job->id();
+    s.priority = job->spec().priority();
+    s.running = job->progress.state() == v1::RUNNING;
+    s.min_workers = job->spec().workers();
+    s.max_workers = std::max(job->spec().workers(), job->spec().max_workers());
+    if (s.running) {
+      s.at_round_boundary = !job->rounds.round_open();
+      s.workers = workers_.LiveWorkersOf(job->id(), now);
+    }
+  }
+  const ScheduleDecision decision = Schedule(snapshot, workers_.LiveWorkersOf("", now));
+  for (const std::string& worker : decision.releases) {
+    VLOG(1) << "worker " << worker << " leaves " << workers_.ServedJob(worker)
+            << " at its round boundary";
+    workers_.Serve(worker, "");
+  }
+  for (const auto& [worker, job_id] : decision.grants) {
+    VLOG(1) << "worker " << worker << " serves " << job_id;
+    workers_.Serve(worker, job_id);
+  }
+  if (!decision.releases.empty() || !decision.grants.empty()) cv_.SignalAll();
+  for (const std::string& id : decision.start) {
+    Job* job = jobs_.Find(id);
+    // Starting one may release mu_ (a job that fails at once is
+    // checkpointed): the others are checked again.
+    if (stopping_ || job == nullptr || job->progress.state() != v1::QUEUED) continue;
+    jobs_.Unqueue(id);
+    StartJobLocked(job);
+  }
+}
+
 void Coordinator::StartJobLocked(Job* job) {
-  jobs_.set_running(job);
+  jobs_.AddRunning(job);
   if (job->started == 0) job->started = UnixNow();
   job->rounds.EnsureModel();  // a resumed job keeps its checkpointed model
   job->progress.set_state(v1::RUNNING);
   job->progress.set_model_fingerprint(ParamsFingerprint(job->rounds.model()));
-  absl::Status s = job->rounds.OpenRound(workers_.LiveThroughputs(absl::Now()));
+  const std::vector<std::string> workers = workers_.WorkersOf(job->id());
+  LOG(INFO) << JobTag(job->id(), job->rounds.rounds_done()) << " starts on "
+            << workers.size() << " workers: " << absl::StrJoin(workers, ",");
+  absl::Status s = job->rounds.OpenRound(workers_.LiveThroughputs(job->id(), absl::Now()));
   cv_.SignalAll();  // workers waiting in GetTask
   if (!s.ok()) EndJobLocked(job, v1::FAILED, std::string(s.message()));
   BumpLocked(job);
+  if (job->progress.state() == v1::RUNNING && !stopping_) {
+    job_loops_[job->id()] = std::thread([this, job] { JobLoop(job); });
+  }
 }
 
 void Coordinator::ReclaimExpiredLocked(Job* job) {
@@ -411,8 +478,8 @@ void Coordinator::FinishRoundLocked(Job* job) {
 
   const bool last = rounds.rounds_done() >= rounds.total_rounds();
   if (last || rounds.rounds_done() % job->spec().eval_every() == 0) {
-    // Only this thread writes the model, so it can be read without the lock
-    // while RPCs go on.
+    // Only this job's loop writes its model, so it can be read without the
+    // lock while RPCs (and other jobs' rounds) go on.
     const std::shared_ptr<const ModelFamily> family = rounds.family();
     const MlpParams<float>* model = &rounds.model();
     std::shared_ptr<const DenseDataset> test = job->test;
@@ -447,31 +514,41 @@ void Coordinator::FinishRoundLocked(Job* job) {
       EndJobLocked(job, v1::CANCELLED, "");
       return;
     }
-    absl::Status s = rounds.OpenRound(workers_.LiveThroughputs(absl::Now()));
+    // The round boundary: workers this job lent may go to other jobs now.
+    ScheduleLocked();
+    absl::Status s = rounds.OpenRound(workers_.LiveThroughputs(job->id(), absl::Now()));
     cv_.SignalAll();  // workers waiting in GetTask
     if (!s.ok()) EndJobLocked(job, v1::FAILED, std::string(s.message()));
     BumpLocked(job);
   }
 }
 
-void Coordinator::RoundLoop() {
+void Coordinator::SchedulerLoop() {
   absl::MutexLock lock(&mu_);
   while (!stopping_) {
-    // Here no Job* of this thread is held; others' are pinned.
+    ScheduleLocked();
+    // No Job* of this thread is held here; a running job's loop pins its
+    // job, and every other holder pins it too.
     for (const std::string& evicted : jobs_.EvictFinished()) {
       LOG(INFO) << "job=" << evicted << " forgotten: finished jobs kept are the newest "
                 << options_.max_retained_jobs << " (--max_retained_jobs)";
     }
-    Job* job = jobs_.running();
-    if (job == nullptr) {
-      if (!jobs_.has_queued()) {
-        cv_.WaitWithTimeout(&mu_, absl::Milliseconds(500));
-        continue;
-      }
-      Job* next = jobs_.PopQueued();
-      if (next != nullptr) StartJobLocked(next);
-      continue;
+    // An ended loop has released mu_ for good, so joining it here is short.
+    for (const std::string& id : ended_loops_) {
+      auto it = job_loops_.find(id);
+      if (it == job_loops_.end()) continue;
+      it->second.join();
+      job_loops_.erase(it);
     }
+    ended_loops_.clear();
+    cv_.WaitWithTimeout(&mu_, absl::Milliseconds(200));
+  }
+}
+
+void Coordinator::JobLoop(Job* job) {
+  absl::MutexLock lock(&mu_);
+  ++job->pins;  // not forgotten (EvictFinished) while this loop holds it
+  while (!stopping_ && job->progress.state() == v1::RUNNING) {
     if (job->cancel_requested) {
       EndJobLocked(job, v1::CANCELLED, "");
       continue;
@@ -487,6 +564,9 @@ void Coordinator::RoundLoop() {
     ReclaimExpiredLocked(job);
     cv_.WaitWithTimeout(&mu_, absl::Milliseconds(200));
   }
+  --job->pins;
+  ended_loops_.push_back(job->id());
+  cv_.SignalAll();
 }
 
 // ---------------------------------------------------------------- workers
@@ -505,6 +585,7 @@ absl::StatusOr<v1::RegisterWorkerResponse> Coordinator::RegisterWorker(
   LOG(INFO) << "worker " << registered->worker_id << " registered (" << request.name() << ", "
             << request.threads() << " threads" << (peer_identity.empty() ? "" : ", certificate")
             << ")";
+  cv_.SignalAll();  // the scheduler gives it a job
   v1::RegisterWorkerResponse response;
   response.set_worker_id(registered->worker_id);
   response.set_session(registered->session);
@@ -534,15 +615,14 @@ absl::StatusOr<std::optional<v1::Task>> Coordinator::GetTask(const std::string& 
   workers_.Touch(worker_id, absl::Now());
   // A worker that asks for work has given up whatever it held.
   const WorkerAssignment held = workers_.Assignment(worker_id);
-  if (Job* running = jobs_.running(); running != nullptr && !held.job_id.empty() &&
-                                      held.job_id == running->id() &&
-                                      held.round == running->rounds.rounds_done()) {
-    if (running->rounds.TakeBack(worker_id, held.subnet)) cv_.SignalAll();
+  if (Job* holder = jobs_.FindRunning(held.job_id);
+      holder != nullptr && held.round == holder->rounds.rounds_done()) {
+    if (holder->rounds.TakeBack(worker_id, held.subnet)) cv_.SignalAll();
   }
   workers_.Release(worker_id);
   const absl::Time deadline = absl::Now() + wait;
   while (!stopping_) {
-    if (Job* job = jobs_.running(); job != nullptr) {
+    if (Job* job = jobs_.FindRunning(workers_.ServedJob(worker_id)); job != nullptr) {
       std::optional<v1::Task> task = job->rounds.HandOut(worker_id);
       if (task.has_value()) {
         workers_.Assign(worker_id, {job->id(), task->tag().round(), task->tag().subnet()});
@@ -555,9 +635,9 @@ absl::StatusOr<std::optional<v1::Task>> Coordinator::GetTask(const std::string& 
 }
 
 RoundDriver* Coordinator::RunningRoundsLocked(const v1::SliceTag& tag, std::string* why) {
-  Job* job = jobs_.running();
-  if (job == nullptr || job->id() != tag.job_id()) {
-    *why = absl::StrCat(tag.job_id(), " is not the running job");
+  Job* job = jobs_.FindRunning(tag.job_id());
+  if (job == nullptr) {
+    *why = absl::StrCat(tag.job_id(), " is not a running job");
     return nullptr;
   }
   return &job->rounds;
@@ -581,17 +661,16 @@ absl::StatusOr<std::shared_ptr<const OutgoingSlice>> Coordinator::FetchSlice(
 
 void Coordinator::CountBytesSent(const v1::SliceTag& tag, int64_t bytes) {
   absl::MutexLock lock(&mu_);
-  Job* job = jobs_.running();
-  if (job != nullptr && job->id() == tag.job_id() && job->rounds.rounds_done() == tag.round()) {
+  Job* job = jobs_.FindRunning(tag.job_id());
+  if (job != nullptr && job->rounds.rounds_done() == tag.round()) {
     job->rounds.telemetry().AddBytesSent(bytes);
   }
 }
 
 void Coordinator::CountCodecSeconds(const v1::SliceTag& tag, double cpu_seconds) {
   absl::MutexLock lock(&mu_);
-  Job* job = jobs_.running();
-  if (job != nullptr && job->rounds.round_open() && job->id() == tag.job_id() &&
-      job->rounds.rounds_done() == tag.round()) {
+  Job* job = jobs_.FindRunning(tag.job_id());
+  if (job != nullptr && job->rounds.round_open() && job->rounds.rounds_done() == tag.round()) {
     job->rounds.telemetry().AddCodecCpuSeconds(cpu_seconds);
   }
 }

@@ -18,10 +18,18 @@
 // (without one it stays in memory); at most max_retained_jobs finished jobs
 // are kept, the oldest finished beyond that forgotten (NotFound).
 //
-// Scheduling rule: jobs run one at a time in submission order (FIFO); every
-// registered worker serves the running job. A round's S subnets go to
-// whichever workers ask first; subnet s always trains on data shard s, so
-// which worker trains it does not change the result.
+// Scheduling: several jobs run at once, each on its own workers from the
+// shared pool; which worker serves which job is decided by the policy of
+// server/scheduler.h (priority, then submission; every running job keeps
+// its minimum, S = spec.workers; workers above it are lent and come back at
+// the lending job's round boundary; a queued job starts when its minimum is
+// free; a worker whose job ends is free again). A worker is handed tasks of
+// the job it serves only. A round's S subnets go to whichever of the job's
+// workers ask first; subnet s always trains on data shard s, so which
+// worker trains it does not change the result. Each running job has its
+// own thread for its rounds (merge, evaluation, checkpoints), so one job's
+// evaluation does not hold up another's rounds; one thread more applies
+// the schedule.
 //
 // Thread-safe: every public method may be called from any thread.
 #ifndef IST_SERVER_COORDINATOR_H_
@@ -107,8 +115,8 @@ class Coordinator {
   // before serving.
   absl::Status Recover();
 
-  // Stops the round loop, abandons the open round (the model stays at the
-  // last merged round) and checkpoints the running job. Idempotent.
+  // Stops the round loops, abandons the open rounds (each model stays at its
+  // last merged round) and checkpoints the running jobs. Idempotent.
   void Shutdown();
 
   Coordinator(const Coordinator&) = delete;
@@ -124,6 +132,7 @@ class Coordinator {
   // or max_job_memory_bytes; nothing is queued then, and no data loaded
   // for a refusal that the spec and headers suffice for.
   absl::StatusOr<std::string> SubmitJob(const v1::JobSpec& spec);
+  // The job's status with the workers that serve it (JobStatus.worker_ids).
   absl::StatusOr<v1::JobStatus> GetJob(const std::string& job_id);
   std::vector<v1::JobStatus> ListJobs();
   // Queued or running -> CANCELLED (a running round is abandoned; the model
@@ -166,8 +175,9 @@ class Coordinator {
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(
       const v1::RegisterWorkerRequest& request, const std::string& peer,
       const std::string& peer_identity = "");
-  // A task for the worker, waiting up to `wait` for one; nullopt if none.
-  // NotFound if the worker is unknown (it must register again).
+  // A task of the job the worker serves, waiting up to `wait` for one (and
+  // for a job, if it serves none); nullopt if none. NotFound if the worker
+  // is unknown (it must register again).
   absl::StatusOr<std::optional<v1::Task>> GetTask(const std::string& worker_id,
                                                    const WorkerProof& proof,
                                                    absl::Duration wait);
@@ -202,7 +212,7 @@ class Coordinator {
   // (the reason is cut to kMaxFailureReasonBytes, control characters
   // replaced); any other ends the attempt, and the subnet goes to the next
   // worker that asks. FailedPrecondition if the tag is not the worker's
-  // awaited attempt of the running job; nothing changes then.
+  // awaited attempt of a running job; nothing changes then.
   absl::Status ReportTaskFailure(const v1::ReportTaskFailureRequest& request,
                                  const WorkerProof& proof);
   static constexpr int kMaxFailureReasonBytes = 1024;
@@ -221,16 +231,23 @@ class Coordinator {
   bool stopping();
 
  private:
-  void RoundLoop();
+  // Applies the schedule until Shutdown; joins the job loops that ended.
+  void SchedulerLoop();
+  // Drives the rounds of `job` until it ends or the coordinator stops.
+  void JobLoop(Job* job);
   // Each runs with mu_ held. FinishRoundLocked releases it while
   // evaluating, CheckpointLocked (and so EndJobLocked) while writing.
+  // ScheduleLocked applies the decision of server/scheduler.h (workers
+  // given, given back, queued jobs started) and may start jobs, so it may
+  // release mu_ too (a job that fails to start is checkpointed).
+  void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartJobLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishRoundLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReclaimExpiredLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EndJobLocked(Job* job, v1::JobState state, const std::string& error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The running job's driver if `tag` names the running job; else null and
-  // `*why` says so.
+  // The driver of the running job `tag` names; else null and `*why` says
+  // so.
   RoundDriver* RunningRoundsLocked(const v1::SliceTag& tag, std::string* why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Authenticates a worker call (WorkerRegistry::Authenticate); logs a
@@ -268,7 +285,11 @@ class Coordinator {
   WorkerRegistry workers_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread loop_;
+  std::thread loop_;  // SchedulerLoop
+  // The JobLoop thread of each job started; ended_loops_: those that
+  // returned, to be joined.
+  std::map<std::string, std::thread> job_loops_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> ended_loops_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ist

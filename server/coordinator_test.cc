@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -564,6 +565,144 @@ TEST(CoordinatorTest, AFinishedJobIsServedFromItsCheckpointAndTheOldestAreForgot
   ASSERT_TRUE(restarted.Recover().ok());
   EXPECT_EQ(restarted.ListJobs().size(), 2u);
   EXPECT_EQ(restarted.ExportModel("job-1").value_or(""), in_memory_export);
+}
+
+// The job the worker serves, as ListWorkers reports it.
+std::string ServedJob(Coordinator* c, const std::string& worker) {
+  for (const v1::WorkerStatus& w : c->ListWorkers()) {
+    if (w.worker_id() == worker) return w.serving_job_id();
+  }
+  return "?";
+}
+
+// One pass over `workers`: each asks for a task (waiting up to 20 ms),
+// "trains" it (FakeTrain) and pushes it back. Every task must be of the job
+// the worker serves. Returns the number of tasks done.
+int TrainOnePass(Coordinator* c, const std::vector<std::string>& workers) {
+  int done = 0;
+  for (const std::string& w : workers) {
+    auto task = c->GetTask(w, absl::Milliseconds(20));
+    EXPECT_TRUE(task.ok()) << task.status();
+    if (!task.ok() || !task->has_value()) continue;
+    const v1::Task& t = **task;
+    // Held while its round is open, so its job cannot have changed.
+    EXPECT_EQ(ServedJob(c, w), t.tag().job_id()) << w;
+    const MlpParams<float> trained = FakeTrain(c, w, t);
+    EXPECT_TRUE(c->AcceptSlice(w, t.tag(), v1::TrainStats(), trained).ok());
+    ++done;
+  }
+  return done;
+}
+
+bool Ended(Coordinator* c, const std::string& job) {
+  auto status = c->GetJob(job);
+  return !status.ok() || (status->progress().state() != v1::QUEUED &&
+                          status->progress().state() != v1::RUNNING);
+}
+
+// The final progress of `spec` run alone on two workers.
+v1::JobProgress AloneRun(const v1::JobSpec& spec) {
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  Coordinator c(options);
+  auto job = c.SubmitJob(spec);
+  EXPECT_TRUE(job.ok()) << job.status();
+  const std::vector<std::string> workers = {Register(&c, "a"), Register(&c, "b")};
+  for (int pass = 0; pass < 200 && !Ended(&c, *job); ++pass) TrainOnePass(&c, workers);
+  return c.GetJob(*job)->progress();
+}
+
+TEST(CoordinatorTest, TwoJobsRunAtOnceOnDisjointWorkersAndEachEndsWithItsAloneModel) {
+  v1::JobSpec first = Spec(), second = Spec();
+  first.set_rounds(3);
+  second.set_rounds(3);
+  second.set_seed(6);
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  Coordinator c(options);
+  std::vector<std::string> workers;
+  for (const char* name : {"a", "b", "c", "d"}) workers.push_back(Register(&c, name));
+  auto j1 = c.SubmitJob(first), j2 = c.SubmitJob(second);
+  ASSERT_TRUE(j1.ok() && j2.ok());
+  bool both_ran = false;
+  for (int pass = 0; pass < 200 && !(Ended(&c, *j1) && Ended(&c, *j2)); ++pass) {
+    const std::vector<v1::JobStatus> jobs = c.ListJobs();
+    ASSERT_EQ(jobs.size(), 2u);
+    // No worker serves two jobs; a job that is not running has none.
+    std::set<std::string> seen;
+    for (const v1::JobStatus& job : jobs) {
+      if (job.progress().state() != v1::RUNNING) EXPECT_EQ(job.worker_ids_size(), 0);
+      for (const std::string& w : job.worker_ids()) EXPECT_TRUE(seen.insert(w).second) << w;
+    }
+    if (jobs[0].progress().state() == v1::RUNNING && jobs[1].progress().state() == v1::RUNNING) {
+      both_ran = true;
+      EXPECT_EQ(jobs[0].worker_ids_size(), 2);
+      EXPECT_EQ(jobs[1].worker_ids_size(), 2);
+    }
+    TrainOnePass(&c, workers);
+  }
+  EXPECT_TRUE(both_ran) << "the two jobs never ran at once";
+  const v1::JobProgress p1 = c.GetJob(*j1)->progress(), p2 = c.GetJob(*j2)->progress();
+  ASSERT_EQ(p1.state(), v1::SUCCEEDED) << p1.error();
+  ASSERT_EQ(p2.state(), v1::SUCCEEDED) << p2.error();
+  EXPECT_NE(p1.model_fingerprint(), p2.model_fingerprint());
+  EXPECT_EQ(p1.model_fingerprint(), AloneRun(first).model_fingerprint());
+  EXPECT_EQ(p2.model_fingerprint(), AloneRun(second).model_fingerprint());
+  // Their workers are free again.
+  for (const std::string& w : workers) EXPECT_EQ(ServedJob(&c, w), "") << w;
+}
+
+TEST(CoordinatorTest, AnElasticJobLendsAWorkerToAHigherPriorityJobAtARoundBoundary) {
+  v1::JobSpec elastic = Spec();
+  elastic.set_workers(1);
+  elastic.set_max_workers(2);
+  elastic.set_rounds(40);
+  elastic.set_eval_every(1000);
+  v1::JobSpec urgent = Spec();
+  urgent.set_workers(1);
+  urgent.set_priority(1);
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  Coordinator c(options);
+  const std::vector<std::string> workers = {Register(&c, "a"), Register(&c, "b")};
+  auto j1 = c.SubmitJob(elastic);
+  ASSERT_TRUE(j1.ok());
+  for (int pass = 0; pass < 50 && c.GetJob(*j1)->progress().round() < 2; ++pass) {
+    TrainOnePass(&c, workers);
+  }
+  auto j2 = c.SubmitJob(urgent);
+  ASSERT_TRUE(j2.ok());
+  bool shared = false;
+  for (int pass = 0; pass < 200 && !Ended(&c, *j2); ++pass) {
+    const std::vector<v1::JobStatus> jobs = c.ListJobs();  // one snapshot
+    ASSERT_EQ(jobs.size(), 2u);
+    const v1::JobStatus &s1 = jobs[0], &s2 = jobs[1];
+    ASSERT_EQ(s1.job_id(), *j1);
+    if (s2.progress().state() == v1::RUNNING) {
+      shared = true;
+      EXPECT_EQ(s1.worker_ids_size(), 1);
+      EXPECT_EQ(s2.worker_ids_size(), 1);
+    }
+    TrainOnePass(&c, workers);
+  }
+  EXPECT_TRUE(shared);
+  ASSERT_EQ(c.GetJob(*j2)->progress().state(), v1::SUCCEEDED);
+  ASSERT_EQ(c.GetJob(*j1)->progress().state(), v1::RUNNING)
+      << "the elastic job ended before the urgent one: nothing was lent";
+  for (int pass = 0; pass < 200 && !Ended(&c, *j1); ++pass) TrainOnePass(&c, workers);
+  int64_t seen = 0;
+  auto updates = c.WaitForProgress(*j1, &seen, absl::Milliseconds(1));
+  ASSERT_TRUE(updates.ok());
+  ASSERT_EQ(updates->back().state(), v1::SUCCEEDED) << updates->back().error();
+  // S per round: 2 on both workers, 1 while the urgent job ran, then 2 again.
+  std::map<int64_t, int> slices;  // round -> S (a round's updates agree)
+  for (const v1::JobProgress& p : *updates) {
+    if (p.round() > 0) slices[p.round()] = p.round_shape().slices();
+  }
+  ASSERT_EQ(slices.size(), 40u);
+  std::string shapes;
+  for (const auto& [round, s] : slices) shapes += absl::StrCat(s);
+  EXPECT_THAT(shapes, testing::MatchesRegex("22+1+2+")) << shapes;
 }
 
 }  // namespace

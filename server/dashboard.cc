@@ -232,7 +232,8 @@ std::string WorkersJson(const std::vector<v1::WorkerStatus>& workers, double now
     const bool busy = !w.job_id().empty();
     items.push_back(absl::StrCat(
         "{\"id\":", Quote(w.worker_id()), ",\"name\":", Quote(w.name()),
-        ",\"state\":", Quote(w.state()), ",\"job_id\":", Quote(w.job_id()),
+        ",\"state\":", Quote(w.state()), ",\"serving_job_id\":", Quote(w.serving_job_id()),
+        ",\"job_id\":", Quote(w.job_id()),
         ",\"round\":", busy ? absl::StrCat(w.round()) : "null",
         ",\"subnet\":", busy ? absl::StrCat(w.subnet()) : "null",
         ",\"last_step_seconds\":", w.last_step_seconds() > 0 ? Number(w.last_step_seconds()) : "null",

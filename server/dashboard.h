@@ -44,7 +44,8 @@
 //     the history shows: state changes, slices dropped (a lost or late
 //     worker's subnet handed to another worker), the error of a failed job.
 //   /api/workers {"now": UNIX_S, "workers": [{"id", "name", "state",
-//                 "job_id", "round", "subnet", "last_step_seconds",
+//                 "serving_job_id" (the job it serves, "" if free),
+//                 "job_id", "round", "subnet" (its task), "last_step_seconds",
 //                 "tasks_done", "last_contact_unix"}...]}
 //
 // Thread-safe: Handle() may be called from several threads at once if the

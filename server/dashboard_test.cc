@@ -103,6 +103,7 @@ class FakeSource : public DashboardSource {
     busy.set_worker_id("w-1");
     busy.set_name("host-a");
     busy.set_state("training");
+    busy.set_serving_job_id("job-1");
     busy.set_job_id("job-1");
     busy.set_round(3);
     busy.set_subnet(1);
@@ -197,11 +198,13 @@ TEST(DashboardJsonTest, WorkersShowTaskStepTimeAndContact) {
   const Struct& busy = list[0].struct_value();
   EXPECT_EQ(Field(busy, "state").string_value(), "training");
   EXPECT_EQ(Field(busy, "job_id").string_value(), "job-1");
+  EXPECT_EQ(Field(busy, "serving_job_id").string_value(), "job-1");
   EXPECT_EQ(Field(busy, "subnet").number_value(), 1);
   EXPECT_EQ(Field(busy, "last_step_seconds").number_value(), 0.004);
   EXPECT_EQ(Field(busy, "tasks_done").number_value(), 7);
   EXPECT_EQ(Field(busy, "last_contact_unix").number_value(), 990);
   const Struct& idle = list[1].struct_value();
+  EXPECT_EQ(Field(idle, "serving_job_id").string_value(), "");
   EXPECT_TRUE(IsNull(Field(idle, "round")));
   EXPECT_TRUE(IsNull(Field(idle, "last_step_seconds")));
   EXPECT_TRUE(IsNull(Field(idle, "last_contact_unix")));

@@ -214,6 +214,24 @@ Job* JobQueue::PopQueued() {
   return job != nullptr && job->progress.state() == v1::QUEUED ? job : nullptr;
 }
 
+std::vector<Job*> JobQueue::Queued() const {
+  std::vector<Job*> out;
+  for (const std::string& id : queue_) {
+    auto it = jobs_.find(id);
+    if (it != jobs_.end() && it->second->progress.state() == v1::QUEUED) {
+      out.push_back(it->second.get());
+    }
+  }
+  return out;
+}
+
+Job* JobQueue::FindRunning(const std::string& job_id) const {
+  for (Job* job : running_) {
+    if (job->id() == job_id) return job;
+  }
+  return nullptr;
+}
+
 Job* JobQueue::Find(const std::string& job_id) {
   auto it = jobs_.find(job_id);
   return it == jobs_.end() ? nullptr : it->second.get();
@@ -272,7 +290,7 @@ void JobQueue::End(Job* job, v1::JobState state, const std::string& error, doubl
   job->finished = now_unix;
   job->rounds.Release();
   job->test.reset();
-  if (running_ == job) running_ = nullptr;
+  running_.erase(std::remove(running_.begin(), running_.end(), job), running_.end());
   Retain(job);
   LOG(INFO) << JobTag(job->id(), job->rounds.rounds_done()) << " " << v1::JobState_Name(state)
             << (error.empty() ? "" : ": ") << error;

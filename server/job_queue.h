@@ -1,6 +1,6 @@
-// The coordinator's jobs: admission of a submitted spec, the FIFO queue of
-// jobs waiting to run, the one running job, each job's published progress,
-// listing, ending and forgetting jobs.
+// The coordinator's jobs: admission of a submitted spec, the queue of jobs
+// waiting to run, the running jobs, each job's published progress, listing,
+// ending and forgetting jobs.
 //
 // Admission is in two steps, so that a refused submission costs no data
 // load: CheckJobSpec validates the spec and checks its model against the
@@ -8,8 +8,9 @@
 // the unfinished jobs (JobQueue::Reserve) and only then calls AdmitJob,
 // which reads the data set's sizes (from file headers where the format has
 // them), checks them, and takes the test split from the shared DatasetCache.
-// JobQueue::Enqueue gives the job its id. Jobs run one at a time in
-// submission order; the caller starts and drives them (RoundDriver).
+// JobQueue::Enqueue gives the job its id. The caller decides which queued
+// jobs start (server/scheduler.h) and drives them (RoundDriver); several may
+// run at once.
 //
 // Memory: a queued job holds no model, and the test split it holds is the
 // one every job on that split shares (loaded once; held from submit so that
@@ -160,8 +161,14 @@ class JobQueue {
   // Takes the job at the front of the queue: it if it is still QUEUED,
   // else nullptr. Requires has_queued().
   Job* PopQueued();
-  Job* running() const { return running_; }
-  void set_running(Job* job) { running_ = job; }
+  // The queued jobs still QUEUED, in queue order.
+  std::vector<Job*> Queued() const;
+  // The running jobs, in the order they started.
+  const std::vector<Job*>& running() const { return running_; }
+  // The job if it is running, else nullptr.
+  Job* FindRunning(const std::string& job_id) const;
+  // Records that `job` (taken off the queue) runs.
+  void AddRunning(Job* job) { running_.push_back(job); }
 
   // The job, or nullptr if unknown.
   Job* Find(const std::string& job_id);
@@ -197,7 +204,7 @@ class JobQueue {
   std::map<std::string, std::unique_ptr<Job>> jobs_;
   std::deque<std::string> queue_;
   std::deque<std::string> finished_;  // retained finished jobs, oldest first
-  Job* running_ = nullptr;
+  std::vector<Job*> running_;
   int64_t next_job_ = 1;
   int reserved_ = 0;      // submissions being admitted (Reserve)
   int64_t evicted_ = 0;   // jobs evicted so far

@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "common/data/dataset_registry.h"
 #include "common/model/job_spec.h"
@@ -266,15 +267,21 @@ TEST(JobQueueTest, SkipsAJobThatEndedWhileQueued) {
   EXPECT_EQ(queue.PopQueued(), nullptr);
 }
 
-TEST(JobQueueTest, EndingTheRunningJobFreesTheCoordinator) {
+TEST(JobQueueTest, EndingARunningJobRemovesOnlyIt) {
   JobQueue queue(JobQueueOptions{});
-  absl::StatusOr<Job*> job = queue.Enqueue(Admitted());
-  ASSERT_TRUE(job.ok());
-  queue.set_running(queue.PopQueued());
-  EXPECT_EQ(queue.running(), *job);
-  queue.End(*job, v1::SUCCEEDED, "", 1);
-  EXPECT_EQ(queue.running(), nullptr);
-  EXPECT_EQ((*job)->progress.eta_seconds(), 0);
+  absl::StatusOr<Job*> first = queue.Enqueue(Admitted());
+  absl::StatusOr<Job*> second = queue.Enqueue(Admitted());
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(queue.Queued(), (std::vector<Job*>{*first, *second}));
+  queue.AddRunning(queue.PopQueued());
+  queue.AddRunning(queue.PopQueued());
+  EXPECT_TRUE(queue.Queued().empty());
+  EXPECT_EQ(queue.running(), (std::vector<Job*>{*first, *second}));
+  EXPECT_EQ(queue.FindRunning("job-2"), *second);
+  queue.End(*first, v1::SUCCEEDED, "", 1);
+  EXPECT_EQ(queue.running(), std::vector<Job*>{*second});
+  EXPECT_EQ(queue.FindRunning("job-1"), nullptr);
+  EXPECT_EQ((*first)->progress.eta_seconds(), 0);
 }
 
 TEST(JobQueueTest, KeepsTheLastProgressUpdatesAndSkipsOlderOnes) {

@@ -168,6 +168,39 @@ void WorkerRegistry::Release(const std::string& id) {
   if (it != workers_.end()) it->second.assignment.job_id.clear();
 }
 
+void WorkerRegistry::Serve(const std::string& id, const std::string& job_id) {
+  auto it = workers_.find(id);
+  if (it != workers_.end()) it->second.job = job_id;
+}
+
+std::string WorkerRegistry::ServedJob(const std::string& id) const {
+  auto it = workers_.find(id);
+  return it == workers_.end() ? "" : it->second.job;
+}
+
+std::vector<std::string> WorkerRegistry::LiveWorkersOf(const std::string& job_id,
+                                                       absl::Time now) const {
+  std::vector<std::string> out;
+  for (const auto& [id, w] : workers_) {
+    if (w.job == job_id && !Lost(w, now)) out.push_back(id);
+  }
+  return out;
+}
+
+std::vector<std::string> WorkerRegistry::WorkersOf(const std::string& job_id) const {
+  std::vector<std::string> out;
+  for (const auto& [id, w] : workers_) {
+    if (w.job == job_id) out.push_back(id);
+  }
+  return out;
+}
+
+void WorkerRegistry::FreeWorkersOf(const std::string& job_id) {
+  for (auto& [id, w] : workers_) {
+    if (w.job == job_id) w.job.clear();
+  }
+}
+
 void WorkerRegistry::RecordTaskDone(const std::string& id, const v1::TrainStats& stats,
                                     int64_t slice_scalars) {
   auto it = workers_.find(id);
@@ -190,6 +223,15 @@ std::vector<std::pair<std::string, double>> WorkerRegistry::LiveThroughputs(absl
   return out;
 }
 
+std::vector<std::pair<std::string, double>> WorkerRegistry::LiveThroughputs(
+    const std::string& job_id, absl::Time now) const {
+  std::vector<std::pair<std::string, double>> out;
+  for (const auto& [id, w] : workers_) {
+    if (w.job == job_id && !Lost(w, now)) out.emplace_back(id, w.throughput);
+  }
+  return out;
+}
+
 std::vector<v1::WorkerStatus> WorkerRegistry::List(absl::Time now) const {
   std::vector<v1::WorkerStatus> out;
   for (const auto& [id, w] : workers_) {
@@ -205,6 +247,7 @@ std::vector<v1::WorkerStatus> WorkerRegistry::List(absl::Time now) const {
       status.set_round(w.assignment.round);
       status.set_subnet(w.assignment.subnet);
     }
+    status.set_serving_job_id(w.job);
     status.set_last_step_seconds(w.last_step_seconds);
     status.set_tasks_done(w.tasks_done);
   }

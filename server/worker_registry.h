@@ -1,5 +1,6 @@
 // The workers a coordinator knows: their ids, when each was last heard
-// from, which subnet each holds, and what each has done. A worker is live
+// from, which job each serves (server/scheduler.h decides), which subnet
+// each holds, and what each has done. A worker is live
 // while it was heard from within `worker_timeout`; lost workers stay listed
 // (as "lost") and come back to life on their next call, until they have
 // been silent for `forget_after`: then they are removed (Prune), and must
@@ -140,6 +141,20 @@ class WorkerRegistry {
   // Records that the worker holds nothing. Ignored for unknown ids.
   void Release(const std::string& id);
 
+  // Records that the worker serves job `job_id` ("": it is free). Ignored
+  // for unknown ids. A worker keeps its job while lost, until it is given
+  // another or forgotten.
+  void Serve(const std::string& id, const std::string& job_id);
+  // The job the worker serves; "" if it is free or unknown.
+  std::string ServedJob(const std::string& id) const;
+  // The live workers at `now` that serve `job_id` ("": the free ones), in
+  // id order.
+  std::vector<std::string> LiveWorkersOf(const std::string& job_id, absl::Time now) const;
+  // Every worker (live or lost) that serves `job_id`, in id order.
+  std::vector<std::string> WorkersOf(const std::string& job_id) const;
+  // Every worker that serves `job_id` is free again.
+  void FreeWorkersOf(const std::string& job_id);
+
   // Counts a task the worker finished whose training `stats` report
   // (last_step_seconds = train_seconds / steps when steps > 0). Ignored for
   // unknown ids.
@@ -150,9 +165,12 @@ class WorkerRegistry {
   // The live workers at `now`, in id order, with their throughput (0 until
   // measured).
   std::vector<std::pair<std::string, double>> LiveThroughputs(absl::Time now) const;
+  // The same for the live workers that serve `job_id`.
+  std::vector<std::pair<std::string, double>> LiveThroughputs(const std::string& job_id,
+                                                              absl::Time now) const;
 
   // Every worker, in id order, with state "lost", "training" (holds an
-  // assignment) or "idle" as of `now`.
+  // assignment) or "idle" as of `now`, and the job it serves.
   std::vector<v1::WorkerStatus> List(absl::Time now) const;
   // The number of workers heard from within worker_timeout of `now`.
   int NumLive(absl::Time now) const;
@@ -167,6 +185,7 @@ class WorkerRegistry {
     double last_step_seconds = 0;
     double throughput = 0;  // slice scalars x steps per second of training
     WorkerAssignment assignment;
+    std::string job;  // the job it serves; "" = free
   };
 
   // A peer host's registration allowance: a token bucket holding up to

@@ -84,6 +84,34 @@ TEST(WorkerRegistryTest, TracksWhichWorkerHoldsWhichSubnet) {
   EXPECT_EQ(registry.List(kStart)[0].state(), "idle");
 }
 
+TEST(WorkerRegistryTest, TracksWhichJobEachWorkerServes) {
+  WorkerRegistry registry(Options());
+  const std::string a = *registry.Register("a", kPeer, kStart);
+  const std::string b = *registry.Register("b", kPeer, kStart);
+  const std::string c = *registry.Register("c", kPeer, kStart + absl::Seconds(15));
+  registry.Serve(a, "job-1");
+  registry.Serve(c, "job-1");
+  registry.Serve("w9", "job-1");  // unknown: ignored
+  EXPECT_EQ(registry.ServedJob(a), "job-1");
+  EXPECT_EQ(registry.ServedJob(b), "");
+  EXPECT_EQ(registry.ServedJob("w9"), "");
+  EXPECT_EQ(registry.WorkersOf("job-1"), (std::vector<std::string>{a, c}));
+  EXPECT_EQ(registry.LiveWorkersOf("", kStart), std::vector<std::string>{b});
+  // A lost worker keeps its job but is not counted live.
+  const absl::Time later = kStart + absl::Seconds(25);
+  EXPECT_EQ(registry.LiveWorkersOf("job-1", later), std::vector<std::string>{c});
+  EXPECT_EQ(registry.WorkersOf("job-1"), (std::vector<std::string>{a, c}));
+  ASSERT_EQ(registry.LiveThroughputs("job-1", later).size(), 1u);
+  EXPECT_EQ(registry.LiveThroughputs("job-1", later)[0].first, c);
+  const std::vector<v1::WorkerStatus> list = registry.List(later);
+  EXPECT_EQ(list[0].serving_job_id(), "job-1");
+  EXPECT_EQ(list[0].state(), "lost");
+  EXPECT_EQ(list[1].serving_job_id(), "");
+  registry.FreeWorkersOf("job-1");
+  EXPECT_TRUE(registry.WorkersOf("job-1").empty());
+  EXPECT_EQ(registry.LiveWorkersOf("", kStart), (std::vector<std::string>{a, b, c}));
+}
+
 TEST(WorkerRegistryTest, CountsFinishedTasksAndTheirStepTime) {
   WorkerRegistry registry(Options());
   const std::string w = *RegisterId(registry, "a", kPeer, kStart);

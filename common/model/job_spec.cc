@@ -264,6 +264,11 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   if (spec.eval_every() < 1) {
     return Invalid("eval_every", "must be >= 1", spec.eval_every());
   }
+  if (spec.priority() < -kMaxJobPriority || spec.priority() > kMaxJobPriority) {
+    return Invalid("priority",
+                   absl::StrCat("must be in [", -kMaxJobPriority, ", ", kMaxJobPriority, "]"),
+                   spec.priority());
+  }
   return absl::OkStatus();
 }
 

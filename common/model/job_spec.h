@@ -27,6 +27,8 @@ constexpr int kMaxJobNameBytes = 256;
 // are 1e-4 to 1); a job past them can only diverge.
 constexpr double kMaxLearningRate = 1e3;
 constexpr double kMaxWeightDecay = 1e3;
+// JobSpec.priority is in [-kMaxJobPriority, kMaxJobPriority].
+constexpr int kMaxJobPriority = 1000;
 
 // Returns `spec` with every zero field that has a default filled in:
 // dataset "fashion-mnist", workers 2, local_steps 20, lr 0.01, batch_size 128,

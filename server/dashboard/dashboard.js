@@ -135,6 +135,12 @@ function workersPage() {
       cell(row, w.id);
       cell(row, w.name);
       cell(row, w.state, 'state-' + w.state);
+      const serving = row.appendChild(document.createElement('td'));
+      if (w.serving_job_id) {
+        serving.appendChild(jobLink(w.serving_job_id));
+      } else {
+        serving.textContent = '–';
+      }
       const task = row.appendChild(document.createElement('td'));
       if (w.job_id) {
         task.appendChild(jobLink(w.job_id));
