@@ -489,10 +489,12 @@ std::string RunOneRound(Coordinator* c, v1::JobSpec spec) {
   auto job = c->SubmitJob(spec);
   EXPECT_TRUE(job.ok()) << job.status();
   if (!job.ok()) return "";
-  const std::string a = Register(c, "a"), b = Register(c, "b");
+  const TestWorker a = Register(c, "a"), b = Register(c, "b");
   const v1::Task ta = Take(c, a), tb = Take(c, b);
-  EXPECT_TRUE(c->AcceptSlice(a, ta.tag(), v1::TrainStats(), FakeTrain(c, a, ta)).ok());
-  EXPECT_TRUE(c->AcceptSlice(b, tb.tag(), v1::TrainStats(), FakeTrain(c, b, tb)).ok());
+  EXPECT_TRUE(
+      c->AcceptSlice(a.id, a.proof, ta.tag(), v1::TrainStats(), FakeTrain(c, a, ta)).ok());
+  EXPECT_TRUE(
+      c->AcceptSlice(b.id, b.proof, tb.tag(), v1::TrainStats(), FakeTrain(c, b, tb)).ok());
   EXPECT_EQ(WaitForState(c, *job, v1::SUCCEEDED)->progress().state(), v1::SUCCEEDED);
   return *job;
 }
