@@ -580,17 +580,17 @@ std::string ServedJob(Coordinator* c, const std::string& worker) {
 // One pass over `workers`: each asks for a task (waiting up to 20 ms),
 // "trains" it (FakeTrain) and pushes it back. Every task must be of the job
 // the worker serves. Returns the number of tasks done.
-int TrainOnePass(Coordinator* c, const std::vector<std::string>& workers) {
+int TrainOnePass(Coordinator* c, const std::vector<TestWorker>& workers) {
   int done = 0;
-  for (const std::string& w : workers) {
-    auto task = c->GetTask(w, absl::Milliseconds(20));
+  for (const TestWorker& w : workers) {
+    auto task = c->GetTask(w.id, w.proof, absl::Milliseconds(20));
     EXPECT_TRUE(task.ok()) << task.status();
     if (!task.ok() || !task->has_value()) continue;
     const v1::Task& t = **task;
     // Held while its round is open, so its job cannot have changed.
-    EXPECT_EQ(ServedJob(c, w), t.tag().job_id()) << w;
+    EXPECT_EQ(ServedJob(c, w.id), t.tag().job_id()) << w.id;
     const MlpParams<float> trained = FakeTrain(c, w, t);
-    EXPECT_TRUE(c->AcceptSlice(w, t.tag(), v1::TrainStats(), trained).ok());
+    EXPECT_TRUE(c->AcceptSlice(w.id, w.proof, t.tag(), v1::TrainStats(), trained).ok());
     ++done;
   }
   return done;
@@ -609,7 +609,7 @@ v1::JobProgress AloneRun(const v1::JobSpec& spec) {
   Coordinator c(options);
   auto job = c.SubmitJob(spec);
   EXPECT_TRUE(job.ok()) << job.status();
-  const std::vector<std::string> workers = {Register(&c, "a"), Register(&c, "b")};
+  const std::vector<TestWorker> workers = {Register(&c, "a"), Register(&c, "b")};
   for (int pass = 0; pass < 200 && !Ended(&c, *job); ++pass) TrainOnePass(&c, workers);
   return c.GetJob(*job)->progress();
 }
@@ -622,7 +622,7 @@ TEST(CoordinatorTest, TwoJobsRunAtOnceOnDisjointWorkersAndEachEndsWithItsAloneMo
   CoordinatorOptions options;
   options.data_dir = DataDir();
   Coordinator c(options);
-  std::vector<std::string> workers;
+  std::vector<TestWorker> workers;
   for (const char* name : {"a", "b", "c", "d"}) workers.push_back(Register(&c, name));
   auto j1 = c.SubmitJob(first), j2 = c.SubmitJob(second);
   ASSERT_TRUE(j1.ok() && j2.ok());
@@ -651,7 +651,7 @@ TEST(CoordinatorTest, TwoJobsRunAtOnceOnDisjointWorkersAndEachEndsWithItsAloneMo
   EXPECT_EQ(p1.model_fingerprint(), AloneRun(first).model_fingerprint());
   EXPECT_EQ(p2.model_fingerprint(), AloneRun(second).model_fingerprint());
   // Their workers are free again.
-  for (const std::string& w : workers) EXPECT_EQ(ServedJob(&c, w), "") << w;
+  for (const TestWorker& w : workers) EXPECT_EQ(ServedJob(&c, w.id), "") << w.id;
 }
 
 TEST(CoordinatorTest, AnElasticJobLendsAWorkerToAHigherPriorityJobAtARoundBoundary) {
@@ -666,7 +666,7 @@ TEST(CoordinatorTest, AnElasticJobLendsAWorkerToAHigherPriorityJobAtARoundBounda
   CoordinatorOptions options;
   options.data_dir = DataDir();
   Coordinator c(options);
-  const std::vector<std::string> workers = {Register(&c, "a"), Register(&c, "b")};
+  const std::vector<TestWorker> workers = {Register(&c, "a"), Register(&c, "b")};
   auto j1 = c.SubmitJob(elastic);
   ASSERT_TRUE(j1.ok());
   for (int pass = 0; pass < 50 && c.GetJob(*j1)->progress().round() < 2; ++pass) {

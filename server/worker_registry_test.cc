@@ -86,9 +86,9 @@ TEST(WorkerRegistryTest, TracksWhichWorkerHoldsWhichSubnet) {
 
 TEST(WorkerRegistryTest, TracksWhichJobEachWorkerServes) {
   WorkerRegistry registry(Options());
-  const std::string a = *registry.Register("a", kPeer, kStart);
-  const std::string b = *registry.Register("b", kPeer, kStart);
-  const std::string c = *registry.Register("c", kPeer, kStart + absl::Seconds(15));
+  const std::string a = registry.Register("a", kPeer, "", kStart)->worker_id;
+  const std::string b = registry.Register("b", kPeer, "", kStart)->worker_id;
+  const std::string c = registry.Register("c", kPeer, "", kStart + absl::Seconds(15))->worker_id;
   registry.Serve(a, "job-1");
   registry.Serve(c, "job-1");
   registry.Serve("w9", "job-1");  // unknown: ignored
