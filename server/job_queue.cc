@@ -195,6 +195,7 @@ void JobQueue::End(Job* job, v1::JobState state, const std::string& error, doubl
   job->progress.set_eta_seconds(0);
   job->finished = now_unix;
   job->rounds.Release();
+  job->test.reset();  // tens of MB per job; an evaluation in progress holds its own reference
   if (running_ == job) running_ = nullptr;
   LOG(INFO) << JobTag(job->id(), job->rounds.rounds_done()) << " " << v1::JobState_Name(state)
             << (error.empty() ? "" : ": ") << error;

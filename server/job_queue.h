@@ -68,7 +68,9 @@ struct Job {
   // order; sets `*seen` to published() (if that is more).
   std::vector<v1::JobProgress> ProgressAfter(int64_t* seen) const;
 
-  // The test split; null for a recovered job that does not run again.
+  // The test split while the job may still run; null once it has ended
+  // (End drops it: a finished job's evaluation loads the split again) and
+  // for a recovered job that does not run again.
   std::shared_ptr<const DenseDataset> test;
   double submitted = 0, started = 0, finished = 0;
   v1::JobProgress progress;  // the current one (published or not)
@@ -133,7 +135,7 @@ class JobQueue {
   // the last progress_history).
   void Publish(Job* job);
   // Ends `job` in `state` (error message if not empty) at `now_unix`: its
-  // round is abandoned, it is no longer running; logged. The caller
+  // round is abandoned, it is no longer running, its test split is dropped; logged. The caller
   // publishes and checkpoints it.
   void End(Job* job, v1::JobState state, const std::string& error, double now_unix);
 
