@@ -78,6 +78,9 @@ struct Job {
   std::deque<v1::JobProgress> history;
   int64_t history_start = 0;
   bool cancel_requested = false;
+  // Set once the job has ended and the checkpoint of its end is written
+  // (or was tried and failed, or checkpoints are off).
+  bool end_recorded = false;
   RoundDriver rounds;  // the model and the open round
 };
 
