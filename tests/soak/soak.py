@@ -291,6 +291,7 @@ class Soak:
         self.garbage_by_kind = {}
         self.worker_trained = set()  # names of workers that have done a task
         self.listed = 0  # jobs in the last listing
+        self.lives_with_submit = set()  # coordinator generations that took a submit
 
     # ---- clocks and logging ----
 
@@ -404,6 +405,7 @@ class Soak:
             job.submit_acked = True
             self.by_id[job.job_id] = job
             self.n["submitted"] += 1
+            self.lives_with_submit.add(self.coordinator_gen)
             self.log(f"submitted {name} (spec {spec}): {job.job_id}")
         else:
             # The submit may or may not have reached the coordinator; a job of
@@ -634,6 +636,11 @@ class Soak:
         start = time.monotonic()
         self.close_garbage(everything=True)
         self.restore_all()
+        # A submit loads the training split (a transient 190 MB the allocator
+        # partly keeps): a life's first sample comes after one.
+        if self.coordinator_gen not in self.lives_with_submit:
+            spec = self.coordinator_gen % len(SPECS)
+            self.submit(f"soak-warm{self.coordinator_gen}-s{spec}", spec)
         self.drain(self.a.drain_seconds, f"quiet point {why}")
         self.wait_workers_serving(30)
         time.sleep(2)  # closed connections and finished RPCs settle
@@ -775,8 +782,13 @@ class Soak:
         def compare(what, base, now):
             for key, tol, unit, suffix in limits:
                 if now[key] - base[key] > tol:
-                    problems.append(f"{what}: {key} {base[key] / unit:g} -> {now[key] / unit:g}"
-                                    f"{suffix} (tolerance +{tol / unit:g})")
+                    text = (f"{what}: {key} {base[key] / unit:g} -> {now[key] / unit:g}"
+                            f"{suffix} (tolerance +{tol / unit:g})")
+                    more = now.get("jobs_listed", 0) - base.get("jobs_listed", 0)
+                    if key == "rss_kb" and more > 0:
+                        text += (f"; {(now[key] - base[key]) / more:.0f} KB per job more "
+                                 f"listed ({base['jobs_listed']} -> {now['jobs_listed']})")
+                    problems.append(text)
 
         first = {}
         last = {}
