@@ -149,7 +149,7 @@ def make_schedule(a):
         mid_job = rng.random() < 0.75
         events.append((t, "kill_coordinator", {
             "n": k, "down": rng.uniform(0.5, 3), "mid_job": mid_job,
-            "min_round": rng.randint(1, 4), "spec": rng.randrange(len(SPECS))}))
+            "min_round": rng.randint(1, 3), "spec": rng.randrange(len(SPECS))}))
         events.append((t + rng.uniform(8, 15), "quiet", {"why": f"after restart {k}"}))
     t = 0.0
     while True:
@@ -507,16 +507,26 @@ class Soak:
         submitting one of spec `spec` if no job is unfinished."""
         if not self.unfinished():
             self.submit(f"soak-kill{p['n']}-s{p['spec']}", p["spec"])
+        # GetJob of the unfinished jobs, not ListJobs: a listing of every
+        # finished job is too slow to catch a job that takes a second.
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            if not self.poll_jobs():
+            pending = [j for j in self.unfinished() if j.job_id is not None]
+            if not pending:
                 return
-            if any(j.state == "RUNNING" and j.round >= p["min_round"] for j in self.unfinished()):
-                self.n["mid_job_kills"] += 1
-                return
-            if not self.unfinished():
-                return
-            time.sleep(0.05)
+            for j in pending:
+                rc, out, _ = self.ctl(["status", j.job_id], timeout=5)
+                if rc != 0:
+                    return
+                progress = json.loads(out).get("progress", {})
+                if (progress.get("state") == "RUNNING" and
+                        int(progress.get("round", 0)) >= p["min_round"]):
+                    self.n["mid_job_kills"] += 1
+                    return
+                if progress.get("state") in TERMINAL:
+                    self.poll_jobs()
+                    break
+            time.sleep(0.02)
 
     def kill_coordinator(self, n, down):
         c = self.coordinator
