@@ -266,10 +266,12 @@ absl::StatusOr<v1::JobState> Coordinator::CancelJob(const std::string& job_id) {
   } else if (job->progress.state() == v1::RUNNING) {
     job->cancel_requested = true;
     cv_.SignalAll();
-    // The round loop ends it; wait briefly so the caller sees the result.
+    // The round loop ends it and checkpoints the end; wait briefly so the
+    // caller sees the result, and one told CANCELLED finds the job
+    // cancelled after a crash too.
     const absl::Time deadline = absl::Now() + absl::Seconds(5);
     ++job->pins;
-    while (job->progress.state() == v1::RUNNING) {
+    while (job->progress.state() == v1::RUNNING || !job->end_recorded) {
       if (cv_.WaitWithDeadline(&mu_, deadline)) break;
     }
     --job->pins;
@@ -389,6 +391,8 @@ void Coordinator::EndJobLocked(Job* job, v1::JobState state, const std::string& 
     job->rounds.DropModel();
     job->model_on_disk = true;
   }
+  job->end_recorded = true;
+  cv_.SignalAll();
 }
 
 void Coordinator::ScheduleLocked() {

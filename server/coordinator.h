@@ -137,6 +137,10 @@ class Coordinator {
   std::vector<v1::JobStatus> ListJobs();
   // Queued or running -> CANCELLED (a running round is abandoned; the model
   // stays at the last merged round). Finished jobs keep their state.
+  // Returns the job's state; CANCELLED only once that is checkpointed, so a
+  // restarted coordinator does not resume the job. For a running job it
+  // waits up to 5 s for the round loop to end it (the state may still be
+  // RUNNING then).
   absl::StatusOr<v1::JobState> CancelJob(const std::string& job_id);
   // Every progress update of the job after the first `*seen` ones, in order
   // (each finished round is one), waiting at most `timeout` for at least

@@ -390,6 +390,37 @@ TEST(CoordinatorTest, AJobWithBothCheckpointsCorruptIsListedFailedAndItsIdNeverR
   }
 }
 
+TEST(CoordinatorTest, ARunningJobAnsweredCancelledIsCancelledOnDisk) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string dir = std::string(tmp != nullptr ? tmp : "/tmp") + "/cancel-on-disk";
+  ::mkdir(dir.c_str(), 0755);
+  CoordinatorOptions options;
+  options.data_dir = DataDir();
+  options.checkpoint_dir = dir;
+  Coordinator c(options);
+  ASSERT_TRUE(c.Recover().ok());
+  // The end's checkpoint used to be written after CancelJob had answered:
+  // a coordinator killed in between resumed the job.
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    v1::JobSpec spec = Spec();
+    spec.set_rounds(1000000);
+    auto job = c.SubmitJob(spec);
+    ASSERT_TRUE(job.ok()) << job.status();
+    for (int i = 0; i < 100 && c.GetJob(*job)->progress().state() != v1::RUNNING; ++i) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    ASSERT_EQ(c.GetJob(*job)->progress().state(), v1::RUNNING);
+    auto state = c.CancelJob(*job);
+    ASSERT_TRUE(state.ok()) << state.status();
+    ASSERT_EQ(*state, v1::CANCELLED);
+    // What a coordinator killed now would recover.
+    std::string warning;
+    auto file = ReadCheckpoint(dir, *job, &warning);
+    ASSERT_TRUE(file.ok()) << file.status();
+    EXPECT_EQ(file->header.progress().state(), v1::CANCELLED) << *job;
+  }
+}
+
 TEST(CoordinatorTest, RejectsBadSpecsBeforeQueueing) {
   CoordinatorOptions options;
   options.data_dir = DataDir();

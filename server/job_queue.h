@@ -94,7 +94,8 @@ struct Job {
   std::vector<v1::JobProgress> ProgressAfter(int64_t* seen) const;
 
   // The test split while the job is queued or running (shared through the
-  // DatasetCache); null once it has ended.
+  // DatasetCache); null once it has ended (a finished job's evaluation
+  // takes the split again) and for a recovered job that does not run again.
   std::shared_ptr<const DenseDataset> test;
   // The job has ended and its model is its checkpoint file, no longer in
   // memory (rounds.has_model() is false; rounds.rounds_done() is its round).
@@ -108,6 +109,9 @@ struct Job {
   std::deque<v1::JobProgress> history;
   int64_t history_start = 0;
   bool cancel_requested = false;
+  // Set once the job has ended and the checkpoint of its end is written
+  // (or was tried and failed, or checkpoints are off).
+  bool end_recorded = false;
   RoundDriver rounds;  // the model and the open round
 };
 

@@ -5,6 +5,7 @@
 #include "server/job_queue.h"
 
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -282,6 +283,21 @@ TEST(JobQueueTest, EndingARunningJobRemovesOnlyIt) {
   EXPECT_EQ(queue.running(), std::vector<Job*>{*second});
   EXPECT_EQ(queue.FindRunning("job-1"), nullptr);
   EXPECT_EQ((*first)->progress.eta_seconds(), 0);
+}
+
+TEST(JobQueueTest, AnEndedJobLetsGoOfItsTestSplit) {
+  JobQueue queue(JobQueueOptions{});
+  AdmittedJob admitted = Admitted();
+  auto test = std::make_shared<DenseDataset>();
+  test->features = RowMatrixF::Zero(1000, 784);
+  const std::weak_ptr<DenseDataset> watch = test;
+  admitted.test = std::move(test);
+  absl::StatusOr<Job*> job = queue.Enqueue(std::move(admitted));
+  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_NE((*job)->test, nullptr);
+  queue.End(*job, v1::SUCCEEDED, "", 1);
+  EXPECT_EQ((*job)->test, nullptr);
+  EXPECT_TRUE(watch.expired()) << "a finished job still holds its test split";
 }
 
 TEST(JobQueueTest, KeepsTheLastProgressUpdatesAndSkipsOlderOnes) {

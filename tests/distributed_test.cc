@@ -300,6 +300,7 @@ TEST(JobApiTest, RejectsBadSpecsQueuesCancelsExportsAndEvaluates) {
     EXPECT_EQ(list.jobs(0).spec().local_steps(), 5);
   }
   // The running job's model is its initial model; evaluate and export it.
+  double running_accuracy = -1;
   for (int i = 0; i < 100; ++i) {
     grpc::ClientContext context;
     v1::GetJobRequest request;
@@ -322,6 +323,7 @@ TEST(JobApiTest, RejectsBadSpecsQueuesCancelsExportsAndEvaluates) {
     ASSERT_TRUE((*cluster)->jobs()->Evaluate(&context, request, &response).ok());
     EXPECT_EQ(response.samples(), 10000);
     EXPECT_LT(response.accuracy(), 0.5);  // untrained
+    running_accuracy = response.accuracy();
   }
   for (const std::string& id : {*second, *first}) {
     grpc::ClientContext context;
@@ -330,6 +332,17 @@ TEST(JobApiTest, RejectsBadSpecsQueuesCancelsExportsAndEvaluates) {
     v1::CancelJobResponse response;
     ASSERT_TRUE((*cluster)->jobs()->CancelJob(&context, request, &response).ok());
     EXPECT_EQ(response.state(), v1::CANCELLED) << id;
+  }
+  {
+    // An ended job no longer holds its test split; evaluating it loads the
+    // split again and gives the same answer for the same model.
+    grpc::ClientContext context;
+    v1::EvaluateRequest request;
+    request.set_job_id(*first);
+    v1::EvaluateResponse response;
+    ASSERT_TRUE((*cluster)->jobs()->Evaluate(&context, request, &response).ok());
+    EXPECT_EQ(response.samples(), 10000);
+    EXPECT_EQ(response.accuracy(), running_accuracy);
   }
   {
     grpc::ClientContext context;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's whole test suite: installs what is missing, builds everything,
 # runs the fuzzers for IST_FUZZ_SECONDS (default 30) each, the offline
-# Kubernetes/Docker checks (tests/k8s), every test with `bazel test //...`,
+# Kubernetes/Docker checks (tests/k8s), every test with `bazel test //...`
+# (the 2-minute soak tests:soak_test among them, alone: tagged exclusive),
 # then the images built and run by podman (tests/container_test.sh; skipped
 # with a reason where podman cannot run, unless IST_CONTAINER_STRICT=1).
 # Exits non-zero on any failure.
