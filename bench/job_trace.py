@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from tta_job import submit_and_watch
+
 
 def main():
     p = argparse.ArgumentParser()
@@ -38,14 +40,7 @@ def main():
     ctl = shlex.split(a.istctl)
 
     start = time.time()
-    out = subprocess.run(ctl + ["--output=json", "submit"] + a.submit_args,
-                         capture_output=True, text=True, timeout=120)
-    if out.returncode != 0:
-        sys.exit("submit failed: " + out.stderr.strip())
-    job = json.loads(out.stdout)["job_id"]
-    watch_ctl = [arg for arg in ctl if not arg.startswith("--timeout")]
-    watch = subprocess.Popen(watch_ctl + ["--output=json", "watch", job],
-                             stdout=subprocess.PIPE, text=True)
+    job, watch = submit_and_watch(ctl, a.submit_args)
     last = {}
     round_seconds = []
     reached = None

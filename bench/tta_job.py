@@ -18,6 +18,21 @@ import sys
 import time
 
 
+def submit_and_watch(ctl, submit_args):
+    """Submits a job with `ctl` (istctl's argv prefix) and `submit_args`;
+    returns its id and a Popen of `istctl --output=json watch` on it (one JSON
+    progress per line). Exits naming istctl's error if the submit fails."""
+    out = subprocess.run(ctl + ["--output=json", "submit"] + submit_args,
+                         capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        sys.exit("submit failed: " + out.stderr.strip())
+    job = json.loads(out.stdout)["job_id"]
+    # No --timeout on the watch: it would bound the whole stream.
+    watch_ctl = [arg for arg in ctl if not arg.startswith("--timeout")]
+    return job, subprocess.Popen(watch_ctl + ["--output=json", "watch", job],
+                                 stdout=subprocess.PIPE, text=True)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--istctl", required=True)
@@ -32,16 +47,7 @@ def main():
         a.submit_args = a.submit_args[1:]
     ctl = shlex.split(a.istctl)
 
-    out = subprocess.run(ctl + ["--output=json", "submit"] + a.submit_args,
-                         capture_output=True, text=True, timeout=120)
-    if out.returncode != 0:
-        sys.exit("submit failed: " + out.stderr.strip())
-    job = json.loads(out.stdout)["job_id"]
-
-    # No --timeout on the watch: it would bound the whole stream.
-    watch_ctl = [arg for arg in ctl if not arg.startswith("--timeout")]
-    watch = subprocess.Popen(watch_ctl + ["--output=json", "watch", job],
-                             stdout=subprocess.PIPE, text=True)
+    job, watch = submit_and_watch(ctl, a.submit_args)
     start = time.time()
     reached = None
     last = {}
