@@ -28,6 +28,8 @@ void RoundDriver::ResumeFrom(MlpParams<float> model, int64_t rounds_done,
   has_model_ = true;
   rounds_done_ = rounds_done;
   round_shapes_ = std::move(shapes);
+  slices_done_ = 0;
+  for (const RoundShape& shape : round_shapes_) slices_done_ += shape.num_slices;
   EstimateTotalRounds();
 }
 
@@ -38,10 +40,8 @@ void RoundDriver::set_slice_budget(int64_t slices) {
 
 void RoundDriver::EstimateTotalRounds() {
   if (slice_budget_ <= 0 || round_shapes_.empty()) return;
-  int64_t done = 0;
-  for (const RoundShape& shape : round_shapes_) done += shape.num_slices;
   const int64_t s = std::max(1, round_shapes_.back().num_slices);
-  const int64_t rest = std::max<int64_t>(0, slice_budget_ - done);
+  const int64_t rest = std::max<int64_t>(0, slice_budget_ - slices_done_);
   total_rounds_ = rounds_done_ + (rest + s - 1) / s;
 }
 
@@ -312,7 +312,10 @@ absl::Status RoundDriver::MergeRound(bool next_round_follows) {
   round_open_ = false;
   slots_.clear();
   // A fixed-S job's shapes are all the spec's: only elastic jobs record them.
-  if (spec_.max_workers() > config().num_subnets) round_shapes_.push_back(plan_.shape);
+  if (spec_.max_workers() > config().num_subnets) {
+    round_shapes_.push_back(plan_.shape);
+    slices_done_ += plan_.shape.num_slices;
+  }
   ++rounds_done_;
   EstimateTotalRounds();
   last_round_loss_ = loss;

@@ -231,8 +231,8 @@ class RoundDriver {
   // spare_outgoing_ sized for the round, each entry free for writing
   // (replaced by a new one if a handler still holds it); their params.
   std::vector<MlpParams<float>*> SpareOutgoing();
-  // With a slice budget: total_rounds_ from the rounds done, the slices
-  // they trained and the last round's S.
+  // With a slice budget: total_rounds_ from the rounds done, slices_done_
+  // and the last round's S.
   void EstimateTotalRounds();
 
   const std::string job_id_;
@@ -246,6 +246,7 @@ class RoundDriver {
   MlpParams<float> model_;
   int64_t rounds_done_ = 0;
   std::vector<RoundShape> round_shapes_;  // of the merged rounds
+  int64_t slices_done_ = 0;               // their num_slices, summed
 
   // The open round.
   bool round_open_ = false;
